@@ -1,0 +1,286 @@
+"""Frozen domain records. Nothing here imports anything else of ours.
+
+All instants are timezone-aware UTC datetimes unless a name says ``local``.
+Intervals are half-open: ``[start, end)``.
+"""
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from enum import Enum
+from typing import Mapping, Optional
+from zoneinfo import ZoneInfo
+
+UTC = timezone.utc
+
+NOTICE_KINDS = ("scheduled", "started", "extended", "completed", "rescheduled", "cancelled")
+
+
+class Mode(str, Enum):
+    NORMAL = "normal"
+    DRAINING = "draining"
+    MAINTENANCE = "maintenance"
+
+
+def isoz(ts: datetime | None) -> str | None:
+    """UTC ISO-8601 with a ``Z``, seconds precision: the wire format of every instant."""
+    if ts is None:
+        return None
+    return ts.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Webhook:
+    url: str
+    secret: str  # "whsec_" + base64; never logged or printed
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tenant:
+    id: str
+    name: str
+    zone: ZoneInfo
+    labels: Mapping[str, str] = field(default_factory=dict)
+    email: tuple[str, ...] = ()
+    webhook: Optional[Webhook] = None
+    line: int = 0  # where it is declared, for messages
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Rule:
+    effect: str  # "allow" | "deny"
+    kinds: Optional[frozenset[str]] = None  # None: any kind
+    resources: Optional[frozenset[str]] = None  # None: any resource
+    labels: Mapping[str, str] = field(default_factory=dict)  # tenant labels that must all match
+    message: Optional[str] = None  # tenant-facing text for a deny (placeholders allowed)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Policy:
+    name: str
+    default: str = "deny"  # "allow" | "deny"
+    rules: tuple[Rule, ...] = ()
+
+
+# A window without a policy and without provider.policy denies every new job kind.
+DENY_ALL = Policy(name="deny-all", default="deny", rules=())
+
+
+@dataclass(frozen=True, kw_only=True)
+class Drain:
+    grace: timedelta = timedelta(minutes=10)
+    then: str = "stop"  # "stop" | "keep"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Hooks:
+    on_start: Optional[tuple[str, ...]] = None
+    on_end: Optional[tuple[str, ...]] = None
+    timeout: timedelta = timedelta(minutes=2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EndCheck:
+    run: Optional[tuple[str, ...]] = None
+    url: Optional[str] = None
+    every: timedelta = timedelta(minutes=10)
+    max: timedelta = timedelta(hours=2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Window:
+    """A declared maintenance window: one-off (``start``) or recurring (``cron``)."""
+
+    id: str
+    title: str
+    zone: ZoneInfo
+    tenants: frozenset[str]  # resolved at load from all | [ids] | {labels: ...}
+    start: Optional[datetime] = None  # one-off: UTC instant (local times resolved at load)
+    end: Optional[datetime] = None  # one-off with explicit end
+    duration: Optional[timedelta] = None  # recurring always; one-off when given
+    cron: Optional[str] = None
+    resources: Optional[frozenset[str]] = None
+    notify: tuple[timedelta, ...] = ()  # lead times, longest first
+    policy: Optional[str] = None
+    drain: Drain = field(default_factory=Drain)
+    message: Optional[str] = None
+    cancelled: bool = False
+    hooks: Optional[Hooks] = None
+    skip: frozenset[date] = frozenset()
+    end_check: Optional[EndCheck] = None
+    manual: bool = False  # created by `maintd enter`, not declared in windows.yaml
+    line: int = 0
+
+    def __hash__(self) -> int:
+        return hash(self.id)
+
+    @property
+    def recurring(self) -> bool:
+        return self.cron is not None
+
+
+@dataclass(frozen=True, kw_only=True, order=True)
+class Occurrence:
+    """One concrete interval of a window, ``[start, end)`` in UTC.
+
+    ``key`` is the occurrence's identity on the wire (``"occurrence"``): its start as
+    first scheduled. For a one-off window it follows the start when that is edited (the
+    window id alone identifies it); for a recurring one it is the cron instant.
+    """
+
+    start: datetime
+    end: datetime
+    window: str
+    key: datetime  # the scheduled start (UTC)
+
+    def __contains__(self, ts: datetime) -> bool:
+        return self.start <= ts < self.end
+
+    def __hash__(self) -> int:
+        return hash((self.window, self.key))
+
+
+@dataclass(frozen=True, kw_only=True)
+class Provider:
+    name: str
+    zone: ZoneInfo
+    message: str = "{provider} is under scheduled maintenance until {end}."
+    policy: Optional[str] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class EmailSettings:
+    host: str = "localhost"
+    port: int = 25
+    starttls: bool = False
+    ssl: bool = False
+    username: Optional[str] = None
+    password: Optional[str] = None
+    sender: str = "maintd <maintd@localhost>"
+    timeout: timedelta = timedelta(seconds=10)
+
+
+@dataclass(frozen=True, kw_only=True)
+class WebhookSettings:
+    timeout: timedelta = timedelta(seconds=5)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notifiers:
+    email: Optional[EmailSettings] = None
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    templates: Optional[str] = None  # a provider's own template directory (absolute)
+    max_attempts: int = 8
+    max_age: timedelta = timedelta(hours=24)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DaemonSettings:
+    listen: str = "127.0.0.1:8787"
+    database: str = "maintd.db"  # resolved: absolute SQLite path or a SQLAlchemy URL
+    token_file: Optional[str] = None
+    public_url: Optional[str] = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    path: str
+    provider: Provider
+    tenants: Mapping[str, Tenant]
+    windows: tuple[Window, ...]
+    policies: Mapping[str, Policy]
+    notifiers: Notifiers = field(default_factory=Notifiers)
+    daemon: DaemonSettings = field(default_factory=DaemonSettings)
+    hooks: Optional[Hooks] = None
+    warnings: tuple[str, ...] = ()
+
+    def window(self, window_id: str) -> Optional[Window]:
+        for w in self.windows:
+            if w.id == window_id:
+                return w
+        return None
+
+    def policy_for(self, window: Window) -> Policy:
+        name = window.policy or self.provider.policy
+        if name is None:
+            return DENY_ALL
+        return self.policies[name]
+
+    def hooks_for(self, window: Window) -> Optional[Hooks]:
+        return window.hooks if window.hooks is not None else self.hooks
+
+
+def notice_id(window: str, occurrence: datetime, tenant: str, kind: str, lead: str | None = None,
+              seq: int = 0) -> str:
+    """Deterministic notice id: the same on every retry and on every instance."""
+    raw = f"{window}|{isoz(occurrence)}|{tenant}|{kind}|{lead or ''}|{seq}"
+    return "ntc_" + hashlib.sha256(raw.encode()).hexdigest()[:24]
+
+
+def calendar_uid(window: str, occurrence_key: datetime | None, recurring: bool, domain: str = "maintd") -> str:
+    """iCalendar UID: a one-off keeps it across reschedules; a recurring occurrence by its cron start."""
+    if recurring and occurrence_key is not None:
+        stamp = occurrence_key.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+        return f"{window}-{stamp}@{domain}"
+    return f"{window}@{domain}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Notice:
+    """One notice to one tenant (delivered over each of the tenant's channels)."""
+
+    id: str
+    kind: str  # one of NOTICE_KINDS
+    window: str
+    occurrence: datetime  # the occurrence key (UTC)
+    tenant: str
+    title: str
+    start: datetime
+    end: datetime
+    message: str  # tenant-facing, placeholders already filled in
+    provider: str
+    lead: Optional[str] = None  # "24h" for scheduled notices
+    late: bool = False
+    uid: str = ""
+    sequence: int = 0
+    previous_start: Optional[datetime] = None  # for rescheduled
+    previous_end: Optional[datetime] = None
+    summary: Optional[Mapping] = None  # for completed: jobs refused/drained, actual times
+    link: Optional[str] = None  # tenant page when daemon.public_url is set
+
+    def payload(self) -> dict:
+        """The webhook JSON body of SPEC section 4."""
+        body = {
+            "type": f"maintenance.{self.kind}",
+            "id": self.id,
+            "window": self.window,
+            "occurrence": isoz(self.occurrence),
+            "tenant": self.tenant,
+            "title": self.title,
+            "start": isoz(self.start),
+            "end": isoz(self.end),
+            "message": self.message,
+            "lead": self.lead,
+            "late": self.late,
+        }
+        if self.previous_start is not None:
+            body["previous"] = {"start": isoz(self.previous_start), "end": isoz(self.previous_end)}
+        if self.summary is not None:
+            body["summary"] = dict(self.summary)
+        if self.link:
+            body["link"] = self.link
+        return body
+
+
+@dataclass(frozen=True, kw_only=True)
+class Decision:
+    admitted: bool
+    reason: Optional[str] = None  # "maintenance" | "would-overlap"
+    message: Optional[str] = None
+    retry_after: Optional[datetime] = None  # when to ask again (end of the merged period)
+    window: Optional[str] = None
+    occurrence: Optional[datetime] = None
