@@ -43,6 +43,12 @@ class ConfigError(MaintdError):
     def __init__(self, issues: list[ConfigIssue] | ConfigIssue) -> None:
         if isinstance(issues, ConfigIssue):
             issues = [issues]
+        # In file order: the main file's problems first, each file top to bottom.
+        files: list[str] = []
+        for i in issues:
+            if i.file not in files:
+                files.append(i.file)
+        issues = sorted(issues, key=lambda i: (files.index(i.file), i.line, i.col))
         self.issues = [i for i in issues if i.severity == "error"] or list(issues)
         super().__init__("\n".join(str(i) for i in self.issues))
 

@@ -105,6 +105,7 @@ class Window:
     cron: Optional[str] = None
     resources: Optional[frozenset[str]] = None
     notify: tuple[timedelta, ...] = ()  # lead times, longest first
+    lead_labels: Mapping[timedelta, str] = field(default_factory=dict)  # as written: "24h" stays "24h"
     policy: Optional[str] = None
     drain: Drain = field(default_factory=Drain)
     message: Optional[str] = None
@@ -121,6 +122,15 @@ class Window:
     @property
     def recurring(self) -> bool:
         return self.cron is not None
+
+    def lead_label(self, lead: timedelta) -> str:
+        """The lead as the provider wrote it ("24h" stays "24h"), else whole hours/minutes."""
+        label = self.lead_labels.get(lead)
+        if label is None:
+            seconds = int(lead.total_seconds())
+            label = f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds // 60}m" if seconds % 60 == 0 \
+                else f"{seconds}s"
+        return label
 
 
 @dataclass(frozen=True, kw_only=True, order=True)
