@@ -68,9 +68,10 @@ def local(ts: datetime, zone) -> str:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("--config", "config_path", default=DEFAULT_CONFIG, envvar="MAINTD_CONFIG", show_default=True,
               show_envvar=True, help="Path of windows.yaml.")
+@click.option("--url", default=None, envvar="MAINTD_URL", help="Base URL of the daemon for client commands.")
 @click.version_option(package_name="maintd")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str) -> None:
+def cli(ctx: click.Context, config_path: str, url: Optional[str]) -> None:
     """maintd — planned maintenance for service providers.
 
     Declare windows in windows.yaml; maintd tells tenants in advance, gates and drains
@@ -78,6 +79,7 @@ def cli(ctx: click.Context, config_path: str) -> None:
     """
     ctx.ensure_object(dict)
     ctx.obj["config"] = config_path
+    ctx.obj["url"] = url
 
 
 @cli.command()
@@ -163,6 +165,237 @@ def _print_plan_table(cfg: Config, events: list, start: datetime, end: datetime,
 def schema() -> None:
     """Print the JSON Schema of windows.yaml (for editors and CI)."""
     echo_json(config_mod.json_schema())
+
+
+# ---------------------------------------------------------------------------
+# the daemon
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Render and journal notices instead of sending them.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
+              show_default=True)
+@click.pass_context
+def run(ctx: click.Context, dry_run: bool, log_format: str, log_level: str) -> None:
+    """Run the daemon in the foreground (SIGHUP reloads, SIGTERM stops gracefully)."""
+    from .runner import serve
+
+    serve(ctx.obj["config"], dry_run=dry_run, log_format=log_format, log_level=log_level)
+
+
+# ---------------------------------------------------------------------------
+# client commands: they talk to the daemon over its API
+
+
+def url_option(f):
+    return click.option("--url", default=None, envvar="MAINTD_URL", show_envvar=True,
+                        help="Base URL of the daemon (default: http:// + the config's listen address).")(f)
+
+
+class Client:
+    def __init__(self, ctx: click.Context, url: Optional[str]) -> None:
+        import requests
+
+        self.requests = requests
+        self.session = requests.Session()
+        self.config_path = ctx.obj["config"]
+        cfg = None
+        try:
+            cfg = config_mod.load(self.config_path)
+        except MaintdError:
+            cfg = None  # the daemon may run elsewhere; fall back to defaults
+        url = url or ctx.obj.get("url")
+        if not url:
+            listen = os.environ.get("MAINTD_LISTEN") or (cfg.daemon.listen if cfg else "127.0.0.1:8787")
+            host, _, port = listen.rpartition(":")
+            if host in ("0.0.0.0", "", "::", "[::]"):
+                host = "127.0.0.1"
+            url = f"http://{host}:{port}"
+        self.url = url.rstrip("/")
+        token = os.environ.get("MAINTD_TOKEN")
+        if not token and cfg and cfg.daemon.token_file:
+            path = cfg.daemon.token_file
+            if not os.path.isabs(path):
+                path = os.path.join(os.path.dirname(os.path.abspath(self.config_path)), path)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    token = fh.read().strip()
+            except OSError:
+                token = None
+        self.token = token
+
+    def call(self, method: str, path: str, *, json_body: Any = None, params: Optional[dict] = None,
+             timeout: float = 15.0, ok_statuses: tuple = ()) -> tuple[int, Any]:
+        from .errors import RefusedError, UnreachableError
+
+        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
+        try:
+            resp = self.session.request(method, self.url + path, json=json_body, params=params, headers=headers,
+                                        timeout=timeout)
+        except self.requests.RequestException as exc:
+            reason = type(exc).__name__
+            if isinstance(exc, self.requests.ConnectionError):
+                reason = "connection refused or host unreachable"
+            elif isinstance(exc, self.requests.Timeout):
+                reason = "timed out"
+            raise UnreachableError(f"cannot reach maintd at {self.url} ({reason}); is `maintd run` running?") \
+                from None
+        try:
+            body = resp.json()
+        except ValueError:
+            body = {"error": resp.text[:300]}
+        if resp.status_code in ok_statuses or resp.status_code < 300:
+            return resp.status_code, body
+        message = body.get("error") if isinstance(body, dict) else None
+        message = message or f"HTTP {resp.status_code}"
+        if 400 <= resp.status_code < 500:
+            raise RefusedError(message)
+        raise MaintdError(f"maintd at {self.url} failed: {message}")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print SPEC's JSON object.")
+@url_option
+@click.pass_context
+def status(ctx: click.Context, as_json: bool, url: Optional[str]) -> None:
+    """Mode, active and next windows, tenants, leases, notices, last reload (exit 3: unreachable)."""
+    _, st = Client(ctx, url).call("GET", "/v1/status")
+    if as_json:
+        echo_json(st)
+        return
+    from .status_view import render_status
+
+    render_status(st, clock())
+
+
+@cli.command()
+@click.option("--reason", required=True, help="Why (shown in history and to tenants).")
+@click.option("--for", "for_", default=None, help="How long, e.g. 2h (default: until `maintd exit`).")
+@click.option("--tenants", default=None, help="Comma-separated tenant ids (default: all).")
+@click.option("--policy", default=None, help="Policy that gates jobs (default: provider.policy).")
+@url_option
+@click.pass_context
+def enter(ctx: click.Context, reason: str, for_: Optional[str], tenants: Optional[str], policy: Optional[str],
+          url: Optional[str]) -> None:
+    """Enter maintenance now (the Enable-...MaintenanceMode equivalent)."""
+    if for_ is not None:
+        try:
+            parse_duration(for_)
+        except ValueError as exc:
+            raise UsageError(f"--for: {exc}") from None
+    ids = [t.strip() for t in tenants.split(",") if t.strip()] if tenants else None
+    body: dict[str, Any] = {"reason": reason}
+    if for_:
+        body["for"] = for_
+    if ids:
+        body["tenants"] = ids
+    if policy:
+        body["policy"] = policy
+    _, out = Client(ctx, url).call("POST", "/v1/maintenance", json_body=body)
+    click.echo(f"maintenance entered: {out['window']} until {out['end'] or 'maintd exit'} "
+               f"({len(out['tenants'])} tenants)")
+
+
+@cli.command(name="exit")
+@click.option("--window", default=None, help="Only this window (default: everything active).")
+@url_option
+@click.pass_context
+def exit_(ctx: click.Context, window: Optional[str], url: Optional[str]) -> None:
+    """End a manual or running window early (tenants get the end notice)."""
+    _, out = Client(ctx, url).call("DELETE", "/v1/maintenance", params={"window": window} if window else None)
+    for e in out.get("ended", []):
+        click.echo(f"ended {e['window']} ({e['occurrence']})")
+
+
+@cli.command()
+@click.argument("window")
+@click.argument("duration")
+@url_option
+@click.pass_context
+def extend(ctx: click.Context, window: str, duration: str, url: Optional[str]) -> None:
+    """Extend the active occurrence of WINDOW by DURATION (e.g. 30m); tenants get an "extended" notice."""
+    try:
+        if parse_duration(duration).total_seconds() <= 0:
+            raise ValueError("must be positive")
+    except ValueError as exc:
+        raise UsageError(f"DURATION: {exc}") from None
+    _, out = Client(ctx, url).call("POST", f"/v1/windows/{window}/extend", json_body={"by": duration})
+    click.echo(f"{out['window']} now ends at {out['end']}")
+
+
+@cli.command()
+@click.option("--failed", is_flag=True, help="Only deliveries that failed for good.")
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=200, show_default=True)
+@url_option
+@click.pass_context
+def notices(ctx: click.Context, failed: bool, as_json: bool, limit: int, url: Optional[str]) -> None:
+    """The delivery log."""
+    params: dict[str, Any] = {"limit": limit}
+    if failed:
+        params["failed"] = "true"
+    _, rows = Client(ctx, url).call("GET", "/v1/notices", params=params)
+    if as_json:
+        echo_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="notices" + (" (failed)" if failed else ""), title_justify="left")
+    for col in ("created", "kind", "window", "tenant", "channel", "status", "attempts", "error"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["created_at"], r["kind"] + (f" {r['lead']}" if r.get("lead") else ""), r["window"],
+                      r["tenant"], r["channel"], r["status"], str(r["attempts"]), (r.get("last_error") or "")[:60])
+    Console().print(table if rows else "No notices.")
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True)
+@click.option("--limit", default=200, show_default=True)
+@url_option
+@click.pass_context
+def history(ctx: click.Context, as_json: bool, limit: int, url: Optional[str]) -> None:
+    """Audit trail: transitions, reloads, manual actions, drains, hooks."""
+    _, rows = Client(ctx, url).call("GET", "/v1/history", params={"limit": limit})
+    if as_json:
+        echo_json(rows)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="history", title_justify="left")
+    for col in ("at", "kind", "window", "actor", "message"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(r["at"], r["kind"], r.get("window") or "", r.get("actor") or "", r.get("message") or "")
+    Console().print(table if rows else "No history yet.")
+
+
+@cli.command(name="exec", context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.option("--tenant", required=True)
+@click.option("--kind", required=True)
+@click.option("--resource", default=None)
+@click.option("--expected-duration", default=None, help="e.g. 2h: refused if it would run into a window.")
+@click.option("--if-unreachable", type=click.Choice(["allow", "deny"]), default="allow", show_default=True,
+              help="When the daemon is down: run anyway (with a warning) or refuse (exit 75).")
+@url_option
+@click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_context
+def exec_(ctx: click.Context, tenant: str, kind: str, resource: Optional[str], expected_duration: Optional[str],
+          if_unreachable: str, url: Optional[str], cmd: tuple[str, ...]) -> None:
+    """Ask the gate, run CMD if admitted, heartbeat, and stop CMD gracefully on drain."""
+    from .execjob import run_gated
+
+    if expected_duration is not None:
+        try:
+            parse_duration(expected_duration)
+        except ValueError as exc:
+            raise UsageError(f"--expected-duration: {exc}") from None
+    code = run_gated(Client(ctx, url), tenant=tenant, kind=kind, resource=resource,
+                     expected_duration=expected_duration, if_unreachable=if_unreachable, cmd=list(cmd))
+    ctx.exit(code)
 
 
 # ---------------------------------------------------------------------------

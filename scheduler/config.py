@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import errno
 import os
 import re
 from dataclasses import dataclass, field
@@ -33,6 +34,8 @@ from .errors import ConfigError, ConfigIssue
 
 MAX_BYTES = 4 * 1024 * 1024  # a windows.yaml of 10,000 tenants is ~2 MB; beyond this is a mistake
 MAX_NODES = 2_000_000  # guards alias bombs ("billion laughs")
+MAX_ALIASED = 250_000  # values that aliases may add; sharing a label set across 10,000 tenants is ~30,000
+MAX_DEPTH = 64  # a config nests ~6 levels; libyaml's own composer crashes on deep input
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 WINDOW_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -73,10 +76,21 @@ class Source:
 class _Collector:
     def __init__(self) -> None:
         self.issues: list[ConfigIssue] = []
+        self._unset: set[tuple[str, int, int]] = set()
 
     def add(self, issue: ConfigIssue) -> None:
+        # A value whose ${VAR} is unset was read as "": what later passes say about that
+        # empty value ("invalid webhook secret") only repeats the one real problem.
+        if (issue.file, issue.line, issue.col) in self._unset and issue.severity == "error":
+            return
         if issue not in self.issues:
             self.issues.append(issue)
+
+    def add_unset(self, issue: ConfigIssue) -> None:
+        """An unset environment variable; later errors at the same place are dropped."""
+        if issue not in self.issues:
+            self.issues.append(issue)
+        self._unset.add((issue.file, issue.line, issue.col))
 
     @property
     def errors(self) -> list[ConfigIssue]:
@@ -88,10 +102,12 @@ class _Collector:
 
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_RESOLVER = yaml.resolver.Resolver()
 _INT = "tag:yaml.org,2002:int"
 _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
+_MERGE = "tag:yaml.org,2002:merge"
 
 
 def _scalar(node: yaml.ScalarNode) -> Any:
@@ -109,6 +125,22 @@ def _scalar(node: yaml.ScalarNode) -> Any:
     return node.value
 
 
+def _resolve(ev: yaml.ScalarEvent) -> str:
+    tag = ev.tag
+    if tag is None or tag == "!":
+        tag = _RESOLVER.resolve(yaml.ScalarNode, ev.value, ev.implicit)
+    return tag
+
+
+def _typed(ev: yaml.ScalarEvent) -> Any:
+    if ev.style:  # quoted and block scalars are always text
+        return ev.value
+    tag = _resolve(ev)
+    if tag == _INT or tag == _FLOAT or tag == _BOOL or tag == _NULL:
+        return _scalar(yaml.ScalarNode(tag, ev.value, style=ev.style))
+    return ev.value
+
+
 class _Dummy(yaml.SafeLoader):
     def __init__(self) -> None:  # constructors above need only the class's tables
         pass
@@ -117,72 +149,219 @@ class _Dummy(yaml.SafeLoader):
 _DUMMY = _Dummy()
 
 
+class _Abort(Exception):
+    """Reading cannot go on (too deep, alias bomb, recursive alias): this one issue only."""
+
+    def __init__(self, issue: ConfigIssue) -> None:
+        super().__init__(issue.message)
+        self.issue = issue
+
+
+class _Frame:
+    __slots__ = ("path", "out", "is_map", "key", "anchor", "first", "record")
+
+    def __init__(self, path: Path, is_map: bool, anchor: Optional[str], first: int) -> None:
+        self.path = path
+        self.is_map = is_map
+        self.out: Any = {} if is_map else []
+        self.key: Any = _NO_KEY
+        self.anchor = anchor
+        self.first = first  # node count when it opened: its expanded size at the end
+        self.record: Optional[list] = None
+
+
+@dataclass
+class _Anchor:
+    value: Any
+    size: int  # values it expands to
+    marks: list  # [(relative path, (line, col))]
+    key_marks: list
+
+
+_NO_KEY = object()  # a mapping waits for its next key
+_SKIP = object()  # the next value belongs to a rejected key: read and drop it
+_OPEN = object()  # an anchor whose node is still being read
+
+
 def read_yaml(text: str, file: str, env: Mapping[str, str], col: _Collector) -> Optional[Source]:
-    """YAML text -> Source; syntax errors and unset variables go to ``col``."""
+    """YAML text -> Source; syntax errors and unset variables go to ``col``.
+
+    Built straight from the parser's events with an explicit stack, not with
+    ``yaml.compose``: libyaml's composer recurses once per nesting level (a few tens
+    of thousands of ``[`` crash the process), and an alias bomb or a recursive alias
+    must be refused before it is expanded, not after.
+    """
+    src = Source(file=file, data=None)
+    marks, key_marks = src.marks, src.key_marks
+    pending: list[ConfigIssue] = []  # kept only if the YAML itself is valid
+    unset: list[ConfigIssue] = []
+    anchors: dict[str, Any] = {}
+    recorders: list[list] = []  # [prefix length, marks, key marks] of the anchors being read
+    stack: list[_Frame] = []
+    root: Any = None
+    count = 0  # values read, aliases counted at their expanded size
+    aliased = 0  # of which added by aliases
+    docs = 0
+    discard = 0  # nesting depth of a node being dropped
+
+    def at(ev: Any) -> tuple[int, int]:
+        return ev.start_mark.line + 1, ev.start_mark.column + 1
+
+    def abort(ev: Any, message: str) -> _Abort:
+        return _Abort(ConfigIssue(file, *at(ev), message))
+
+    def deliver(value: Any) -> None:
+        nonlocal root
+        if not stack:
+            root = value
+            return
+        parent = stack[-1]
+        if parent.is_map:
+            parent.out[parent.key] = value
+            parent.key = _NO_KEY
+        else:
+            parent.out.append(value)
+
     try:
-        root = yaml.compose(text, Loader=_Loader)
+        for ev in yaml.parse(text, Loader=_Loader):
+            t = type(ev)
+            if discard:
+                if t is yaml.MappingStartEvent or t is yaml.SequenceStartEvent:
+                    discard += 1
+                elif t is yaml.MappingEndEvent or t is yaml.SequenceEndEvent:
+                    discard -= 1
+                continue
+            if t is yaml.ScalarEvent or t is yaml.MappingStartEvent or t is yaml.SequenceStartEvent \
+                    or t is yaml.AliasEvent:
+                collection = t is yaml.MappingStartEvent or t is yaml.SequenceStartEvent
+                parent = stack[-1] if stack else None
+                if parent is None:
+                    path: Path = ()
+                elif parent.is_map:
+                    if parent.key is _SKIP:
+                        parent.key = _NO_KEY
+                        discard = 1 if collection else 0
+                        continue
+                    if parent.key is _NO_KEY:  # this node is a key
+                        if t is not yaml.ScalarEvent:
+                            pending.append(ConfigIssue(file, *at(ev), "expected a plain key, got a mapping, "
+                                                                      "list or alias as key"))
+                            parent.key = _SKIP
+                            discard = 1 if collection else 0
+                            continue
+                        key = ev.value
+                        if not ev.style and _resolve(ev) == _MERGE:
+                            pending.append(ConfigIssue(file, *at(ev), "merge keys (<<) are not supported; "
+                                                                      "write the keys out"))
+                            parent.key = _SKIP
+                            continue
+                        kp = parent.path + (key,)
+                        if key in parent.out or kp in key_marks:
+                            first = key_marks.get(kp, (0, 0))[0]
+                            pending.append(ConfigIssue(file, *at(ev), f'duplicate key "{key}" '
+                                                                      f"(first at line {first})"))
+                            parent.key = _SKIP
+                            continue
+                        key_marks[kp] = at(ev)
+                        for r in recorders:
+                            r[2].append((kp[r[0]:], key_marks[kp]))
+                        parent.key = key
+                        continue
+                    path = parent.path + (parent.key,)
+                else:
+                    path = parent.path + (len(parent.out),)
+
+                mark = at(ev)
+                count += 1
+                if t is yaml.AliasEvent:
+                    a = anchors.get(ev.anchor)
+                    if a is None:
+                        raise abort(ev, f'invalid YAML: undefined alias "*{ev.anchor}"')
+                    if a is _OPEN:
+                        raise abort(ev, f'alias "*{ev.anchor}" refers to the node that contains it; '
+                                        "expected a plain config without recursive aliases")
+                    count += a.size - 1
+                    aliased += a.size
+                    if count > MAX_NODES or aliased > MAX_ALIASED:
+                        raise abort(ev, f'aliases expand to more than {min(MAX_NODES, MAX_ALIASED)} values at '
+                                        f'"*{ev.anchor}" (an alias bomb?); expected a plain config')
+                    for rel, pos in a.marks:
+                        marks[path + rel] = pos
+                    for rel, pos in a.key_marks:
+                        key_marks[path + rel] = pos
+                    marks[path] = mark  # the value as a whole: where it is used
+                    for r in recorders:
+                        r[1].extend((path[r[0]:] + rel, pos) for rel, pos in a.marks)
+                        r[2].extend((path[r[0]:] + rel, pos) for rel, pos in a.key_marks)
+                    deliver(a.value)
+                    continue
+                if ev.anchor is not None and ev.anchor in anchors:
+                    raise abort(ev, f'invalid YAML: duplicate anchor "&{ev.anchor}"')
+                marks[path] = mark
+                for r in recorders:
+                    r[1].append((path[r[0]:], mark))
+                if t is yaml.ScalarEvent:
+                    value = _typed(ev)
+                    if isinstance(value, str) and "$" in value:
+                        def report(msg: str, _mark: tuple[int, int] = mark) -> None:
+                            unset.append(ConfigIssue(file, *_mark, msg))
+                        value = _expand(value, env, report)
+                    if ev.anchor is not None:
+                        anchors[ev.anchor] = _Anchor(value=value, size=1, marks=[((), mark)], key_marks=[])
+                    deliver(value)
+                    continue
+                if len(stack) >= MAX_DEPTH:
+                    raise abort(ev, f"nested more than {MAX_DEPTH} levels deep; expected a plain config")
+                frame = _Frame(path, t is yaml.MappingStartEvent, ev.anchor, count)
+                if ev.anchor is not None:
+                    anchors[ev.anchor] = _OPEN
+                    frame.record = [len(path), [((), mark)], []]
+                    recorders.append(frame.record)
+                stack.append(frame)
+            elif t is yaml.MappingEndEvent or t is yaml.SequenceEndEvent:
+                frame = stack.pop()
+                if frame.anchor is not None:
+                    recorders.remove(frame.record)
+                    anchors[frame.anchor] = _Anchor(value=frame.out, size=count - frame.first + 1,
+                                                    marks=frame.record[1], key_marks=frame.record[2])
+                deliver(frame.out)
+            elif t is yaml.DocumentStartEvent:
+                docs += 1
+                if docs > 1:
+                    raise abort(ev, "invalid YAML: expected a single document, found a second one "
+                                    "(a --- line); put everything in one document")
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or exc.context or "invalid YAML"
+        lines = text.split("\n", line)
+        if mark and line <= len(lines) and lines[line - 1][column - 1: column] == "\t":
+            what = "a tab character; YAML is indented with spaces"
         col.add(ConfigIssue(file, line, column, f"invalid YAML: {what}"))
+        return None
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line = before.count("\n") + 1
+        column = exc.position - (before.rfind("\n") + 1) + 1
+        char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
+        col.add(ConfigIssue(file, line, column, f"invalid YAML: control character 0x{char:02x} is not allowed; "
+                                                "expected printable text"))
         return None
     except yaml.YAMLError as exc:
         col.add(ConfigIssue(file, 1, 1, f"invalid YAML: {exc}"))
         return None
-    src = Source(file=file, data=None)
-    if root is None:
+    except _Abort as exc:
+        col.add(exc.issue)
+        return None
+    if docs == 0:
         col.add(ConfigIssue(file, 1, 1, "the file is empty; expected a mapping with version: 1"))
         return None
-    count = [0]
-
-    def build(node: yaml.Node, path: Path) -> Any:
-        count[0] += 1
-        if count[0] > MAX_NODES:
-            raise _TooBig()
-        src.marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
-        if isinstance(node, yaml.MappingNode):
-            out: dict = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    col.add(ConfigIssue(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                                        "expected a plain key, got a mapping or list as key"))
-                    continue
-                if key_node.tag == "tag:yaml.org,2002:merge":
-                    col.add(ConfigIssue(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                                        "merge keys (<<) are not supported; write the keys out"))
-                    continue
-                key = _scalar(key_node)
-                if not isinstance(key, (str, int, bool)) or key is None:
-                    key = str(key_node.value)
-                key = key if isinstance(key, str) else str(key_node.value)
-                kp = path + (key,)
-                if key in out:
-                    first = src.key_marks.get(kp, (0, 0))[0]
-                    col.add(ConfigIssue(file, key_node.start_mark.line + 1, key_node.start_mark.column + 1,
-                                        f'duplicate key "{key}" (first at line {first})'))
-                    continue
-                src.key_marks[kp] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-                out[key] = build(value_node, kp)
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [build(item, path + (i,)) for i, item in enumerate(node.value)]
-        value = _scalar(node)
-        if isinstance(value, str) and "$" in value:
-            value = _expand(value, env, lambda msg: col.add(src.issue(path, msg)))
-        return value
-
-    try:
-        src.data = build(root, ())
-    except _TooBig:
-        col.add(ConfigIssue(file, 1, 1, f"the document expands to more than {MAX_NODES} values "
-                                         "(an alias bomb?); expected a plain config"))
-        return None
+    for issue in pending:
+        col.add(issue)
+    for issue in unset:
+        col.add_unset(issue)
+    src.data = root
     return src
-
-
-class _TooBig(Exception):
-    pass
 
 
 def _expand(value: str, env: Mapping[str, str], report: Callable[[str], None]) -> str:
@@ -247,7 +426,10 @@ def _argv(v: Any) -> Any:
     if isinstance(v, list) and not v:
         raise ValueError("expected a non-empty argv list")
     if isinstance(v, list):
-        return [str(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else x for x in v]
+        if any(isinstance(x, bool) for x in v):
+            raise ValueError("an argv item reads as a YAML boolean; quote it (\"true\") to run a command "
+                             "of that name")
+        return [str(x) if isinstance(x, (int, float)) else x for x in v]
     return v
 
 
@@ -530,7 +712,15 @@ def _pydantic_issues(exc: ValidationError, src: Source, prefix: Path, model_cls:
             elif kind == "string_pattern_mismatch":
                 field_name = next((str(x) for x in reversed(rel) if isinstance(x, str)), "value")
                 pattern = err.get("ctx", {}).get("pattern", "")
-                msg = f'invalid {field_name} {err.get("input")!r}; expected to match {pattern}'
+                shown = err.get("input")
+                if field_name == "id" and pattern == ID_RE.pattern:
+                    msg = (f'invalid tenant id "{shown}"; expected lowercase letters, digits, "-" and "_", '
+                           "starting with a letter or digit (e.g. acme-eu)")
+                elif field_name == "id" and pattern == WINDOW_ID_RE.pattern:
+                    msg = (f'invalid window id "{shown}"; expected letters, digits, ".", "-" and "_", '
+                           "starting with a letter or digit (e.g. storage-firmware)")
+                else:
+                    msg = f'invalid {field_name} "{shown}"; expected to match {pattern}'
             elif kind in ("int_parsing", "int_type", "bool_parsing", "bool_type", "string_type",
                           "list_type", "dict_type", "model_type", "model_attributes_type", "literal_error",
                           "greater_than_equal", "less_than_equal", "int_from_float"):
@@ -629,6 +819,11 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None,
                 for issue in exc.issues:
                     col.add(issue)
                 name, ttext = None, None
+            except FileNotFoundError as exc:
+                col.add(src.issue(("tenants_file",), f'tenants_file "{tenants_file}" does not exist '
+                                                     f"(looked for {exc.filename}); expected a path relative "
+                                                     f"to {os.path.basename(file)}"))
+                name, ttext = None, None
             except OSError as exc:
                 col.add(src.issue(("tenants_file",), f'cannot read tenants_file "{tenants_file}": '
                                                      f"{exc.strerror or exc}"))
@@ -640,21 +835,26 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None,
                         col.add(tsrc.issue((), "expected a mapping with a tenants: list"))
                     else:
                         tenants_src, raw_tenants = tsrc, tsrc.data["tenants"]
+                        # The file's own keys here; its tenants one by one below, like inline
+                        # ones, so one bad tenant does not make the windows' references to
+                        # the good ones fail too.
                         try:
-                            TenantsFileModel.model_validate(tsrc.data)
+                            TenantsFileModel.model_validate({**tsrc.data, "tenants": []})
                         except ValidationError as exc:
                             _pydantic_issues(exc, tsrc, (), TenantsFileModel, col)
-                            raw_tenants = None
-    if raw_tenants is not None and tenants_src is src:
+    if raw_tenants is not None:
         if not isinstance(raw_tenants, list):
-            col.add(src.issue(("tenants",), "expected a list of tenants"))
+            col.add(tenants_src.issue(("tenants",), "expected a list of tenants"))
             raw_tenants = None
+    broken: set[str] = set()  # ids of tenants that did not validate: not "unknown" to windows
     if raw_tenants is not None:
         for i, raw in enumerate(raw_tenants):
             try:
                 tenant_models.append((i, TenantModel.model_validate(raw)))
             except ValidationError as exc:
                 _pydantic_issues(exc, tenants_src, tenants_prefix + (i,), TenantModel, col)
+                if isinstance(raw, dict) and isinstance(raw.get("id"), str):
+                    broken.add(raw["id"])
 
     if cfg is None:
         # Still check what can be checked: references from windows to tenants and policies.
@@ -663,9 +863,9 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None,
             policies={k: PolicyModel() for k in (data.get("policies") or {}) if isinstance(data.get("policies"), dict)}
             if isinstance(data.get("policies"), dict) else {},
             notifiers=NotifiersModel(), daemon=DaemonModel(), hooks=None)
-        _build(cfg, src, tenants_src, tenant_models, window_models, file, col)
+        _build(cfg, src, tenants_src, tenant_models, window_models, file, col, broken)
         raise ConfigError(col.issues)
-    result = _build(cfg, src, tenants_src, tenant_models, window_models, file, col)
+    result = _build(cfg, src, tenants_src, tenant_models, window_models, file, col, broken)
     if col.errors:
         raise ConfigError(col.issues)
     return result
@@ -679,7 +879,8 @@ def _lead_labels(window: Any, leads: list[timedelta]) -> dict[timedelta, str]:
     return out
 
 
-def _check_refs(raw: Any, wp: Path, tenants: Mapping, policies: Mapping, src: Source, col: _Collector) -> None:
+def _check_refs(raw: Any, wp: Path, tenants: Mapping, policies: Mapping, src: Source, col: _Collector,
+                broken: frozenset[str] | set[str] = frozenset()) -> None:
     """References of a window that failed validation, so their errors show in the same run."""
     if not isinstance(raw, dict):
         return
@@ -690,12 +891,21 @@ def _check_refs(raw: Any, wp: Path, tenants: Mapping, policies: Mapping, src: So
     sel = raw.get("tenants")
     if isinstance(sel, list):
         for j, tid in enumerate(sel):
-            if isinstance(tid, str) and tid not in tenants:
+            if isinstance(tid, str) and tid not in tenants and tid not in broken:
                 col.add(src.issue(wp + ("tenants", j), f'unknown tenant "{tid}" in window "{wid}"'))
 
 
+def _select(tenants: Mapping[str, model.Tenant], labels: Mapping[str, str],
+            by_label: Mapping[tuple[str, str], set[str]]) -> frozenset[str]:
+    """Tenants that carry every one of ``labels`` (no labels: all tenants)."""
+    if not labels:
+        return frozenset(tenants)
+    sets = sorted((by_label.get(kv, set()) for kv in labels.items()), key=len)
+    return frozenset(sets[0].intersection(*sets[1:]))
+
+
 def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, window_models: list, file: str,
-           col: _Collector) -> model.Config:
+           col: _Collector, broken: frozenset[str] | set[str] = frozenset()) -> model.Config:
     provider_zone = ZoneInfo(cfg.provider.timezone)
     provider = model.Provider(
         name=cfg.provider.name, zone=provider_zone, policy=cfg.provider.policy,
@@ -741,13 +951,19 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
         return model.Hooks(on_start=tuple(h.on_start) if h.on_start else None,
                            on_end=tuple(h.on_end) if h.on_end else None, timeout=h.timeout)
 
+    # label -> tenants, built once: 300 windows x 10,000 tenants is 3 million comparisons
+    by_label: dict[tuple[str, str], set[str]] = {}
+    for t in tenants.values():
+        for kv in t.labels.items():
+            by_label.setdefault(kv, set()).add(t.id)
+
     windows: list[model.Window] = []
     seen: dict[str, int] = {}
     for i, w, raw in window_models:
         wp = ("windows", i)
         line = src.at(wp)[0]
         if w is None:
-            _check_refs(raw, wp, tenants, policies, src, col)
+            _check_refs(raw, wp, tenants, policies, src, col, broken)
             if isinstance(raw, dict) and isinstance(raw.get("id"), str):
                 seen.setdefault(raw["id"], line)
             continue
@@ -767,7 +983,9 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
         elif isinstance(sel, list):
             chosen = set()
             for j, tid in enumerate(sel):
-                if not isinstance(tid, str) or tid not in tenants:
+                if isinstance(tid, str) and tid in broken:
+                    ok = False  # its own error is reported where it is declared
+                elif not isinstance(tid, str) or tid not in tenants:
                     col.add(src.issue(wp + ("tenants", j), f'unknown tenant "{tid}" in window "{w.id}"'))
                     ok = False
                 else:
@@ -780,8 +998,7 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
                 col.add(src.issue(wp + ("tenants",), "expected all, a list of tenant ids, or "
                                                      "{labels: {key: value}}"))
                 continue
-            members = frozenset(t.id for t in tenants.values()
-                                if all(t.labels.get(k) == v for k, v in labels.items()))
+            members = _select(tenants, labels, by_label)
             if not members:
                 shown = ", ".join(f"{k}: {v}" for k, v in labels.items())
                 col.add(src.issue(wp + ("tenants",), f'labels {{{shown}}} in window "{w.id}" match no tenant',
@@ -911,6 +1128,8 @@ def load(path: str, env: Mapping[str, str] | None = None) -> model.Config:
     def read_file(rel: str) -> tuple[str, str]:
         full = rel if os.path.isabs(rel) else os.path.join(base, rel)
         display = rel if os.path.isabs(rel) else os.path.join(os.path.dirname(path), rel)
+        if not os.path.exists(full):  # reported where windows.yaml names it, not as "no windows.yaml"
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), full)
         return display, _read(full, display)
 
     return parse(text, path, env, read_file)

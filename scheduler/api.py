@@ -1,0 +1,237 @@
+"""HTTP API of ``maintd run`` (SPEC section 3). Thin: validate, call the daemon, serialize.
+
+Access: every state-changing call needs ``Authorization: Bearer <token>``; read-only
+GETs and the gate (admissions, heartbeats, lease deletes) are open on loopback and need
+the token from anywhere else.
+"""
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import logging
+from datetime import timedelta
+from typing import Any, Optional, Union
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .daemon import Daemon
+from .duration import parse_duration
+from .errors import ConflictError, MaintdError, NotFoundError, StoreError, UsageError
+
+log = logging.getLogger("maintd.api")
+MAX_BODY = 64 * 1024
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: Optional[dict] = None) -> None:
+        self.status, self.message, self.headers = status, message, headers
+
+
+def _duration(v: Any) -> Optional[timedelta]:
+    if v is None:
+        return None
+    if isinstance(v, bool):
+        raise ValueError("expected a duration such as 30m or a number of seconds")
+    if isinstance(v, (int, float)):
+        if v < 0:
+            raise ValueError("must not be negative")
+        return timedelta(seconds=v)
+    if isinstance(v, str):
+        return parse_duration(v)
+    raise ValueError("expected a duration such as 30m or a number of seconds")
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AdmissionIn(_In):
+    tenant: str = Field(min_length=1, max_length=200)
+    kind: str = Field(min_length=1, max_length=100)
+    resource: Optional[str] = Field(default=None, max_length=200)
+    expected_duration: Optional[Union[float, str]] = Field(
+        default=None, description="seconds, or a duration such as 2h")
+
+    @field_validator("expected_duration")
+    @classmethod
+    def _check(cls, v: Any) -> Any:
+        _duration(v)
+        return v
+
+
+class MaintenanceIn(_In):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    reason: str = Field(min_length=1, max_length=1000)
+    for_: Optional[Union[float, str]] = Field(default=None, alias="for", description="duration, e.g. 2h")
+    tenants: Optional[list[str]] = None
+    policy: Optional[str] = None
+
+    @field_validator("for_")
+    @classmethod
+    def _check(cls, v: Any) -> Any:
+        d = _duration(v)
+        if d is not None and d <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return v
+
+
+class ExtendIn(_In):
+    by: Union[float, str] = Field(description="how much longer, e.g. 30m")
+
+    @field_validator("by")
+    @classmethod
+    def _check(cls, v: Any) -> Any:
+        d = _duration(v)
+        if d is None or d <= timedelta(0):
+            raise ValueError("must be a positive duration")
+        return v
+
+
+class ExitIn(_In):
+    window: Optional[str] = None
+
+
+def _loopback(request: Request) -> bool:
+    host = request.client.host if request.client else ""
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "testclient")
+
+
+def create_app(daemon: Daemon) -> FastAPI:
+    app = FastAPI(title="maintd", version="1", description="Planned maintenance for service providers.",
+                  docs_url="/docs", redoc_url=None)
+
+    def token_ok(request: Request) -> bool:
+        if not daemon.token:
+            return False
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), daemon.token.encode())
+
+    def require_token(request: Request) -> None:
+        if not daemon.token:
+            raise ApiError(403, "state-changing calls are disabled: no token is configured "
+                                "(set MAINTD_TOKEN or daemon.token_file)")
+        if not token_ok(request):
+            raise ApiError(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+
+    def open_on_loopback(request: Request) -> None:
+        if not _loopback(request):
+            require_token(request)
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return JSONResponse({"error": f"request body too large (limit {MAX_BODY} bytes)"}, status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(MaintdError)
+    async def _maintd_error(request: Request, exc: MaintdError):
+        status = {NotFoundError: 404, ConflictError: 409, UsageError: 400, StoreError: 503}.get(type(exc), 400)
+        return JSONResponse({"error": exc.message}, status_code=status)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        problems = []
+        for e in exc.errors():
+            loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
+            msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
+            problems.append(f"{loc}: {msg}" if loc else msg)
+        return JSONResponse({"error": "; ".join(problems) or "invalid request", "problems": problems},
+                            status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):  # never a traceback on the wire
+        log.exception("internal error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
+
+    read = [Depends(open_on_loopback)]
+    write = [Depends(require_token)]
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz() -> dict:
+        return {"ok": True}
+
+    @app.get("/v1/status", dependencies=read, tags=["ops"])
+    def status() -> dict:
+        return daemon.status()
+
+    @app.get("/v1/windows", dependencies=read, tags=["ops"])
+    def windows() -> list:
+        return daemon.windows()
+
+    @app.get("/v1/notices", dependencies=read, tags=["ops"])
+    def notices(failed: bool = False, limit: int = 500, window: Optional[str] = None,
+                tenant: Optional[str] = None) -> list:
+        limit = max(1, min(limit, 10_000))
+        rows = daemon.store.notices(failed_only=failed, limit=limit, window=window, tenant=tenant)
+        return [_notice_row(r) for r in rows]
+
+    @app.get("/v1/history", dependencies=read, tags=["ops"])
+    def history(limit: int = 200, window: Optional[str] = None) -> list:
+        limit = max(1, min(limit, 10_000))
+        rows = daemon.store.history(limit=limit, window=window)
+        return rows
+
+    @app.post("/v1/maintenance", dependencies=write, tags=["manual"])
+    def enter(body: MaintenanceIn) -> dict:
+        return daemon.enter(reason=body.reason, duration=_duration(body.for_), tenants=body.tenants,
+                            policy=body.policy, actor="api")
+
+    @app.delete("/v1/maintenance", dependencies=write, tags=["manual"])
+    def exit_(window: Optional[str] = None) -> dict:
+        return daemon.exit(window=window, actor="api")
+
+    @app.post("/v1/windows/{window_id}/extend", dependencies=write, tags=["manual"])
+    def extend(window_id: str, body: ExtendIn) -> dict:
+        return daemon.extend(window_id, _duration(body.by), actor="api")
+
+    @app.post("/v1/admissions", dependencies=read, tags=["gate"],
+              responses={423: {"description": "denied: maintenance or would-overlap"}})
+    def admissions(body: AdmissionIn):
+        result = daemon.admit(body.tenant, body.kind, body.resource, _duration(body.expected_duration))
+        if not result["admitted"]:
+            return JSONResponse(result, status_code=423, headers={"Retry-After": str(result["retry_after"])})
+        return result
+
+    @app.post("/v1/leases/{lease_id}/heartbeat", dependencies=read, tags=["gate"])
+    def heartbeat(lease_id: str) -> dict:
+        return daemon.heartbeat(lease_id)
+
+    @app.delete("/v1/leases/{lease_id}", dependencies=read, tags=["gate"])
+    def release(lease_id: str) -> dict:
+        daemon.release(lease_id)
+        return {"released": lease_id}
+
+    @app.get("/metrics", dependencies=read, tags=["ops"])
+    def metrics() -> PlainTextResponse:
+        daemon.refresh_gauges()
+        return PlainTextResponse(generate_latest(daemon.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return app
+
+
+def _notice_row(r: dict) -> dict:
+    from .model import isoz
+
+    return {"id": r["notice_id"], "delivery": r["id"], "channel": r["channel"], "kind": r["kind"],
+            "window": r["window"], "occurrence": isoz(r["occurrence"]), "tenant": r["tenant"],
+            "lead": r["lead"] or None, "late": bool(r.get("late")), "status": r["status"],
+            "attempts": r["attempts"], "last_error": r["last_error"], "created_at": isoz(r["created_at"]),
+            "sent_at": isoz(r.get("sent_at")), "next_attempt_at": isoz(r.get("next_attempt_at"))}

@@ -1,0 +1,111 @@
+"""``maintd run``: wire the daemon, the API server, logging and signals together.
+
+The API server runs in a thread; the main thread owns the signals: SIGHUP reloads (in
+a thread, so a slow reload never blocks signal delivery), SIGTERM/SIGINT stop gracefully.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import socket
+import sys
+import threading
+from datetime import datetime, timezone
+
+from .errors import MaintdError
+
+log = logging.getLogger("maintd")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line, with the ``extra`` fields the code logs (action, window, tenant)."""
+
+    FIELDS = ("action", "window", "tenant")
+
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
+               .replace("+00:00", "Z"), "level": record.levelname.lower(), "logger": record.name,
+               "msg": record.getMessage()}
+        for f in self.FIELDS:
+            if hasattr(record, f):
+                out[f] = getattr(record, f)
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        base = super().format(record)
+        action = getattr(record, "action", None)
+        return base if action is None else f"{base} action={action}"
+
+
+def setup_logging(fmt: str, level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else
+                         TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("apscheduler", "uvicorn.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def bind(listen: str) -> socket.socket:
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]") or "127.0.0.1"
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, int(port)))
+    except (OSError, ValueError) as exc:
+        sock.close()
+        raise MaintdError(f"cannot listen on {listen}: {getattr(exc, 'strerror', None) or exc} "
+                          "(set daemon.listen or MAINTD_LISTEN)") from None
+    sock.listen(128)
+    sock.set_inheritable(True)
+    return sock
+
+
+def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", log_level: str = "info") -> None:
+    import uvicorn
+
+    from .api import create_app
+    from .daemon import Daemon
+
+    setup_logging(log_format, log_level)
+    daemon = Daemon(config_path, dry_run=dry_run)
+    sock = bind(daemon.listen)
+    server = uvicorn.Server(uvicorn.Config(create_app(daemon), log_level="warning", access_log=False,
+                                           lifespan="off", timeout_graceful_shutdown=5))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True)
+    stop = threading.Event()
+
+    def on_stop(signum, _frame) -> None:
+        log.info("received %s, stopping", signal.Signals(signum).name, extra={"action": "stop"})
+        stop.set()
+
+    def on_hup(_signum, _frame) -> None:
+        threading.Thread(target=daemon.reload, name="reload", daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    daemon.start()
+    thread.start()
+    log.info("maintd listening on http://%s (config %s%s)", daemon.listen, config_path,
+             ", dry run" if dry_run else "", extra={"action": "listen"})
+    if not daemon.token:
+        log.warning("no token configured (MAINTD_TOKEN or daemon.token_file): state-changing API calls "
+                    "are refused", extra={"action": "no-token"})
+    while not stop.wait(0.5):
+        if not thread.is_alive():
+            log.error("API server stopped unexpectedly", extra={"action": "api-died"})
+            break
+    server.should_exit = True
+    thread.join(timeout=10)
+    daemon.stop()
+    log.info("maintd stopped", extra={"action": "stopped"})
