@@ -25,6 +25,9 @@ from .errors import ConflictError, MaintdError, NotFoundError, StoreError, Usage
 
 log = logging.getLogger("maintd.api")
 MAX_BODY = 64 * 1024
+# Longer than any real maintenance and far from datetime's limits (year 9999): a fuzzer's
+# 1e300 seconds is a 422, not an OverflowError (a 500) when it is added to now.
+MAX_DURATION = timedelta(days=3650)
 
 
 class ApiError(Exception):
@@ -38,11 +41,21 @@ def _duration(v: Any) -> Optional[timedelta]:
     if isinstance(v, bool):
         raise ValueError("expected a duration such as 30m or a number of seconds")
     if isinstance(v, (int, float)):
+        if v != v:  # NaN
+            raise ValueError("expected a duration such as 30m or a number of seconds")
         if v < 0:
             raise ValueError("must not be negative")
+        if v > MAX_DURATION.total_seconds():
+            raise ValueError(f"must be at most {MAX_DURATION.days}d")
         return timedelta(seconds=v)
     if isinstance(v, str):
-        return parse_duration(v)
+        try:
+            d = parse_duration(v)
+        except OverflowError:
+            d = MAX_DURATION + MAX_DURATION  # "99999999999d": reported as too long, below
+        if d > MAX_DURATION:
+            raise ValueError(f"must be at most {MAX_DURATION.days}d")
+        return d
     raise ValueError("expected a duration such as 30m or a number of seconds")
 
 
@@ -96,6 +109,54 @@ class ExitIn(_In):
     window: Optional[str] = None
 
 
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with a JSON 413, whether the client sends a
+    Content-Length or streams the body chunked (which a header check alone would let through
+    into memory)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def _too_large(self, scope: Any, receive: Any, send: Any) -> None:
+        resp = JSONResponse({"error": f"request body too large (limit {self.limit} bytes)"}, status_code=413,
+                            headers={"Connection": "close"})
+        await resp(scope, receive, send)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        # No length given (chunked): read at most `limit` bytes, then hand the body on.
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
 def _loopback(request: Request) -> bool:
     host = request.client.host if request.client else ""
     try:
@@ -126,12 +187,7 @@ def create_app(daemon: Daemon) -> FastAPI:
         if not _loopback(request):
             require_token(request)
 
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return JSONResponse({"error": f"request body too large (limit {MAX_BODY} bytes)"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
@@ -224,6 +280,9 @@ def create_app(daemon: Daemon) -> FastAPI:
         daemon.refresh_gauges()
         return PlainTextResponse(generate_latest(daemon.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    from . import web
+
+    web.mount(app, daemon, allowed=lambda request: _loopback(request) or token_ok(request))
     return app
 
 

@@ -282,7 +282,7 @@ def enter(ctx: click.Context, reason: str, for_: Optional[str], tenants: Optiona
     if for_ is not None:
         try:
             parse_duration(for_)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # OverflowError: "99999999999d"
             raise UsageError(f"--for: {exc}") from None
     ids = [t.strip() for t in tenants.split(",") if t.strip()] if tenants else None
     body: dict[str, Any] = {"reason": reason}
@@ -318,7 +318,7 @@ def extend(ctx: click.Context, window: str, duration: str, url: Optional[str]) -
     try:
         if parse_duration(duration).total_seconds() <= 0:
             raise ValueError("must be positive")
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:  # OverflowError: "99999999999d"
         raise UsageError(f"DURATION: {exc}") from None
     _, out = Client(ctx, url).call("POST", f"/v1/windows/{window}/extend", json_body={"by": duration})
     click.echo(f"{out['window']} now ends at {out['end']}")
@@ -391,11 +391,40 @@ def exec_(ctx: click.Context, tenant: str, kind: str, resource: Optional[str], e
     if expected_duration is not None:
         try:
             parse_duration(expected_duration)
-        except ValueError as exc:
+        except (ValueError, OverflowError) as exc:  # OverflowError: "99999999999d"
             raise UsageError(f"--expected-duration: {exc}") from None
     code = run_gated(Client(ctx, url), tenant=tenant, kind=kind, resource=resource,
                      expected_duration=expected_duration, if_unreachable=if_unreachable, cmd=list(cmd))
     ctx.exit(code)
+
+
+@cli.command(name="tenant-url")
+@click.argument("tenant")
+@click.option("--rotate", is_flag=True, help="Make a new secret; the old URLs stop working at once.")
+@click.pass_context
+def tenant_url(ctx: click.Context, tenant: str, rotate: bool) -> None:
+    """Print TENANT's page and calendar-feed URLs (each behind a per-tenant secret)."""
+    from .store import Store, database_url
+
+    cfg = load_config(ctx)
+    if tenant not in cfg.tenants:
+        raise UsageError(f'unknown tenant "{tenant}"; known: {", ".join(sorted(cfg.tenants)) or "none"}')
+    db = os.environ.get("MAINTD_DATABASE") or cfg.daemon.database
+    store = Store(database_url(db, os.path.dirname(os.path.abspath(ctx.obj["config"]))))
+    try:
+        secret = store.rotate_secret(tenant) if rotate else store.tenant_secret(tenant)
+    finally:
+        store.close()
+    if cfg.daemon.public_url:
+        base = cfg.daemon.public_url
+    else:
+        listen = os.environ.get("MAINTD_LISTEN") or cfg.daemon.listen
+        host, _, port = listen.rpartition(":")
+        base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '::') else host}:{port}"
+    click.echo(f"page:     {base}/t/{secret}/")
+    click.echo(f"calendar: {base}/t/{secret}/calendar.ics")
+    if rotate:
+        click.echo("rotated: the previous URLs no longer work", err=True)
 
 
 # ---------------------------------------------------------------------------

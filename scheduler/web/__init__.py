@@ -1,0 +1,213 @@
+"""Tenant views and the ops page, served by ``maintd run`` (SPEC section 5).
+
+- ``/t/{secret}/`` and ``/t/{secret}/calendar.ics``: one tenant's page and calendar feed,
+  behind a per-tenant secret (``maintd tenant-url ID``). An unknown or rotated secret is a
+  plain 404 and nothing of another tenant is ever rendered: every query below is filtered
+  by the one tenant the secret names.
+- ``/``: the ops page (loopback, or a bearer token).
+"""
+from __future__ import annotations
+
+import hmac
+import os
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any, Optional
+
+from fastapi import FastAPI, Request
+from fastapi.responses import HTMLResponse, Response
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from .. import messages, plan
+from ..model import Config, Policy, Tenant, calendar_uid, isoz
+
+_env = Environment(loader=FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
+                   autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+FEED_PAST = timedelta(days=30)
+FEED_AHEAD = timedelta(days=365)
+PAGE_AHEAD = timedelta(days=90)
+
+
+def _countdown(delta: timedelta) -> str:
+    secs = int(delta.total_seconds())
+    if secs <= 0:
+        return "now"
+    d, rem = divmod(secs, 86400)
+    h, rem = divmod(rem, 3600)
+    m = rem // 60
+    if d:
+        return f"in {d}d {h}h"
+    if h:
+        return f"in {h}h {m:02d}m"
+    return f"in {max(m, 1)}m"
+
+
+def policy_summary(policy: Policy) -> dict:
+    """What a tenant may still do while a window runs: allowed and paused job kinds."""
+    allowed, paused = [], []
+    for r in policy.rules:
+        kinds = sorted(r.kinds) if r.kinds else ["everything else"]
+        (allowed if r.effect == "allow" else paused).extend(k for k in kinds if k not in allowed + paused)
+    return {"allowed": allowed, "paused": paused, "default": policy.default}
+
+
+def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
+    cfg: Config = daemon.config
+    journal = daemon._snapshot(now)
+    items = [a for a in plan.effective(cfg, journal, now - timedelta(days=1), now + PAGE_AHEAD)
+             if tenant.id in a.window.tenants]
+    active = [a for a in items if now in a.occ]
+    upcoming = [a for a in items if a.occ.start > now]
+
+    def row(a: plan.Active) -> dict:
+        w = a.window
+        text = w.message or cfg.provider.message
+        return {
+            "window": w.id, "title": w.title,
+            "start": messages.format_local(a.occ.start, tenant.zone),
+            "end": messages.format_local(a.occ.end, tenant.zone),
+            "start_iso": isoz(a.occ.start), "end_iso": isoz(a.occ.end),
+            "countdown": _countdown(a.occ.start - now),
+            "message": messages.render(text, provider=cfg.provider.name, title=w.title, start=a.occ.start,
+                                       end=a.occ.end, window=w.id, tenant=tenant, zone=tenant.zone),
+            "policy": policy_summary(cfg.policy_for(w)) if (w.policy is None or w.policy in cfg.policies)
+            else None,
+            "resources": sorted(w.resources) if w.resources else None,
+        }
+
+    period_end = plan.period_end(items, tenant.id, now) if active else None
+    cancelled = []
+    for (wid, _anc), ann in journal.announced.items():
+        if ann.status == "cancelled" and tenant.id in ann.tenants and ann.start > now:
+            cancelled.append({"title": ann.title, "start": messages.format_local(ann.start, tenant.zone)})
+    return {
+        "tenant": {"name": tenant.name, "zone": tenant.zone.key},
+        "provider": cfg.provider.name,
+        "now": messages.format_local(now, tenant.zone),
+        "in_maintenance": bool(active),
+        "until": messages.format_local(period_end, tenant.zone) if period_end else None,
+        "active": [row(a) for a in active],
+        "upcoming": [row(a) for a in upcoming[:20]],
+        "cancelled": cancelled,
+    }
+
+
+def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
+    from notifiers.calendar import build_feed
+
+    from .. import recurrence
+
+    cfg: Config = daemon.config
+    journal = daemon._snapshot(now)
+    events = []
+    live = set()
+    for a in plan.effective(cfg, journal, now - FEED_PAST, now + FEED_AHEAD, include_cancelled=True):
+        w = a.window
+        if tenant.id not in w.tenants:
+            continue
+        anc = plan.anchor(w, a.occ)
+        live.add((w.id, anc))
+        ann = journal.announced.get((w.id, anc))
+        exdates = []
+        if w.recurring and w.skip:
+            # The instants the skipped days would have started at (SPEC: the feed carries them as EXDATE).
+            unskipped = recurrence.occurrences(_without_skip(w), now - FEED_PAST, now + FEED_AHEAD)
+            starts = {o.start for o in recurrence.occurrences(w, now - FEED_PAST, now + FEED_AHEAD)}
+            exdates = [o.start for o in unskipped if o.start not in starts]
+        events.append({
+            "uid": calendar_uid(w.id, a.occ.key, w.recurring), "sequence": ann.sequence if ann else 0,
+            "start": a.occ.start, "end": a.occ.end, "title": f"{cfg.provider.name}: {w.title}",
+            "message": messages.render(w.message or cfg.provider.message, provider=cfg.provider.name, title=w.title,
+                                       start=a.occ.start, end=a.occ.end, window=w.id, tenant=tenant,
+                                       zone=tenant.zone),
+            "cancelled": w.cancelled or (ann is not None and ann.status == "cancelled"), "exdates": exdates,
+        })
+    for (wid, anc), ann in journal.announced.items():
+        if (wid, anc) in live or ann.status != "cancelled" or tenant.id not in ann.tenants:
+            continue
+        recurring = anc != plan.EPOCH
+        events.append({"uid": calendar_uid(wid, ann.occurrence or anc, recurring), "sequence": ann.sequence,
+                       "start": ann.start, "end": ann.end, "title": f"{cfg.provider.name}: {ann.title}",
+                       "message": "Cancelled.", "cancelled": True})
+    return build_feed(events, name=f"{cfg.provider.name} maintenance ({tenant.name})", now=now)
+
+
+def _without_skip(w):
+    from dataclasses import replace
+
+    return replace(w, skip=frozenset())
+
+
+def ops_view(daemon: Any, now: datetime) -> dict:
+    cfg: Config = daemon.config
+    journal = daemon._snapshot(now)
+    horizon = now + timedelta(days=30)
+    items = plan.effective(cfg, journal, now, horizon)
+    membership: dict[str, list[int]] = defaultdict(list)
+    for i, a in enumerate(items):
+        for t in a.window.tenants:
+            membership[t].append(i)
+    groups: dict[tuple, list[str]] = defaultdict(list)
+    for t, idx in membership.items():
+        groups[tuple(idx)].append(t)
+    span = (horizon - now).total_seconds()
+    rows = []
+    for idx, tenants in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
+        occs = [(items[i].occ.start, items[i].occ.end, items[i].window.id, items[i].occ.key) for i in idx]
+        bars = []
+        for start, end, opener, closer in plan.merge_periods(sorted(occs)):
+            left = max(0.0, (start - now).total_seconds() / span * 100)
+            width = max(0.4, (min(end, horizon) - max(start, now)).total_seconds() / span * 100)
+            bars.append({"left": round(left, 2), "width": round(width, 2), "label": opener[0],
+                         "title": f"{opener[0]}: {isoz(start)} .. {isoz(end)}"})
+        rows.append({"tenants": sorted(tenants), "count": len(tenants), "bars": bars})
+    st = daemon.status()
+    failed = daemon.store.notices(failed_only=True, limit=50)
+    return {"status": st, "rows": rows[:200], "now": isoz(now), "horizon": isoz(horizon),
+            "days": [{"left": round(d / 30 * 100, 2), "label": (now + timedelta(days=d)).strftime("%d %b")}
+                     for d in range(0, 30, 5)],
+            "drains": [lease for lease in st["leases"]["items"] if lease["drain"]],
+            "failed": [{"tenant": f["tenant"], "kind": f["kind"], "window": f["window"], "channel": f["channel"],
+                        "error": f["last_error"], "at": isoz(f["updated_at"])} for f in failed]}
+
+
+def mount(app: FastAPI, daemon: Any, *, allowed: Any) -> None:
+    """Add the tenant views and the ops page to the API app. ``allowed(request)`` says whether
+    a request may see the ops page (loopback or token)."""
+
+    def lookup(secret: str) -> Optional[Tenant]:
+        if not secret or len(secret) > 200:
+            return None
+        tid = daemon.store.tenant_for_secret(secret)
+        tenant = daemon.config.tenants.get(tid) if tid else None
+        if tenant is None:
+            return None
+        # Compare again in constant time: the index found it, this keeps the answer honest.
+        stored = daemon.store.tenant_secret(tenant.id, create=False) or ""
+        return tenant if hmac.compare_digest(stored.encode(), secret.encode()) else None
+
+    not_found = Response("Not Found\n", status_code=404, media_type="text/plain")
+
+    @app.get("/t/{secret}/", response_class=HTMLResponse, include_in_schema=False)
+    def tenant_page(secret: str):
+        tenant = lookup(secret)
+        if tenant is None:
+            return not_found
+        html = _env.get_template("tenant.html").render(**tenant_view(daemon, tenant, daemon.clock()))
+        return HTMLResponse(html, headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex",
+                                           "Referrer-Policy": "no-referrer"})
+
+    @app.get("/t/{secret}/calendar.ics", include_in_schema=False)
+    def tenant_calendar(secret: str):
+        tenant = lookup(secret)
+        if tenant is None:
+            return not_found
+        return Response(tenant_feed(daemon, tenant, daemon.clock()), media_type="text/calendar; charset=utf-8",
+                        headers={"Cache-Control": "no-store"})
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def ops_page(request: Request):
+        if not allowed(request):
+            return Response("Unauthorized: the ops page needs loopback or a bearer token\n", status_code=401,
+                            media_type="text/plain", headers={"WWW-Authenticate": "Bearer"})
+        return HTMLResponse(_env.get_template("ops.html").render(**ops_view(daemon, daemon.clock())))
