@@ -169,3 +169,32 @@ def daemon_factory(tmp_path: Path):
         if d.proc and d.proc.poll() is None:
             d.proc.kill()
             d.proc.wait()
+
+
+# ---------------------------------------------------------------------------
+# PostgreSQL: one real server for the session (store tests run on SQLite and on it)
+
+_PG = None
+
+
+def pytest_configure(config):
+    global _PG
+    if os.environ.get("MAINTD_TEST_POSTGRES_URL"):
+        return
+    from pgserver import PostgresServer
+
+    _PG = PostgresServer().start()
+    os.environ["MAINTD_TEST_POSTGRES_URL"] = _PG.url
+
+
+def pytest_unconfigure(config):
+    if _PG is not None:
+        _PG.destroy()
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """The session's PostgreSQL server (restartable by HA tests)."""
+    if _PG is None:
+        pytest.fail("MAINTD_TEST_POSTGRES_URL points at an external server; HA tests need the managed one")
+    return _PG

@@ -49,9 +49,9 @@ def _postgres(tmp_path: Path) -> str:
     return url
 
 
-URL_FACTORIES = {"sqlite-file": _sqlite_file}
-if os.environ.get("MAINTD_TEST_POSTGRES_URL"):
-    URL_FACTORIES["postgresql"] = _postgres
+# conftest starts a real PostgreSQL for the session (and sets the variable), so every
+# store test runs on both databases.
+URL_FACTORIES = {"sqlite-file": _sqlite_file, "postgresql": _postgres}
 
 
 @pytest.fixture(params=sorted(URL_FACTORIES))
