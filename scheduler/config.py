@@ -250,7 +250,7 @@ def read_yaml(text: str, file: str, env: Mapping[str, str], col: _Collector) -> 
                             discard = 1 if collection else 0
                             continue
                         key = ev.value
-                        if not ev.style and _resolve(ev) == _MERGE:
+                        if key == "<<" and not ev.style and _resolve(ev) == _MERGE:
                             pending.append(ConfigIssue(file, *at(ev), "merge keys (<<) are not supported; "
                                                                       "write the keys out"))
                             parent.key = _SKIP
@@ -321,7 +321,7 @@ def read_yaml(text: str, file: str, env: Mapping[str, str], col: _Collector) -> 
             elif t is yaml.MappingEndEvent or t is yaml.SequenceEndEvent:
                 frame = stack.pop()
                 if frame.anchor is not None:
-                    recorders.remove(frame.record)
+                    recorders.pop()  # anchored frames close innermost first
                     anchors[frame.anchor] = _Anchor(value=frame.out, size=count - frame.first + 1,
                                                     marks=frame.record[1], key_marks=frame.record[2])
                 deliver(frame.out)
@@ -434,7 +434,11 @@ def _argv(v: Any) -> Any:
 
 
 def _label_value(v: Any) -> Any:
-    if isinstance(v, (int, float)) and not isinstance(v, bool):
+    if isinstance(v, bool):
+        # "True" would neither match what was written nor read well on a tenant page
+        raise ValueError('label value reads as a YAML boolean (yes/no/true/false/on/off); quote it to use '
+                         'it as text, e.g. "yes"')
+    if isinstance(v, (int, float)):
         return str(v)
     return v
 
@@ -450,11 +454,17 @@ def _skip_date(v: Any) -> date:
     raise ValueError(f"expected a local date like 2026-12-24, got {v!r}")
 
 
+_ADDR = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>.]+")
+_PLAIN_ADDR = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z0-9-]+")
+
+
 def _email(v: Any) -> str:
     if not isinstance(v, str):
         raise ValueError(f"expected an email address, got {v!r}")
+    if _PLAIN_ADDR.fullmatch(v):
+        return v  # the common case, without parseaddr's cost (10,000 tenants)
     _, addr = parseaddr(v)
-    if not addr or not re.fullmatch(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>.]+", addr):
+    if not addr or not _ADDR.fullmatch(addr):
         raise ValueError(f'invalid email address "{v}"; expected something like ops@example.com')
     return v
 
@@ -560,12 +570,23 @@ class WebhookSettingsModel(_M):
     timeout: Duration = timedelta(seconds=5)
 
 
+def _retry_base(v: Any) -> timedelta:
+    d = _duration(v)
+    if d < timedelta(seconds=1):
+        raise ValueError(f"retry_base must be at least 1s, got {v!r}")
+    return d
+
+
 class NotifiersModel(_M):
     email: Optional[EmailModel] = None
     webhook: WebhookSettingsModel = WebhookSettingsModel()
     templates: Optional[str] = Field(default=None, description="directory of your own notice templates")
-    max_attempts: int = Field(default=8, ge=1, le=100)
-    max_age: Duration = timedelta(hours=24)
+    max_attempts: int = Field(default=8, ge=1, le=100, description="tries per delivery before it is failed")
+    max_age: Duration = Field(default=timedelta(hours=24),
+                              description="a delivery older than this is failed instead of sent late")
+    retry_base: Annotated[timedelta, BeforeValidator(_retry_base), WithJsonSchema(_DUR_SCHEMA)] = Field(
+        default=timedelta(seconds=30),
+        description="delay before the first retry; doubles per attempt (with jitter), at most 1h")
 
 
 class MatchModel(_M):
@@ -708,7 +729,8 @@ def _pydantic_issues(exc: ValidationError, src: Source, prefix: Path, model_cls:
                 if msg.startswith(p):
                     msg = msg[len(p):]
             if kind == "literal_error" and rel and rel[-1] == "version":
-                msg = "expected version: 1"
+                got = err.get("input")
+                msg = f'unsupported version {f"{got!r}" if isinstance(got, str) else got}; expected version: 1'
             elif kind == "string_pattern_mismatch":
                 field_name = next((str(x) for x in reversed(rel) if isinstance(x, str)), "value")
                 pattern = err.get("ctx", {}).get("pattern", "")
@@ -776,10 +798,10 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None,
     col = _Collector()
     src = read_yaml(text, file, env, col)
     if src is None:
-        raise ConfigError(col.issues)
+        raise ConfigError(_main_first(col.issues, file))
     if not isinstance(src.data, dict):
         col.add(src.issue((), "expected a mapping at the top level (version: 1, provider: ..., windows: ...)"))
-        raise ConfigError(col.issues)
+        raise ConfigError(_main_first(col.issues, file))
     data = dict(src.data)
     raw_tenants = data.pop("tenants", None)
     has_inline = "tenants" in src.data
@@ -807,11 +829,13 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None,
     # Tenants: inline or from tenants_file; errors name the file they are in.
     tenants_src, tenants_prefix, tenant_models = src, ("tenants",), []
     tenants_file = data.get("tenants_file")
+    unreadable = False  # the tenants could not be read: windows' references cannot be checked
     if has_inline and tenants_file is not None:
         col.add(src.issue(("tenants_file",), "give either tenants or tenants_file, not both", key=True))
     elif tenants_file is not None:
         if not isinstance(tenants_file, str) or read_file is None:
             col.add(src.issue(("tenants_file",), "expected a path to a tenants file relative to this file"))
+            unreadable = True
         else:
             try:
                 name, ttext = read_file(tenants_file)
@@ -819,20 +843,25 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None,
                 for issue in exc.issues:
                     col.add(issue)
                 name, ttext = None, None
+                unreadable = True
             except FileNotFoundError as exc:
                 col.add(src.issue(("tenants_file",), f'tenants_file "{tenants_file}" does not exist '
                                                      f"(looked for {exc.filename}); expected a path relative "
                                                      f"to {os.path.basename(file)}"))
                 name, ttext = None, None
+                unreadable = True
             except OSError as exc:
                 col.add(src.issue(("tenants_file",), f'cannot read tenants_file "{tenants_file}": '
                                                      f"{exc.strerror or exc}"))
                 name, ttext = None, None
+                unreadable = True
             if ttext is not None:
                 tsrc = read_yaml(ttext, name, env, col)
+                unreadable = tsrc is None
                 if tsrc is not None:
                     if not isinstance(tsrc.data, dict) or "tenants" not in tsrc.data:
                         col.add(tsrc.issue((), "expected a mapping with a tenants: list"))
+                        unreadable = True
                     else:
                         tenants_src, raw_tenants = tsrc, tsrc.data["tenants"]
                         # The file's own keys here; its tenants one by one below, like inline
@@ -846,7 +875,10 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None,
         if not isinstance(raw_tenants, list):
             col.add(tenants_src.issue(("tenants",), "expected a list of tenants"))
             raw_tenants = None
-    broken: set[str] = set()  # ids of tenants that did not validate: not "unknown" to windows
+            unreadable = True
+    # ids of tenants that did not validate: their own errors say why, so windows naming
+    # them do not also get "unknown tenant"
+    broken: Any = _EVERY_ID if unreadable else set()
     if raw_tenants is not None:
         for i, raw in enumerate(raw_tenants):
             try:
@@ -864,11 +896,30 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None,
             if isinstance(data.get("policies"), dict) else {},
             notifiers=NotifiersModel(), daemon=DaemonModel(), hooks=None)
         _build(cfg, src, tenants_src, tenant_models, window_models, file, col, broken)
-        raise ConfigError(col.issues)
+        raise ConfigError(_main_first(col.issues, file))
     result = _build(cfg, src, tenants_src, tenant_models, window_models, file, col, broken)
     if col.errors:
-        raise ConfigError(col.issues)
+        raise ConfigError(_main_first(col.issues, file))
     return result
+
+
+class _EveryId:
+    """Stands for the ids of a tenants file that could not be read: any id may be in it."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+    def add(self, item: object) -> None:
+        pass
+
+
+_EVERY_ID = _EveryId()
+
+
+def _main_first(issues: list[ConfigIssue], file: str) -> list[ConfigIssue]:
+    """windows.yaml's own problems before those of its tenants_file (ConfigError keeps the
+    files in the order they first appear)."""
+    return sorted(issues, key=lambda i: i.file != file)
 
 
 def _lead_labels(window: Any, leads: list[timedelta]) -> dict[timedelta, str]:
@@ -1036,8 +1087,9 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
                 elif w.end is not None:
                     end = _to_utc(w.end, zone)
                     if end <= start:
-                        col.add(src.issue(wp + ("end",), f'end is not after start in window "{w.id}" '
-                                                         f"({w.end} <= {w.start})"))
+                        how = "equals" if end == start else "is before"
+                        col.add(src.issue(wp + ("end",), f'end {w.end} {how} start {w.start} in window '
+                                                         f'"{w.id}"; expected an end after the start'))
                         ok = False
                 elif duration is None:
                     col.add(src.issue(wp, f'window "{w.id}" needs end or duration'))
@@ -1078,7 +1130,8 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
     base_dir = os.path.dirname(os.path.abspath(file))
     templates = os.path.join(base_dir, n.templates) if n.templates else None
     notifiers = model.Notifiers(email=email, webhook=model.WebhookSettings(timeout=n.webhook.timeout),
-                                templates=templates, max_attempts=n.max_attempts, max_age=n.max_age)
+                                templates=templates, max_attempts=n.max_attempts, max_age=n.max_age,
+                                retry_base=n.retry_base)
     d = cfg.daemon
     daemon = model.DaemonSettings(listen=d.listen, database=d.database, token_file=d.token_file,
                                   public_url=d.public_url.rstrip("/") if d.public_url else None)
