@@ -18,7 +18,7 @@ from . import config as config_mod
 from . import plan as plan_mod
 from .duration import parse_duration
 from .errors import ConfigError, MaintdError, UsageError
-from .model import UTC, Config, isoz
+from .model import NOTICE_KINDS, UTC, Config, isoz
 from .recurrence import resolve_local
 
 DEFAULT_CONFIG = "windows.yaml"
@@ -123,14 +123,21 @@ def plan(ctx: click.Context, frm: str, to: Optional[str], tenant: Optional[str],
     _print_plan_table(cfg, events, start, end, tenant)
 
 
-def _print_plan_json(events: list) -> None:
+def _print_plan_json(events: Any) -> None:
     # Streamed: a 10,000-tenant plan is hundreds of thousands of events.
     out = sys.stdout
-    out.write("[")
-    dumps = json.JSONEncoder(ensure_ascii=False, separators=(", ", ": ")).encode
-    for i, e in enumerate(events):
-        out.write(("\n  " if i == 0 else ",\n  ") + dumps(e.to_json()))
-    out.write("\n]\n" if events else "]\n")
+    try:
+        out.write("[")
+        first = True
+        for line in plan_mod.json_lines(events):
+            out.write(("\n  " if first else ",\n  ") + line)
+            first = False
+        out.write("]\n" if first else "\n]\n")
+        out.flush()
+    except BrokenPipeError:
+        # `maintd plan --json | head`: the reader has what it wanted; end quietly with 0.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
 
 
 def _print_plan_table(cfg: Config, events: list, start: datetime, end: datetime, tenant: Optional[str]) -> None:
@@ -165,6 +172,85 @@ def _print_plan_table(cfg: Config, events: list, start: datetime, end: datetime,
 def schema() -> None:
     """Print the JSON Schema of windows.yaml (for editors and CI)."""
     echo_json(config_mod.json_schema())
+
+
+@cli.command()
+@click.option("--window", "window_id", required=True, help="Window id from windows.yaml.")
+@click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
+@click.option("--kind", type=click.Choice(list(NOTICE_KINDS)), default="scheduled", show_default=True,
+              help="Notice kind (scheduled uses the window's first lead time).")
+@click.pass_context
+def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> None:
+    """Render a notice for the window's next occurrence — email text, HTML, .ics and webhook
+    JSON — without sending anything."""
+    from notifiers import Renderer
+
+    from .daemon import compose_notice
+
+    cfg = load_config(ctx)
+    now = clock()
+    w = cfg.window(window_id)
+    if w is None:
+        raise UsageError(f'unknown window "{window_id}"; known: {", ".join(x.id for x in cfg.windows) or "none"}')
+    tenant = cfg.tenants.get(tenant_id)
+    if tenant is None:
+        raise UsageError(f'unknown tenant "{tenant_id}"; known: {", ".join(sorted(cfg.tenants)) or "none"}')
+    if tenant.id not in w.tenants:
+        raise UsageError(f'tenant "{tenant_id}" is not affected by window "{window_id}", '
+                         "so it never gets its notices")
+    # The next occurrence (or the running one); a one-off that is over still previews.
+    occ = next(iter(plan_mod.occurrences(w, now, now + timedelta(days=400))), None)
+    if occ is None and not w.recurring:
+        occ = next(iter(plan_mod.occurrences(w, plan_mod.EPOCH, now + timedelta(days=400))), None)
+    if occ is None:
+        raise UsageError(f'window "{window_id}" has no occurrence in the next 400 days to preview')
+    lead = w.lead_label(w.notify[0]) if kind == "scheduled" and w.notify else None
+    changed = kind in ("rescheduled", "extended", "cancelled")
+    action = plan_mod.NoticeAction(
+        kind=kind, window=w.id, occurrence=occ.key, tenants=frozenset({tenant.id}), start=occ.start, end=occ.end,
+        title=w.title, lead=lead, sequence=1 if changed else 0,
+        previous=(occ.start, occ.end) if kind in ("rescheduled", "extended") else None, recurring=w.recurring)
+    summary = None
+    if kind == "completed":
+        summary = {"actual_start": isoz(occ.start), "actual_end": isoz(occ.end), "refused": {}, "drained": 0,
+                   "stopped": 0}
+    # The real link carries the tenant's secret from the daemon's database (`maintd tenant-url`).
+    link = f"{cfg.daemon.public_url}/t/TENANT-SECRET/" if cfg.daemon.public_url else None
+    notice = compose_notice(cfg, action, tenant, window=w, link=link, summary=summary)
+    renderer = Renderer(cfg.provider.name, cfg.notifiers.templates)
+    problems = renderer.check()
+    if problems:
+        raise UsageError("the notice templates do not render:\n  " + "\n  ".join(problems))
+    sender = cfg.notifiers.email.sender if cfg.notifiers.email else None
+    rendered = renderer.render(notice, tenant, organizer=sender, now=now)
+
+    def section(title: str, note: str = "") -> None:
+        click.echo(f"\n===== {title} " + (f"({note}) " if note else "") + "=" * max(3, 60 - len(title) - len(note)))
+
+    click.echo(f"Preview of the {kind} notice for {tenant.id} about {w.id}, occurrence {isoz(occ.key)} "
+               f"({local(occ.start, tenant.zone)} .. {local(occ.end, tenant.zone)}). Nothing is sent.")
+    if changed:
+        click.echo("Sequence 1 and, where shown, the previous times are sample values: "
+                   "the daemon fills in what tenants were actually told.")
+    no_mail = "" if tenant.email else "tenant has no email address: not sent by email"
+    if tenant.email and not cfg.notifiers.email:
+        no_mail = "notifiers.email is not configured: not sent by email"
+    section("Email headers", no_mail)
+    click.echo(f"Subject: {rendered.subject}")
+    if sender:
+        click.echo(f"From: {sender}")
+    click.echo(f"To: {', '.join(tenant.email) or '(none)'}")
+    section("Email text/plain")
+    click.echo(rendered.text.rstrip("\n"))
+    section("Email text/html")
+    click.echo(rendered.html.rstrip("\n"))
+    section("Calendar attachment " + ("cancel.ics" if kind == "cancelled" else "invite.ics"))
+    click.echo(rendered.ics.decode("utf-8").replace("\r\n", "\n").rstrip("\n"))
+    hook = tenant.webhook
+    section("Webhook JSON", f"POST {hook.url}" if hook else "tenant has no webhook: not sent")
+    click.echo(f"webhook-id: {notice.id}")
+    click.echo("webhook-signature: v1,... (Standard Webhooks, signed at send time)")
+    click.echo(json.dumps(rendered.payload, indent=2, ensure_ascii=False))
 
 
 # ---------------------------------------------------------------------------
@@ -282,8 +368,10 @@ def enter(ctx: click.Context, reason: str, for_: Optional[str], tenants: Optiona
     if for_ is not None:
         try:
             parse_duration(for_)
-        except (ValueError, OverflowError) as exc:  # OverflowError: "99999999999d"
+        except ValueError as exc:
             raise UsageError(f"--for: {exc}") from None
+        except OverflowError:  # "99999999999d"
+            raise UsageError(f"--for: {for_} is too long") from None
     ids = [t.strip() for t in tenants.split(",") if t.strip()] if tenants else None
     body: dict[str, Any] = {"reason": reason}
     if for_:
@@ -318,8 +406,10 @@ def extend(ctx: click.Context, window: str, duration: str, url: Optional[str]) -
     try:
         if parse_duration(duration).total_seconds() <= 0:
             raise ValueError("must be positive")
-    except (ValueError, OverflowError) as exc:  # OverflowError: "99999999999d"
+    except ValueError as exc:
         raise UsageError(f"DURATION: {exc}") from None
+    except OverflowError:  # "99999999999d"
+        raise UsageError(f"DURATION: {duration} is too long") from None
     _, out = Client(ctx, url).call("POST", f"/v1/windows/{window}/extend", json_body={"by": duration})
     click.echo(f"{out['window']} now ends at {out['end']}")
 
@@ -391,8 +481,10 @@ def exec_(ctx: click.Context, tenant: str, kind: str, resource: Optional[str], e
     if expected_duration is not None:
         try:
             parse_duration(expected_duration)
-        except (ValueError, OverflowError) as exc:  # OverflowError: "99999999999d"
+        except ValueError as exc:
             raise UsageError(f"--expected-duration: {exc}") from None
+        except OverflowError:  # "99999999999d"
+            raise UsageError(f"--expected-duration: {expected_duration} is too long") from None
     code = run_gated(Client(ctx, url), tenant=tenant, kind=kind, resource=resource,
                      expected_duration=expected_duration, if_unreachable=if_unreachable, cmd=list(cmd))
     ctx.exit(code)
@@ -447,7 +539,9 @@ def main(argv: Optional[list[str]] = None) -> None:
     except ConfigError as exc:
         for issue in exc.issues:
             click.echo(str(issue), err=True)
-        click.echo("Error: invalid config (run `maintd validate` for details)", err=True)
+        missing = len(exc.issues) == 1 and "no such file" in exc.issues[0].message
+        click.echo("Error: no config file" if missing else
+                   "Error: invalid config (run `maintd validate` for details)", err=True)
         code = exc.exit_code
     except MaintdError as exc:
         click.echo(f"Error: {exc.message}", err=True)
