@@ -18,10 +18,13 @@ __all__ = [
 ]
 
 
-def build_notifiers(settings: Notifiers, provider_name: str) -> list[Notifier]:
-    """Email when configured; webhooks always (a tenant without one is simply skipped)."""
+def build_notifiers(settings: Notifiers, provider_name: str, renderer: Renderer | None = None) -> list[Notifier]:
+    """Email when configured; webhooks always (a tenant without one is simply skipped).
+
+    Pass the ``renderer`` whose ``check()`` passed, so mail uses exactly those templates.
+    """
     notifiers: list[Notifier] = []
     if settings.email is not None:
-        notifiers.append(EmailNotifier(settings.email, Renderer(provider_name, settings.templates)))
+        notifiers.append(EmailNotifier(settings.email, renderer or Renderer(provider_name, settings.templates)))
     notifiers.append(WebhookNotifier(settings.webhook))
     return notifiers

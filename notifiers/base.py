@@ -85,8 +85,11 @@ class Renderer:
         loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("notifiers", "templates")]
         if template_dir:
             loaders.insert(0, jinja2.FileSystemLoader(template_dir))
+        # Read once: the templates a reload checked are the ones every send uses, even
+        # if the provider edits (or breaks) a file later -- the next reload checks that.
+        self.loader = _SnapshotLoader(jinja2.ChoiceLoader(loaders))
         self.env = jinja2.Environment(
-            loader=jinja2.ChoiceLoader(loaders),
+            loader=self.loader,
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
             # A typo in a provider's template should fail check(), not print an empty string.
             undefined=jinja2.StrictUndefined,
@@ -138,6 +141,8 @@ class Renderer:
         errors: list[str] = []
         if self.template_dir and not Path(self.template_dir).is_dir():
             return [f"{self.template_dir}: template directory does not exist"]
+        if self.loader.problems:
+            return list(self.loader.problems)
         for name in sorted(self.env.list_templates(extensions=("txt", "html"))):
             try:
                 self.env.get_template(name)
@@ -160,6 +165,38 @@ class Renderer:
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in files]
         where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else f"({kind} notice)"
         return f"{where}: {exc.__class__.__name__}: {exc} (rendering a {kind} notice)"
+
+
+class _SnapshotLoader(jinja2.BaseLoader):
+    """Every template's source as it was on disk when the renderer was made.
+
+    Jinja's own loaders re-read a changed file on the next render; a broken edit would
+    then surface at send time instead of at the reload that can report it.
+    """
+
+    def __init__(self, loader: jinja2.BaseLoader) -> None:
+        self.sources: dict[str, tuple[str, str | None]] = {}
+        self.problems: list[str] = []
+        probe = jinja2.Environment()
+        for name in loader.list_templates():
+            try:
+                source, filename, _ = loader.get_source(probe, name)
+            except jinja2.TemplateNotFound:
+                continue
+            except (OSError, UnicodeDecodeError) as exc:
+                self.problems.append(f"{name}: cannot read template: {exc}")
+                continue
+            self.sources[name] = (source, filename)
+
+    def get_source(self, environment: jinja2.Environment, template: str):
+        try:
+            source, filename = self.sources[template]
+        except KeyError:
+            raise jinja2.TemplateNotFound(template) from None
+        return source, filename, lambda: True
+
+    def list_templates(self) -> list[str]:
+        return sorted(self.sources)
 
 
 def summary_lines(summary: Mapping | None, zone: ZoneInfo) -> list[tuple[str, str]]:

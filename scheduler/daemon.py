@@ -8,6 +8,7 @@ it only makes it durable and observable.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import random
@@ -28,6 +29,7 @@ from . import config as config_mod
 from . import hooks as hooks_mod
 from . import messages, plan
 from .errors import ConfigError, ConflictError, MaintdError, NotFoundError, StoreError, UsageError
+from .groupcommit import GroupCommit
 from .model import UTC, Config, Notice, Tenant, Window, calendar_uid, isoz, notice_id
 from .policy import Gating, Request, compile_policies, decide
 from .store import Store, database_url, give_up, next_attempt
@@ -36,9 +38,14 @@ log = logging.getLogger("maintd")
 
 SAFETY_TICK = float(os.environ.get("MAINTD_SAFETY_TICK", "30"))  # seconds
 HEARTBEAT = int(os.environ.get("MAINTD_HEARTBEAT", "10"))  # seconds a gate client waits between heartbeats
-HOOK_ATTEMPTS = 5
+HOOK_ATTEMPTS = int(os.environ.get("MAINTD_HOOK_ATTEMPTS", "5"))  # tries before a hook run is failed for good
 OPEN_ENDED = timedelta(days=3650)  # `maintd enter` without --for lasts until `maintd exit`
-WORKERS = int(os.environ.get("MAINTD_DELIVERY_WORKERS", "32"))
+STATUS_WAIT = 1.0  # seconds status waits for a tick in flight before answering from the last one
+# Concurrent sends (bounded). Sends mostly wait on the network; 64 keeps a 50 ms receiver
+# at ~600 deliveries/s (benchmarks/notify_bench.py) where 32 gave ~420.
+WORKERS = int(os.environ.get("MAINTD_DELIVERY_WORKERS", "64"))
+CLAIM_BATCH = int(os.environ.get("MAINTD_CLAIM_BATCH", str(WORKERS)))  # rows claimed per store round trip
+CLAIM_LEASE = timedelta(minutes=2)  # a claim not finished by then (crashed worker) is claimed again
 
 
 def utcnow() -> datetime:
@@ -135,7 +142,7 @@ class Daemon:
         if problems:
             raise ConfigError([config_mod.ConfigIssue(p.split(":", 1)[0], 1, 1, p) for p in problems])
         self.renderer = renderer
-        self.notifiers = {n.channel: n for n in build_notifiers(cfg.notifiers, cfg.provider.name)}
+        self.notifiers = {n.channel: n for n in build_notifiers(cfg.notifiers, cfg.provider.name, renderer)}
         self.compiled = compile_policies(cfg.policies)
 
     def _token(self) -> Optional[str]:
@@ -306,8 +313,10 @@ class Daemon:
             for n in ev.notices:
                 rows.extend(self._rows(n, now))
                 tx.journal("notice", at=now, window=n.window, occurrence=n.occurrence,
-                           message=f"{n.kind} notice to {len(n.tenants)} tenants" + (" (late)" if n.late else ""),
-                           detail={"kind": n.kind, "lead": n.lead, "late": n.late, "tenants": len(n.tenants)})
+                           message=f"{n.kind} notice to {len(n.tenants)} tenants" + (" (late)" if n.late else "")
+                           + (" (dry run: rendered, not sent)" if self.dry_run else ""),
+                           detail={"kind": n.kind, "lead": n.lead, "late": n.late, "tenants": len(n.tenants),
+                                   "dry_run": self.dry_run})
             if rows:
                 tx.enqueue(rows)
             for a in ev.announces:
@@ -348,40 +357,66 @@ class Daemon:
 
     def _message_for(self, window: Optional[Window], tenant: Tenant, start: datetime, end: datetime,
                      title: str, window_id: str) -> str:
-        text = (window.message if window and window.message else None) or self.config.provider.message
-        return messages.render(text, provider=self.config.provider.name, title=title, start=start, end=end,
-                               window=window_id, tenant=tenant, zone=tenant.zone)
+        return tenant_message(self.config, window, tenant, start, end, title, window_id)
 
-    def build_notice(self, n: plan.NoticeAction, tenant: Tenant) -> Notice:
-        window = self._window(n.window)
-        lead = n.lead if n.kind == "scheduled" else None
-        seq_key = n.sequence if n.kind in ("rescheduled", "extended", "cancelled") else 0
+    def build_notice(self, n: plan.NoticeAction, tenant: Tenant, *, summary: Optional[dict] = None,
+                     create_secret: bool = True) -> Notice:
+        """The notice ``n`` means for one tenant. ``create_secret=False`` inside a store
+        transaction: making a tenant's first page secret is a write of its own, so the link
+        is then left for delivery to fill in (see ``_with_link``)."""
         link = None
         if self.config.daemon.public_url:
             try:
-                link = f"{self.config.daemon.public_url}/t/{self.store.tenant_secret(tenant.id)}/"
+                secret = self.store.tenant_secret(tenant.id, create=create_secret)
+                link = f"{self.config.daemon.public_url}/t/{secret}/" if secret else None
             except StoreError:
                 link = None
-        return Notice(
-            id=notice_id(n.window, n.occurrence, tenant.id, n.kind, lead, seq_key), kind=n.kind, window=n.window,
-            occurrence=n.occurrence, tenant=tenant.id, title=n.title, start=n.start, end=n.end,
-            message=self._message_for(window, tenant, n.start, n.end, n.title, n.window),
-            provider=self.config.provider.name, lead=lead, late=n.late,
-            uid=calendar_uid(n.window, n.occurrence, n.recurring), sequence=n.sequence,
-            previous_start=n.previous[0] if n.previous else None, previous_end=n.previous[1] if n.previous else None,
-            summary=self._summary(n) if n.kind == "completed" else None, link=link,
-        )
+        if n.kind == "completed" and summary is None:
+            summary = self._summary(n, tenant.id)
+        return compose_notice(self.config, n, tenant, window=self._window(n.window), link=link, summary=summary)
 
-    def _summary(self, n: plan.NoticeAction) -> dict:
-        return {"actual_start": isoz(n.start), "actual_end": isoz(n.end)}
+    def _summary(self, n: plan.NoticeAction, tenant: str, counts: Optional[dict] = None,
+                 started: Optional[dict] = None, now: Optional[datetime] = None) -> dict:
+        """What the tenant's ``completed`` notice reports, from the journal: its jobs refused
+        (by kind), drained and stopped during the occurrence, and when maintenance really
+        began and ended (later than planned when maintd was down at the edge).
+
+        ``counts`` (``store.journal_counts``) and ``started`` (the start event) are read once
+        per occurrence by ``_rows``; without them they are read here.
+        """
+        try:
+            if counts is None:
+                counts = self.store.journal_counts(n.window, n.occurrence)
+            if started is None:
+                started = self.store.events(since=n.start).get((n.window, n.occurrence, "start"))
+        except StoreError as exc:
+            self._store_failed(exc)
+            counts, started = counts or {}, started
+        actual_start = n.start
+        if started:
+            actual_start = started["recorded_at"] if started.get("late") else started["at"]
+        actual_end = n.end
+        if n.late and now is not None:
+            actual_end = max(n.end, now)  # maintd was down at the end: released only now
+        mine = counts.get(tenant) or {}
+        return {"actual_start": isoz(actual_start), "actual_end": isoz(actual_end),
+                "refused": dict(sorted((mine.get("refused") or {}).items())),
+                "drained": int(mine.get("drained", 0)), "stopped": int(mine.get("stopped", 0))}
 
     def _rows(self, n: plan.NoticeAction, now: datetime) -> list[dict]:
+        """Outbox rows for one notice action: one per tenant and channel. Runs inside the
+        tick's transaction (so reads only; see ``build_notice``)."""
         rows = []
+        counts = started = None
+        if n.kind == "completed":
+            counts = self.store.journal_counts(n.window, n.occurrence)
+            started = self.store.events(since=n.start).get((n.window, n.occurrence, "start")) or {}
         for tid in sorted(n.tenants):
             tenant = self.config.tenants.get(tid)
             if tenant is None:
                 continue
-            notice = self.build_notice(n, tenant)
+            summary = self._summary(n, tid, counts, started, now) if n.kind == "completed" else None
+            notice = self.build_notice(n, tenant, summary=summary, create_secret=False)
             payload = _notice_json(notice)
             for channel, notifier in self.notifiers.items():
                 if not notifier.applies_to(tenant):
@@ -392,10 +427,28 @@ class Daemon:
                     "payload": payload, "created_at": now, "late": n.late,
                     "status": "dry-run" if self.dry_run else "pending",
                 })
-            if self.dry_run:
-                log.info("dry-run: %s notice for %s to %s", n.kind, n.window, tid,
-                         extra={"action": "notice-dry-run", "window": n.window, "tenant": tid})
+                if self.dry_run:
+                    self._dry_run_render(notifier, notice, tenant)
         return rows
+
+    def _dry_run_render(self, notifier: Any, notice: Notice, tenant: Tenant) -> None:
+        """A dry run renders what it would send (so template errors show now) and logs it."""
+        channel = notifier.channel
+        extra = {"action": "notice-dry-run", "window": notice.window, "tenant": tenant.id}
+        try:
+            if channel == "email":
+                msg = notifier.build_message(notice, tenant)
+                what = f"email to {msg['To']}: {msg['Subject']}"
+            elif channel == "webhook":
+                what = f"webhook {notice.payload()['type']} ({notice.id})"
+            else:
+                what = channel
+        except Exception as exc:  # noqa: BLE001 - report it like a send would, never break the tick
+            log.warning("dry-run: %s notice for %s to %s via %s cannot be rendered: %s", notice.kind,
+                        notice.window, tenant.id, channel, exc, extra=extra)
+            return
+        log.info("dry-run: %s notice for %s to %s not sent (%s)", notice.kind, notice.window, tenant.id, what,
+                 extra=extra)
 
     # -- end checks --------------------------------------------------------------
 
@@ -414,7 +467,8 @@ class Daemon:
                 continue
             chk = w.end_check
             timeout = max(1.0, min(chk.every.total_seconds(), 30.0))
-            result = hooks_mod.run(chk.run, timeout=timeout, env=self.env) if chk.run else \
+            result = hooks_mod.run(chk.run, timeout=timeout, env=self.env,
+                                   cwd=os.path.dirname(os.path.abspath(self.config_path))) if chk.run else \
                 hooks_mod.probe(chk.url, timeout=timeout)
             self.metrics.end_checks.labels("healthy" if result.ok else "failing").inc()
             if result.ok:
@@ -440,99 +494,304 @@ class Daemon:
 
     # -- leases and drains (the gate) ----------------------------------------------
 
-    def _gatings(self, tenant: Tenant, items: list[plan.Active], now: datetime) -> tuple[list, list]:
-        active, upcoming = [], []
-        everything = list(self.evaluation.active + self.evaluation.upcoming) if self.evaluation else []
-        for a in items:
-            if tenant.id not in a.window.tenants:
-                continue
-            g = Gating(window=a.window, occurrence=a.occ, policy=self.config.policy_for(a.window)
-                       if a.window.policy is None or a.window.policy in self.config.policies
-                       else self.config.policy_for(replace(a.window, policy=None)),
-                       period_end=plan.period_end(everything, tenant.id, max(now, a.occ.start)) or a.occ.end)
-            (active if now in a.occ else upcoming).append(g)
-        return active, upcoming
+    # Longer than any job; keeps now + expected_duration (and the occurrences expanded up
+    # to it) far from datetime's limits.
+    MAX_EXPECTED_DURATION = timedelta(days=366)
+
+    @staticmethod
+    def _whole_seconds(delta: timedelta) -> int:
+        """Seconds rounded up, at least 1 (Retry-After, overrun reports)."""
+        whole = int(delta.total_seconds())
+        return max(1, whole + (whole < delta.total_seconds()))
+
+    def _gatings(self, tenant: Tenant, ev: Optional[plan.Evaluation]) -> tuple[Gating, ...]:
+        """The occurrences of ``ev`` that affect ``tenant``, each with the policy in force and
+        the end of the tenant's merged period (what a refused job is told to wait for).
+
+        Independent of the instant asked about (decide() classifies every gating by its own
+        ``[start, end)``, and the merged period containing an occurrence's start is the one
+        containing any later instant of it), so it is built once per evaluation, config and
+        tenant and shared by every admission until the next tick: the gate's hot path is a
+        dict lookup, not a scan of every occurrence.
+        """
+        if ev is None:
+            return ()
+        cfg = self.config
+        cache = self.__dict__.get("_gate_cache")
+        if cache is None or cache[0] is not ev or cache[1] is not cfg:
+            cache = (ev, cfg, {})
+            self._gate_cache = cache  # threads racing here build equal answers; last one wins
+        found = cache[2].get(tenant.id)
+        if found is None:
+            found = cache[2][tenant.id] = self._gatings_of(tenant.id, ev.active + ev.upcoming, cfg)
+        return found
+
+    def _gatings_of(self, tenant_id: str, items: Any, cfg: Config) -> tuple[Gating, ...]:
+        mine = [a for a in items if tenant_id in a.window.tenants]
+        return tuple(Gating(window=a.window, occurrence=a.occ, policy=self._gate_policy(cfg, a.window),
+                            period_end=plan.period_end(mine, tenant_id, a.occ.start) or a.occ.end)
+                     for a in mine)
+
+    @staticmethod
+    def _gate_policy(cfg: Config, window: Window):
+        # A manual window keeps the policy it was entered with; if that policy has since
+        # left the file, provider.policy (or deny-all) gates instead of nothing.
+        if window.policy is not None and window.policy not in cfg.policies:
+            window = replace(window, policy=None)
+        return cfg.policy_for(window)
+
+    def _gatings_until(self, tenant: Tenant, ev: plan.Evaluation, until: datetime) -> tuple[Gating, ...]:
+        """Like :meth:`_gatings`, but reaching ``until``: a tick expands occurrences only a day
+        (plus the longest notice lead) ahead, and a long ``expected_duration`` looks further."""
+        cfg = self.config
+        known = {(a.window.id, a.occ.key) for a in ev.active + ev.upcoming}
+        far = tuple(a for a in plan.effective(cfg, plan.Journal(), ev.now, until)
+                    if a.occ.start > ev.now and (a.window.id, a.occ.key) not in known)
+        return self._gatings_of(tenant.id, ev.active + ev.upcoming + far, cfg)
 
     def _order_drains(self, tx, ev: plan.Evaluation, now: datetime) -> None:
+        """Order the running leases that an active occurrence's policy denies to drain.
+
+        Runs in every tick's transaction, so a window that starts (or a lease admitted just
+        before its start, or a maintd that was down at the start) is caught by the next
+        tick. The deadline is the occurrence's start + ``drain.grace`` for ``then: stop``,
+        none for ``then: keep``; a lease keeps its first order (``order_drain``). Jobs the
+        policy allows (restores) and jobs on resources a window does not cover are never
+        drained. One decision per (tenant, kind, resource) per tick, however many leases.
+        """
+        overruns = [what for what in list(self.faults) if what.startswith("overrun:")]
+        if not ev.active and not overruns:
+            return
+        # past expires_at is gone, even if this very transaction's sweep is not visible here
+        running = [lease for lease in self.store.leases("running") if lease["expires_at"] > now]
+        if overruns:  # a lease that expired (its client died) is no longer running late
+            alive = {lease["id"] for lease in running}
+            for what in overruns:
+                if what.split(":", 1)[1] not in alive:
+                    self._clear_overrun(what.split(":", 1)[1])
         if not ev.active:
             return
-        for lease in self.store.leases("running"):
+        cfg = self.config
+        denied_by: dict[tuple, Optional[Gating]] = {}  # (tenant, kind, resource) -> the denying occurrence
+        for lease in running:
             if lease["drain"]:
                 continue
-            tenant = self.config.tenants.get(lease["tenant"])
+            tenant = cfg.tenants.get(lease["tenant"])
             if tenant is None:
                 continue
-            active, _ = self._gatings(tenant, list(ev.active), now)
-            decision = decide(Request(tenant=tenant, kind=lease["kind"], resource=lease["resource"]), active, [],
-                              now, provider=self.config.provider, compiled=self.compiled)
-            if decision.admitted:
+            key = (tenant.id, lease["kind"], lease["resource"])
+            if key not in denied_by:
+                denied_by[key] = self._denying(tenant, lease["kind"], lease["resource"], ev, now)
+            gating = denied_by[key]
+            if gating is None:
                 continue
-            w = next((g.window for g in active if g.window.id == decision.window), active[0].window)
-            occ = next((g.occurrence for g in active if g.window.id == decision.window), active[0].occurrence)
+            w, occ = gating.window, gating.occurrence
             deadline = occ.start + w.drain.grace if w.drain.then == "stop" else None
             if tx.order_drain([lease["id"]], deadline=deadline, then=w.drain.then):
                 tx.journal("drain", at=now, window=w.id, occurrence=occ.key,
                            message=f"lease {lease['id']} ({lease['tenant']}/{lease['kind']}) ordered to drain"
                                    + (f" by {isoz(deadline)}" if deadline else " (may finish)"),
                            detail={"lease": lease["id"], "tenant": lease["tenant"], "kind": lease["kind"],
-                                   "deadline": isoz(deadline), "then": w.drain.then})
-                log.info("drain lease %s (%s/%s)", lease["id"], lease["tenant"], lease["kind"],
-                         extra={"action": "drain", "window": w.id})
+                                   "resource": lease["resource"], "deadline": isoz(deadline),
+                                   "then": w.drain.then})
+                log.info("drain lease %s (%s/%s)%s", lease["id"], lease["tenant"], lease["kind"],
+                         f" by {isoz(deadline)}" if deadline else " (may finish)",
+                         extra={"action": "drain", "window": w.id, "tenant": lease["tenant"]})
+
+    def _denying(self, tenant: Tenant, kind: str, resource: Optional[str], ev: plan.Evaluation,
+                 now: datetime) -> Optional[Gating]:
+        """The active occurrence whose policy denies this job now (decide()'s choice), or None."""
+        active = [g for g in self._gatings(tenant, ev) if g.occurrence.start <= now < g.occurrence.end]
+        if not active:
+            return None
+        decision = decide(Request(tenant=tenant, kind=kind, resource=resource), active, (), now,
+                          provider=self.config.provider, compiled=self.compiled)
+        if decision.admitted:
+            return None
+        return next(g for g in active if g.window.id == decision.window and g.occurrence.key == decision.occurrence)
+
+    def _resume_leases(self, now: datetime) -> None:
+        """At start-up: the time maintd was down does not count against its gate clients, so
+        running leases (with their drain orders and deadlines) survive a restart."""
+        try:
+            with self.store.transaction() as tx:
+                resumed = tx.resume_leases(now)
+        except StoreError as exc:
+            self._store_failed(exc)
+            return
+        if resumed:
+            log.info("%d running leases resumed", resumed, extra={"action": "leases-resumed"})
+
+    def _gate_writer(self) -> GroupCommit:
+        """Every gate write (a lease, a refusal's journal line, a heartbeat, a release) is group
+        committed with the others that arrive meanwhile (see ``scheduler.groupcommit``)."""
+        writer = self.__dict__.get("_gate_commit")
+        if writer is None:
+            writer = self.__dict__.setdefault("_gate_commit", GroupCommit(self._gate_batch, name="gate-writer"))
+        return writer
+
+    def _gate_batch(self, ops: Any) -> list:
+        results: list = [None] * len(ops)
+        with self.store.transaction() as tx:
+            tx.add_leases([op[1] for op in ops if op[0] == "lease"])
+            for i, op in enumerate(ops):
+                if op[0] == "journal":
+                    tx.journal(op[1], **op[2])
+                elif op[0] == "heartbeat":
+                    results[i] = tx.heartbeat(op[1], op[2])
+                elif op[0] == "release":
+                    results[i] = tx.release(op[1], op[2])
+        return results
+
+    # Each gate call has a blocking form (threads, tests) and an async one (the API: no trip
+    # through the thread pool); both decide the same way and wait for the same commit.
 
     def admit(self, tenant_id: str, kind: str, resource: Optional[str] = None,
               expected_duration: Optional[timedelta] = None) -> dict:
-        """The gate: decide, and on admission hand out a lease."""
+        """The gate: decide, and on admission hand out a lease (``POST /v1/admissions``)."""
+        result, write = self._admission(tenant_id, kind, resource, expected_duration)
+        try:
+            self._gate_writer().submit(write)
+        except StoreError as exc:
+            return self._unwritten(result, exc)
+        return self._admitted(result)
+
+    async def admit_async(self, tenant_id: str, kind: str, resource: Optional[str] = None,
+                          expected_duration: Optional[timedelta] = None) -> dict:
+        if expected_duration is not None and expected_duration > timedelta(days=1):
+            # may expand occurrences far ahead (_gatings_until): not on the event loop
+            return await asyncio.get_running_loop().run_in_executor(
+                None, self.admit, tenant_id, kind, resource, expected_duration)
+        result, write = self._admission(tenant_id, kind, resource, expected_duration)
+        try:
+            await self._gate_writer().submit_async(write)
+        except StoreError as exc:
+            return self._unwritten(result, exc)
+        return self._admitted(result)
+
+    def _admission(self, tenant_id: str, kind: str, resource: Optional[str],
+                   expected_duration: Optional[timedelta]) -> tuple[dict, tuple]:
+        """The answer to an admission request, and the write that must commit before it is given.
+
+        Takes no lock: a tick holds the daemon lock while it plans (end checks run inside
+        it), and a job start must not wait for that. The last evaluation and the config are
+        each one atomic attribute read, and decide() classifies occurrences by ``now``
+        itself, so a window that began after the last tick gates already.
+        """
         now = self.clock()
-        with self.lock:
-            cfg = self.config
-            tenant = cfg.tenants.get(tenant_id)
-            if tenant is None:
-                raise NotFoundError(f'unknown tenant "{tenant_id}"')
-            items = list(self.evaluation.active + self.evaluation.upcoming) if self.evaluation else []
-            active, upcoming = self._gatings(tenant, items, now)
+        cfg = self.config
+        tenant = cfg.tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFoundError(f'unknown tenant "{tenant_id}"')
+        longest = self.MAX_EXPECTED_DURATION
+        if expected_duration is not None and not timedelta(0) <= expected_duration <= longest:
+            raise UsageError(f"expected_duration must be between 0s and {longest.days}d")
+        ev = self.evaluation
+        gatings = self._gatings(tenant, ev)
+        if expected_duration is not None and ev is not None and now + expected_duration > ev.now + timedelta(days=1):
+            gatings = self._gatings_until(tenant, ev, now + expected_duration)
+        if gatings:
             decision = decide(Request(tenant=tenant, kind=kind, resource=resource,
-                                      expected_duration=expected_duration), active, upcoming, now,
+                                      expected_duration=expected_duration),
+                              [g for g in gatings if g.occurrence.start <= now],
+                              [g for g in gatings if g.occurrence.start > now], now,
                               provider=cfg.provider, compiled=self.compiled)
-        if not decision.admitted:
-            self.metrics.admissions.labels(decision.reason or "denied").inc()
-            retry = max(1, int((decision.retry_after - now).total_seconds() + 0.999)) if decision.retry_after else 60
-            try:
-                with self.store.transaction() as tx:
-                    tx.journal("refused", at=now, window=decision.window, occurrence=decision.occurrence,
-                               message=f"{tenant_id}/{kind} refused ({decision.reason})",
-                               detail={"tenant": tenant_id, "kind": kind, "resource": resource,
-                                       "reason": decision.reason})
-            except StoreError as exc:
-                self._store_failed(exc)  # a refusal is still a refusal without its journal line
-            return {"admitted": False, "reason": decision.reason, "message": decision.message,
-                    "retry_after": retry}
+            if not decision.admitted:
+                retry = self._whole_seconds(decision.retry_after - now) if decision.retry_after else 60
+                # tenant and kind in `detail`: the completed notice counts refusals per tenant
+                write = ("journal", "refused", dict(
+                    at=now, window=decision.window, occurrence=decision.occurrence,
+                    message=f"{tenant_id}/{kind} refused ({decision.reason})",
+                    detail={"tenant": tenant_id, "kind": kind, "resource": resource, "reason": decision.reason,
+                            "retry_after": retry}))
+                return ({"admitted": False, "reason": decision.reason, "message": decision.message,
+                         "retry_after": retry}, write)
         lease_id = "lse_" + secrets.token_hex(12)
-        with self.store.transaction() as tx:
-            tx.add_lease(lease_id, tenant=tenant_id, kind=kind, resource=resource, admitted_at=now,
-                         interval_s=HEARTBEAT)
-        self.metrics.admissions.labels("admitted").inc()
-        return {"admitted": True, "lease": lease_id, "heartbeat": HEARTBEAT}
+        write = ("lease", {"id": lease_id, "tenant": tenant_id, "kind": kind, "resource": resource,
+                           "admitted_at": now, "interval_s": HEARTBEAT})
+        return {"admitted": True, "lease": lease_id, "heartbeat": HEARTBEAT}, write
+
+    def _admitted(self, result: dict) -> dict:
+        self.metrics.admissions.labels("admitted" if result["admitted"] else result["reason"] or "denied").inc()
+        return result
+
+    def _unwritten(self, result: dict, exc: StoreError) -> dict:
+        self._store_failed(exc)
+        if result["admitted"]:
+            raise exc  # no lease without its row: the client hears 503 (and --if-unreachable decides)
+        return self._admitted(result)  # a refusal is still a refusal without its journal line
 
     def heartbeat(self, lease_id: str) -> dict:
+        """A gate client is alive: ``{"drain": bool, "deadline": ts|null}``. A drained job
+        that still heartbeats after its deadline is an overrun: a fault ops must see."""
         now = self.clock()
-        row = self.store.heartbeat(lease_id, now)
+        row = self._gate_writer().submit(("heartbeat", lease_id, now))
+        result, write = self._heartbeat_answer(lease_id, row, now)
+        if write is not None:
+            try:
+                self._gate_writer().submit(write)
+            except StoreError as exc:
+                self._store_failed(exc)
+        return result
+
+    async def heartbeat_async(self, lease_id: str) -> dict:
+        now = self.clock()
+        row = await self._gate_writer().submit_async(("heartbeat", lease_id, now))
+        result, write = self._heartbeat_answer(lease_id, row, now)
+        if write is not None:
+            try:
+                await self._gate_writer().submit_async(write)
+            except StoreError as exc:
+                self._store_failed(exc)
+        return result
+
+    def _heartbeat_answer(self, lease_id: str, row: Optional[dict], now: datetime) -> tuple[dict, Optional[tuple]]:
         if row is None:
             raise NotFoundError(f'unknown or expired lease "{lease_id}"')
-        if row.get("overrun"):
-            self._fault(f"overrun:{lease_id}", f"lease {lease_id} ({row['tenant']}/{row['kind']}) still runs after "
-                                              f"its drain deadline {isoz(row['deadline'])}")
-        return {"drain": bool(row["drain"]), "deadline": isoz(row["deadline"])}
+        write = self._overrun(row, now) if row.get("overrun") else None
+        return {"drain": bool(row["drain"]), "deadline": isoz(row["deadline"])}, write
+
+    def _overrun(self, row: dict, now: datetime) -> Optional[tuple]:
+        """Raise the overrun fault of a lease (once); returns the journal write it needs."""
+        what = f"overrun:{row['id']}"
+        if what in self.faults:
+            return None
+        late = self._whole_seconds(now - row["deadline"])
+        message = (f"lease {row['id']} ({row['tenant']}/{row['kind']}) still runs {late}s after its drain "
+                   f"deadline {isoz(row['deadline'])}")
+        self._fault(what, message)
+        self.metrics.drain_overrun.set(sum(1 for f in list(self.faults) if f.startswith("overrun:")))
+        log.warning(message, extra={"action": "drain-overrun", "tenant": row["tenant"]})
+        return ("journal", "drain-overrun", dict(
+            at=now, message=message, detail={"lease": row["id"], "tenant": row["tenant"], "kind": row["kind"],
+                                             "resource": row["resource"], "deadline": isoz(row["deadline"])}))
+
+    def _clear_overrun(self, lease_id: str) -> None:
+        if f"overrun:{lease_id}" in self.faults:
+            self._clear(f"overrun:{lease_id}")
+            self.metrics.drain_overrun.set(sum(1 for f in list(self.faults) if f.startswith("overrun:")))
 
     def release(self, lease_id: str) -> None:
-        if not self.store.release(lease_id, self.clock()):
+        """The job ended (``DELETE /v1/leases/{id}``)."""
+        self._released(lease_id, self._gate_writer().submit(("release", lease_id, self.clock())))
+
+    async def release_async(self, lease_id: str) -> None:
+        self._released(lease_id, await self._gate_writer().submit_async(("release", lease_id, self.clock())))
+
+    def _released(self, lease_id: str, released: bool) -> None:
+        if not released:
             raise NotFoundError(f'unknown or finished lease "{lease_id}"')
-        self._clear(f"overrun:{lease_id}")
+        self._clear_overrun(lease_id)
 
     # -- manual actions ----------------------------------------------------------
 
     def enter(self, *, reason: str, duration: Optional[timedelta] = None, tenants: Optional[list[str]] = None,
               policy: Optional[str] = None, actor: str = "api") -> dict:
-        now = self.clock()
+        # Whole seconds: the start is the occurrence key, which the store keeps as isoz() text
+        # (seconds). With microseconds the journal's key would never match the plan's again:
+        # the occurrence read as "removed" one tick after it started, and its overrides
+        # (extend, exit) never applied.
+        now = self.clock().replace(microsecond=0)
         with self.lock:
             cfg = self.config
             if tenants:
@@ -586,6 +845,8 @@ class Daemon:
                 if not known:
                     raise NotFoundError(f'unknown window "{window_id}"')
                 raise ConflictError(f'window "{window_id}" is not active; only a running occurrence can be extended')
+            if by > OPEN_ENDED or target.occ.end + by - now > 2 * OPEN_ENDED:  # far from datetime's year 9999
+                raise UsageError(f"cannot extend {window_id} more than {2 * OPEN_ENDED.days} days ahead")
             new_end = target.occ.end + by
             with self.store.transaction() as tx:
                 tx.set_override(window_id, target.occ.key, end=new_end, reason="extend", at=now, actor=actor)
@@ -605,8 +866,13 @@ class Daemon:
                 "policy": a.window.policy or self.config.provider.policy}
 
     def status(self) -> dict:
-        now = self.clock()
-        with self.lock:
+        # Wait for a tick in flight (milliseconds; an end check's few) so the answer is
+        # consistent, but not for long: a tick stuck on the store (locked by another writer,
+        # a full disk) must not make status and /metrics hang for seconds — that is exactly
+        # when ops look at them. Then the last completed evaluation answers.
+        locked = self.lock.acquire(timeout=STATUS_WAIT)
+        try:
+            now = self.clock()
             ev = self.evaluation
             cfg = self.config
             items = list(ev.active + ev.upcoming) if ev else []
@@ -615,7 +881,10 @@ class Daemon:
                 a.window for a in items if a.window.manual)), now, limit=5)]
             config = {"path": os.path.abspath(self.config_path), "loaded_at": isoz(self.loaded_at),
                       "reloaded_at": isoz(self.reloaded_at), "error": self.config_error}
-            faults = [f.to_json() for f in self.faults.values()]
+            faults = [f.to_json() for f in list(self.faults.values())]
+        finally:
+            if locked:
+                self.lock.release()
         open_manual = set()
         leases_out: dict[str, Any] = {"running": 0, "draining": 0, "items": []}
         counts = {"sent": 0, "pending": 0, "failed": 0}
@@ -660,20 +929,22 @@ class Daemon:
 
     def windows(self) -> list[dict]:
         now = self.clock()
-        with self.lock:
-            cfg = self.config
-            out = []
-            for w in cfg.windows:
-                nxt = plan.effective(cfg, plan.Journal(), now, now + timedelta(days=400))
-                occ = next((a for a in nxt if a.window.id == w.id), None)
-                out.append({
-                    "id": w.id, "title": w.title, "recurring": w.recurring, "cron": w.cron,
-                    "timezone": w.zone.key, "cancelled": w.cancelled, "tenants": sorted(w.tenants),
-                    "resources": sorted(w.resources) if w.resources else None,
-                    "notify": [w.lead_label(lead) for lead in w.notify], "policy": w.policy,
-                    "next": {"occurrence": isoz(occ.occ.key), "start": isoz(occ.occ.start),
-                             "end": isoz(occ.occ.end)} if occ else None,
-                })
+        cfg = self.config  # one read, not under self.lock (see status)
+        first: dict[str, plan.Active] = {}
+        # once for all windows (it was once per window: 300 windows took seconds)
+        for a in plan.effective(cfg, plan.Journal(), now, now + timedelta(days=400)):
+            first.setdefault(a.window.id, a)
+        out = []
+        for w in cfg.windows:
+            occ = first.get(w.id)
+            out.append({
+                "id": w.id, "title": w.title, "recurring": w.recurring, "cron": w.cron,
+                "timezone": w.zone.key, "cancelled": w.cancelled, "tenants": sorted(w.tenants),
+                "resources": sorted(w.resources) if w.resources else None,
+                "notify": [w.lead_label(lead) for lead in w.notify], "policy": w.policy,
+                "next": {"occurrence": isoz(occ.occ.key), "start": isoz(occ.occ.start),
+                         "end": isoz(occ.occ.end)} if occ else None,
+            })
         return out
 
     # -- workers -----------------------------------------------------------------
@@ -697,65 +968,214 @@ class Daemon:
         self.metrics.hooks_failed.set(st["hooks"]["failed"])
         self.metrics.drain_overrun.set(sum(1 for f in st["faults"] if f["what"].startswith("overrun:")))
 
-    def deliver_due(self) -> int:
-        """Claim due deliveries and send them concurrently (bounded pool). Returns how many."""
+    def deliver_due(self, wait: bool = True) -> int:
+        """Claim due deliveries for the free delivery slots and send them on the pool.
+
+        A slot is held from claim to result, so at most ``WORKERS`` sends run at once and a
+        slow receiver holds one slot, not a batch: the worker loop (``wait=False``) claims
+        again as soon as slots free up. ``wait=True`` (tests, benchmarks) returns when this
+        claim's sends are done. Returns how many deliveries were claimed.
+        """
+        slots = self._slots()
+        free = slots.free()
+        if free <= 0:
+            return 0
         now = self.clock()
         try:
-            rows = self.store.claim(now, worker=self.instance_id, limit=WORKERS * 4, lease=timedelta(minutes=2))
+            rows = self.store.claim_batch(now, worker=self.instance_id, limit=min(free, CLAIM_BATCH),
+                                          lease=CLAIM_LEASE)
+            # One read per batch for what a later reschedule or cancellation made untrue.
+            news = [r for r in rows if r["kind"] in ("scheduled", "rescheduled")]
+            changes = self.store.changes_after({r["window"] for r in news}, min(r["id"] for r in news)) \
+                if news else []
         except StoreError as exc:
             self._store_failed(exc)
             return 0
-        futures = [self._pool.submit(self._deliver, row) for row in rows]
-        for f in futures:
-            f.result()
+        later: dict[tuple[str, str], list[dict]] = {}
+        for c in changes:
+            later.setdefault((c["window"], c["tenant"]), []).append(c)
+        futures = []
+        for row in rows:
+            slots.take()
+            try:
+                future = self._pool.submit(self._deliver, row, later.get((row["window"], row["tenant"]), []))
+            except RuntimeError:  # the pool is shut down: stopping; the claim runs out and it is retried
+                slots.release()
+                continue
+            future.add_done_callback(lambda _f: (slots.release(), self._outbox_wake.set()))
+            futures.append(future)
+        if wait:
+            for f in futures:
+                f.result()
+            self._write_results()
         return len(rows)
 
-    def _deliver(self, row: dict) -> None:
+    def _slots(self) -> "_Slots":
+        slots = self.__dict__.get("_delivery_slots")
+        if slots is None:
+            with self.lock:
+                slots = self.__dict__.setdefault("_delivery_slots", _Slots(WORKERS))
+        return slots
+
+    def _with_link(self, notice: Notice) -> Notice:
+        """Fill in the tenant page link a notice was enqueued without (see ``build_notice``)."""
+        base = self.config.daemon.public_url
+        if notice.link or not base:
+            return notice
+        try:
+            # Read first: creating takes the write lock, which every sender would queue for.
+            secret = self.store.tenant_secret(notice.tenant, create=False) or self.store.tenant_secret(notice.tenant)
+        except StoreError:
+            return notice
+        return replace(notice, link=f"{base}/t/{secret}/")
+
+    def _stale(self, row: dict, notice: Notice, now: datetime, later: Optional[list[dict]] = None) -> Optional[str]:
+        """Why sending this delivery now would be wrong, or None.
+
+        Never after the start (SPEC 4): the start supersedes pending ``scheduled`` notices,
+        this catches one claimed just before. And news that a later ``rescheduled`` or
+        ``cancelled`` (for a one-off window: of any occurrence, its key moves with its
+        start) made untrue is dropped instead of being retried into a tenant's calendar.
+        ``later``: the window's changes for this tenant (``store.changes_after``).
+        """
+        if notice.kind == "scheduled" and now >= notice.start:
+            return "the window started before this notice could be delivered"
+        if notice.kind in ("scheduled", "rescheduled"):
+            if later is None:
+                later = [c for c in self.store.changes_after([row["window"]], row["id"])
+                         if c["tenant"] == row["tenant"]]
+            one_off = notice.uid == calendar_uid(notice.window, None, recurring=False)
+            for c in later:
+                if c["id"] > row["id"] and c["notice_id"] != row["notice_id"] \
+                        and (one_off or c["occurrence"] == row["occurrence"]):
+                    return f"a later {c['kind']} notice replaces it"
+        return None
+
+    def _deliver(self, row: dict, later: Optional[list[dict]] = None) -> None:
+        """Send one claimed delivery and queue its result (sent, retry at a backoff, failed,
+        superseded) for the outbox writer (``_write_results``)."""
+        from .errors import DeliveryError
+
         cfg = self.config
-        notifier = self.notifiers.get(row["channel"])
+        channel = row["channel"]
+        notifier = self.notifiers.get(channel)
         tenant = cfg.tenants.get(row["tenant"])
         now = self.clock()
+        attempts = row.get("attempts") or 1  # the claim counted this try
+        where = {"window": row["window"], "tenant": row["tenant"]}
         try:
             if tenant is None or notifier is None:
-                self.store.mark_failed(row["id"], now, f"tenant {row['tenant']} or channel {row['channel']} "
-                                                       "no longer configured", worker=self.instance_id)
-                self.metrics.notices.labels(row["channel"], "failed").inc()
+                self._result(row, "failed", now, last_error=f"tenant {row['tenant']} or channel {channel} "
+                                                             "no longer configured")
+                return
+            if now - row["created_at"] >= cfg.notifiers.max_age:
+                # Sent this late it would be wrong, not merely slow ("starts in 1h", a day later).
+                self._result(row, "failed", now,
+                             last_error=f"not sent: older than notifiers.max_age ({cfg.notifiers.max_age})")
+                log.warning("notice %s to %s via %s expired unsent", row["kind"], row["tenant"], channel,
+                            extra={"action": "notice-failed", **where})
                 return
             notice = _notice_from_json(row["payload"])
-            from .errors import DeliveryError
-
-            try:
-                notifier.send(notice, tenant)
-            except DeliveryError as exc:
-                now = self.clock()
-                attempts = row.get("attempts") or 1
-                if exc.permanent or give_up(attempts, row["created_at"], now, cfg.notifiers.max_attempts,
-                                            cfg.notifiers.max_age):
-                    self.store.mark_failed(row["id"], now, str(exc), worker=self.instance_id)
-                    self.metrics.notices.labels(row["channel"], "failed").inc()
-                    log.warning("notice %s to %s via %s failed for good: %s", row["kind"], row["tenant"],
-                                row["channel"], exc, extra={"action": "notice-failed"})
-                else:
-                    nxt = next_attempt(attempts, now, jitter=self._rng.random())
-                    self.store.mark_retry(row["id"], now, str(exc), nxt, worker=self.instance_id)
-                    self.metrics.notices.labels(row["channel"], "retry").inc()
-                    log.info("notice %s to %s via %s will be retried at %s: %s", row["kind"], row["tenant"],
-                             row["channel"], isoz(nxt), exc, extra={"action": "notice-retry"})
+            why = self._stale(row, notice, now, later)
+            if why:
+                self._result(row, "superseded", now, last_error=why)
+                log.info("notice %s to %s via %s not sent: %s", row["kind"], row["tenant"], channel, why,
+                         extra={"action": "notice-superseded", **where})
                 return
-            except Exception as exc:  # a bug in a notifier must not kill the worker
-                log.exception("notifier crashed")
-                self.store.mark_retry(row["id"], now, f"internal error: {exc}", now + timedelta(minutes=1),
-                                      worker=self.instance_id)
-                return
-            now = self.clock()
-            self.store.mark_sent(row["id"], now, worker=self.instance_id)
-            self.metrics.notices.labels(row["channel"], "sent").inc()
-            self.metrics.delivery_seconds.labels(row["channel"]).observe(
-                max(0.0, (now - row["created_at"]).total_seconds()))
-            log.info("notice %s to %s via %s delivered", row["kind"], row["tenant"], row["channel"],
-                     extra={"action": "notice-sent"})
+            notice = self._with_link(notice)
         except StoreError as exc:
             self._store_failed(exc)
+            return  # unsent and still claimed: tried again when the claim runs out
+        try:
+            notifier.send(notice, tenant)
+        except Exception as exc:  # noqa: BLE001 - DeliveryError, or a bug in a notifier: retry either way
+            if not isinstance(exc, DeliveryError):
+                log.exception("notifier %s crashed", channel)
+                exc = DeliveryError(f"internal error: {type(exc).__name__}: {exc}", permanent=False)
+            self._delivery_failed(row, exc, attempts)
+            return
+        now = self.clock()
+        self._result(row, "sent", now, sent_at=now, last_error=None)
+        self.metrics.delivery_seconds.labels(channel).observe(max(0.0, (now - row["created_at"]).total_seconds()))
+        log.info("notice %s to %s via %s delivered", row["kind"], row["tenant"], channel,
+                 extra={"action": "notice-sent", **where})
+
+    def _delivery_failed(self, row: dict, exc: Any, attempts: int) -> None:
+        cfg = self.config
+        channel = row["channel"]
+        where = {"window": row["window"], "tenant": row["tenant"]}
+        now = self.clock()
+        if exc.permanent or give_up(attempts, row["created_at"], now, cfg.notifiers.max_attempts,
+                                    cfg.notifiers.max_age):
+            self._result(row, "failed", now, last_error=str(exc))
+            log.warning("notice %s to %s via %s failed for good after %d attempt%s: %s", row["kind"], row["tenant"],
+                        channel, attempts, "" if attempts == 1 else "s", exc,
+                        extra={"action": "notice-failed", **where})
+            return
+        nxt = next_attempt(attempts, now, base=cfg.notifiers.retry_base, jitter=self._rng.random())
+        retry_after = (getattr(exc, "detail", None) or {}).get("retry_after")
+        if isinstance(retry_after, int) and retry_after > 0:  # the receiver asked for a pause: honour it, within reason
+            nxt = max(nxt, now + min(timedelta(seconds=retry_after), timedelta(hours=1)))
+        self._result(row, "pending", now, next_attempt_at=nxt, last_error=str(exc))
+        log.info("notice %s to %s via %s will be retried at %s: %s", row["kind"], row["tenant"], channel,
+                 isoz(nxt), exc, extra={"action": "notice-retry", **where})
+
+    def _result(self, row: dict, status: str, now: datetime, **values: Any) -> None:
+        """Queue one delivery's result. The writer records a batch in one transaction:
+        dozens of senders then share SQLite's single writer instead of queueing for it
+        one commit each. Until written the row stays claimed (``sending``), so a crash in
+        between sends it again when the claim runs out (at least once; receivers
+        deduplicate on the ``webhook-id``)."""
+        result = {"retry": "retry", "pending": "retry"}.get(status, status)
+        self.metrics.notices.labels(row["channel"], result).inc()
+        q = self._results_queue()
+        with q["lock"]:
+            q["items"].append((row, dict(status=status, updated_at=now, **values)))
+        q["wake"].set()
+
+    def _results_queue(self) -> dict:
+        q = self.__dict__.get("_delivery_results")
+        if q is None:
+            with self.lock:
+                q = self.__dict__.setdefault("_delivery_results",
+                                             {"lock": threading.Lock(), "items": [], "wake": threading.Event()})
+        return q
+
+    def _write_results(self) -> int:
+        """Record the queued delivery results, all in one transaction. Returns how many."""
+        q = self._results_queue()
+        with q["lock"]:
+            batch, q["items"] = q["items"], []
+            q["wake"].clear()
+        if not batch:
+            return 0
+        try:
+            done = self.store.finish_many([(row["id"], values) for row, values in batch], worker=self.instance_id)
+        except StoreError as exc:
+            self._store_failed(exc)
+            with q["lock"]:  # keep them for the next try; the rows stay claimed meanwhile
+                q["items"][:0] = batch
+            return 0
+        for row, values in batch:
+            if row["id"] not in done:
+                # Superseded meanwhile (the window started) or re-claimed after our claim ran out.
+                log.info("notice %s to %s via %s: result %s not recorded, its row had moved on", row["kind"],
+                         row["tenant"], row["channel"], values["status"],
+                         extra={"action": "notice-result-stale", "window": row["window"], "tenant": row["tenant"]})
+        return len(batch)
+
+    def _writer_loop(self) -> None:
+        """Writes delivery results until stopped and every send in flight has reported
+        (``stop`` joins this thread before it shuts the pool down)."""
+        q = self._results_queue()
+        slots = self._slots()
+        while True:
+            idle = self._stop.is_set() and slots.free() == slots.size  # read before writing: nothing after
+            written = self._write_results()
+            if idle and not written:
+                return
+            if not written:
+                q["wake"].wait(0.5)
 
     def run_hooks_due(self) -> int:
         now = self.clock()
@@ -829,23 +1249,57 @@ class Daemon:
                  extra={"action": "hook"})
 
     def _worker_loop(self) -> None:
+        """The outbox worker: keeps every delivery slot busy while deliveries are due.
+
+        Woken by ticks (new rows) and by each finished send (a free slot); otherwise it
+        looks again every second (retries coming due). Hooks run on a thread of their own,
+        so a 2-minute hook never stalls notices, nor a slow receiver a hook.
+        """
+        hooks_wake = threading.Event()
+        hooks = threading.Thread(target=self._hooks_loop, args=(hooks_wake,), name="hooks", daemon=True)
+        hooks.start()
+        self._threads.append(hooks)
+        writer = threading.Thread(target=self._writer_loop, name="outbox-writer", daemon=True)
+        writer.start()
+        self._threads.append(writer)
+        slots = self._slots()
+        # A claim is a store round trip: while sends are in flight, wait until a quarter of
+        # the slots are free (or 50 ms passed) and claim them together, not one per finished send.
+        batch = max(1, min(CLAIM_BATCH, slots.size) // 4)
+        last = 0.0
         while not self._stop.is_set():
+            self._outbox_wake.clear()  # before claiming: a send finishing meanwhile wakes the wait below
+            free = slots.free()
+            claimed = 0
+            if free and (free >= batch or free == slots.size or time.monotonic() - last >= 0.05):
+                last = time.monotonic()
+                try:
+                    claimed = self.deliver_due(wait=False)
+                except Exception:  # the worker must survive anything; the loop reports faults
+                    log.exception("outbox worker iteration failed")
+            if claimed:
+                continue
+            self._outbox_wake.wait(0.05 if 0 < free < slots.size else 1.0)
+            hooks_wake.set()
+
+    def _hooks_loop(self, wake: threading.Event) -> None:
+        while not self._stop.is_set():
+            wake.clear()
             try:
-                busy = self.deliver_due()
-                busy += self.run_hooks_due()
-            except Exception:  # the worker must survive anything; the loop reports faults
-                log.exception("worker iteration failed")
-                busy = 0
-            if not busy:
-                self._outbox_wake.wait(1.0)
-                self._outbox_wake.clear()
+                ran = self.run_hooks_due()
+            except Exception:  # noqa: BLE001 - as above
+                log.exception("hook worker iteration failed")
+                ran = 0
+            if not ran:
+                wake.wait(1.0)
 
     # -- lifecycle -----------------------------------------------------------------
 
     def start(self) -> None:
         now = self.clock()
         try:
-            self.store.register_instance(self.instance_id, listen=self.listen, now=now, leader=True)
+            self.store.register_instance(self.instance_id, listen=self.listen, now=now, leader=True,
+                                         since=self.started_at)
         except (StoreError, TypeError):
             pass
         try:
@@ -856,6 +1310,7 @@ class Daemon:
                       + (" in dry-run mode" if self.dry_run else ""), actor="daemon")
         self.scheduler.start()
         self.scheduler.add_job(self.tick, "interval", seconds=SAFETY_TICK, id="safety", kwargs={"reason": "safety"})
+        self._resume_leases(now)  # before the first tick's expiry sweep
         self.tick("start")
         t = threading.Thread(target=self._worker_loop, name="outbox", daemon=True)
         t.start()
@@ -879,12 +1334,58 @@ class Daemon:
 # helpers
 
 
+class _Slots:
+    """Free delivery slots: taken at claim, given back when the send's result is recorded."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._used = 0
+        self._lock = threading.Lock()
+
+    def free(self) -> int:
+        with self._lock:
+            return self.size - self._used
+
+    def take(self) -> None:
+        with self._lock:
+            self._used += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._used -= 1
+
+
 def _parse(text: Any) -> Optional[datetime]:
     if not text:
         return None
     if isinstance(text, datetime):
         return text
     return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+
+
+def tenant_message(cfg: Config, window: Optional[Window], tenant: Tenant, start: datetime, end: datetime,
+                   title: str, window_id: str) -> str:
+    """The tenant-facing message of a window (or the provider's), placeholders filled in."""
+    text = (window.message if window and window.message else None) or cfg.provider.message
+    return messages.render(text, provider=cfg.provider.name, title=title, start=start, end=end,
+                           window=window_id, tenant=tenant, zone=tenant.zone)
+
+
+def compose_notice(cfg: Config, n: plan.NoticeAction, tenant: Tenant, *, window: Optional[Window] = None,
+                   link: Optional[str] = None, summary: Optional[dict] = None) -> Notice:
+    """The Notice a planned action means for one tenant. Pure: the daemon and ``maintd
+    preview`` build notices the same way, so a preview is what would be sent."""
+    lead = n.lead if n.kind == "scheduled" else None
+    seq_key = n.sequence if n.kind in ("rescheduled", "extended", "cancelled") else 0
+    return Notice(
+        id=notice_id(n.window, n.occurrence, tenant.id, n.kind, lead, seq_key), kind=n.kind, window=n.window,
+        occurrence=n.occurrence, tenant=tenant.id, title=n.title, start=n.start, end=n.end,
+        message=tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window),
+        provider=cfg.provider.name, lead=lead, late=n.late,
+        uid=calendar_uid(n.window, n.occurrence, n.recurring), sequence=n.sequence,
+        previous_start=n.previous[0] if n.previous else None, previous_end=n.previous[1] if n.previous else None,
+        summary=summary if n.kind == "completed" else None, link=link,
+    )
 
 
 def notice_seq(n: Notice) -> int:

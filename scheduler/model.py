@@ -186,6 +186,7 @@ class Notifiers:
     templates: Optional[str] = None  # a provider's own template directory (absolute)
     max_attempts: int = 8
     max_age: timedelta = timedelta(hours=24)
+    retry_base: timedelta = timedelta(seconds=30)  # first retry delay; doubles per attempt, up to 1h
 
 
 @dataclass(frozen=True, kw_only=True)

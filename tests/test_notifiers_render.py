@@ -223,3 +223,22 @@ def test_build_notifiers_passes_the_provider_template_dir(tmp_path):
     (email,) = [n for n in build_notifiers(Notifiers(email=EmailSettings(), templates=str(tmp_path)), "P")
                 if n.channel == "email"]
     assert email.build_message(make_notice(), make_tenant())["Subject"] == "X Storage firmware update"
+
+
+def test_a_renderer_keeps_the_templates_it_was_made_with(tmp_path):
+    """A reload checks the templates; sends must use exactly those, not a later edit."""
+    (tmp_path / "subject.txt").write_text("GOOD {{ title }}\n")
+    renderer = Renderer("Example Cloud", str(tmp_path))
+    assert renderer.check() == []
+    (tmp_path / "subject.txt").write_text("BROKEN {{ title }\n")
+    assert renderer.render(make_notice(), make_tenant()).subject == "GOOD Storage firmware update"
+    assert Renderer("Example Cloud", str(tmp_path)).check()[0].startswith(f"{tmp_path / 'subject.txt'}:1: ")
+
+
+def test_build_notifiers_mails_with_the_checked_renderer(tmp_path):
+    (tmp_path / "subject.txt").write_text("CHECKED {{ title }}")
+    checked = Renderer("P", str(tmp_path))
+    (tmp_path / "subject.txt").write_text("EDITED {{ title }}")
+    (email,) = [n for n in build_notifiers(Notifiers(email=EmailSettings(), templates=str(tmp_path)), "P", checked)
+                if n.channel == "email"]
+    assert email.build_message(make_notice(), make_tenant())["Subject"] == "CHECKED Storage firmware update"

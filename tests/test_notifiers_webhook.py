@@ -169,3 +169,42 @@ def test_bad_secret_is_permanent_and_not_echoed(httpserver):
 def test_applies_to(tenant):
     assert notifier().applies_to(tenant)
     assert not notifier().applies_to(make_tenant(webhook=None))
+
+
+def test_each_sending_thread_keeps_its_own_pooled_session(httpserver, tenant):
+    """A Session is not thread-safe, and one shared pool (10 connections) would drop and
+    reopen connections under the outbox's concurrent senders."""
+    import threading
+
+    httpserver.expect_request(PATH, method="POST").respond_with_data("", status=204)
+    n = notifier()
+    sessions = {}
+
+    def send(i: int) -> None:
+        n.send(make_notice(tenant=f"t{i}"), tenant)
+        n.send(make_notice(tenant=f"t{i}", kind="started"), tenant)
+        sessions[i] = n.session
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+    assert len(sessions) == 4 and len({id(s) for s in sessions.values()}) == 4
+    assert sum(1 for _, resp in httpserver.log if resp.status_code == 204) == 8
+    assert n.session is n.session  # the same one again in one thread
+
+
+@pytest.mark.parametrize("env, trusted", [
+    ({}, False),
+    ({"HTTPS_PROXY": "http://proxy.example:3128"}, True),
+    ({"no_proxy": "localhost"}, True),
+    ({"REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca.pem"}, True),
+], ids=["nothing_set", "https_proxy", "no_proxy", "ca_bundle"])
+def test_sessions_read_the_environment_only_when_it_says_something(monkeypatch, env, trusted):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
+                 "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert notifier().session.trust_env is trusted
