@@ -64,16 +64,31 @@ class _In(BaseModel):
 
 
 class AdmissionIn(_In):
-    tenant: str = Field(min_length=1, max_length=200)
-    kind: str = Field(min_length=1, max_length=100)
-    resource: Optional[str] = Field(default=None, max_length=200)
-    expected_duration: Optional[Union[float, str]] = Field(
-        default=None, description="seconds, or a duration such as 2h")
+    """``POST /v1/admissions``: may this tenant start this job now?"""
 
-    @field_validator("expected_duration")
+    tenant: str = Field(min_length=1, max_length=200, description="tenant id from windows.yaml")
+    kind: str = Field(min_length=1, max_length=100, description="job kind the policy matches, e.g. backup")
+    resource: Optional[str] = Field(default=None, min_length=1, max_length=200,
+                                    description="what the job runs on (windows with `resources` gate only those)")
+    expected_duration: Optional[Union[float, str]] = Field(
+        default=None, description="seconds, or a duration such as 2h; refused (would-overlap) if the job "
+                                  "would still run when a window affecting it starts")
+
+    @field_validator("tenant", "kind", "resource")
+    @classmethod
+    def _not_blank(cls, v: Optional[str]) -> Optional[str]:
+        if v is not None:
+            v = v.strip()
+            if not v:
+                raise ValueError("must not be blank")
+        return v
+
+    @field_validator("expected_duration", mode="before")  # before: lax mode would turn true into 1.0
     @classmethod
     def _check(cls, v: Any) -> Any:
-        _duration(v)
+        d = _duration(v)
+        if d is not None and d > Daemon.MAX_EXPECTED_DURATION:
+            raise ValueError(f"must be at most {Daemon.MAX_EXPECTED_DURATION.days}d")
         return v
 
 
@@ -84,7 +99,7 @@ class MaintenanceIn(_In):
     tenants: Optional[list[str]] = None
     policy: Optional[str] = None
 
-    @field_validator("for_")
+    @field_validator("for_", mode="before")
     @classmethod
     def _check(cls, v: Any) -> Any:
         d = _duration(v)
@@ -96,7 +111,7 @@ class MaintenanceIn(_In):
 class ExtendIn(_In):
     by: Union[float, str] = Field(description="how much longer, e.g. 30m")
 
-    @field_validator("by")
+    @field_validator("by", mode="before")
     @classmethod
     def _check(cls, v: Any) -> Any:
         d = _duration(v)
@@ -258,22 +273,44 @@ def create_app(daemon: Daemon) -> FastAPI:
     def extend(window_id: str, body: ExtendIn) -> dict:
         return daemon.extend(window_id, _duration(body.by), actor="api")
 
-    @app.post("/v1/admissions", dependencies=read, tags=["gate"],
-              responses={423: {"description": "denied: maintenance or would-overlap"}})
-    def admissions(body: AdmissionIn):
-        result = daemon.admit(body.tenant, body.kind, body.resource, _duration(body.expected_duration))
+    loopback_hosts: dict[str, bool] = {}
+
+    async def gate_access(request: Request) -> None:
+        # The gate is what every tenant job start asks: open on loopback (the `maintd exec`
+        # next to the job), the token from anywhere else. Async, so that deciding access
+        # costs no trip through the thread pool; a client address is parsed once.
+        host = request.client.host if request.client else ""
+        local = loopback_hosts.get(host)
+        if local is None:
+            local = _loopback(request)
+            if len(loopback_hosts) < 1024:
+                loopback_hosts[host] = local
+        if not local:
+            require_token(request)
+
+    gate = [Depends(gate_access)]
+
+    @app.post("/v1/admissions", dependencies=gate, tags=["gate"],
+              responses={423: {"description": "denied: maintenance or would-overlap (with Retry-After)"},
+                         404: {"description": "unknown tenant"}})
+    async def admissions(body: AdmissionIn):
+        # async: the decision is in-memory and the write is group committed by the daemon's
+        # writer thread, so a job start never waits for a thread of the pool
+        result = await daemon.admit_async(body.tenant, body.kind, body.resource, _duration(body.expected_duration))
         if not result["admitted"]:
             return JSONResponse(result, status_code=423, headers={"Retry-After": str(result["retry_after"])})
-        return result
+        return JSONResponse(result)
 
-    @app.post("/v1/leases/{lease_id}/heartbeat", dependencies=read, tags=["gate"])
-    def heartbeat(lease_id: str) -> dict:
-        return daemon.heartbeat(lease_id)
+    @app.post("/v1/leases/{lease_id}/heartbeat", dependencies=gate, tags=["gate"],
+              responses={404: {"description": "unknown, released or expired lease"}})
+    async def heartbeat(lease_id: str):
+        return JSONResponse(await daemon.heartbeat_async(lease_id))
 
-    @app.delete("/v1/leases/{lease_id}", dependencies=read, tags=["gate"])
-    def release(lease_id: str) -> dict:
-        daemon.release(lease_id)
-        return {"released": lease_id}
+    @app.delete("/v1/leases/{lease_id}", dependencies=gate, tags=["gate"],
+                responses={404: {"description": "unknown, released or expired lease"}})
+    async def release(lease_id: str):
+        await daemon.release_async(lease_id)
+        return JSONResponse({"released": lease_id})
 
     @app.get("/metrics", dependencies=read, tags=["ops"])
     def metrics() -> PlainTextResponse:

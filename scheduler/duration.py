@@ -7,6 +7,7 @@ from datetime import timedelta
 _UNITS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 _PART = re.compile(r"(\d+)([wdhms])")
 _WHOLE = re.compile(r"^(?:\d+[wdhms])+$")
+MAX_SECONDS = 3650 * 86400  # ten years: beyond that it is a typo, and timedelta overflows soon after
 
 
 def parse_duration(text: str) -> timedelta:
@@ -28,6 +29,8 @@ def parse_duration(text: str) -> timedelta:
             raise ValueError(f"duration {text!r}: write units from largest to smallest (e.g. 1h30m)")
         seen.append(unit)
         total += int(number) * _UNITS[unit]
+    if total > MAX_SECONDS:
+        raise ValueError(f"duration {text!r} is too long; expected at most 3650d")
     return timedelta(seconds=total)
 
 

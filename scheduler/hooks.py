@@ -29,6 +29,9 @@ def hook_env(*, event: str, window: str, occurrence: datetime, start: datetime, 
              tenants: Iterable[str], message: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment SPEC section 5 promises a hook."""
     env = dict(os.environ if base is None else base)
+    # A hook is the provider's script, not a client of the API: it gets no credentials.
+    for secret in ("MAINTD_TOKEN",):
+        env.pop(secret, None)
     env.update({
         "MAINTD_EVENT": event,
         "MAINTD_WINDOW": window,
