@@ -30,6 +30,7 @@ from . import hooks as hooks_mod
 from . import messages, plan
 from .errors import ConfigError, ConflictError, MaintdError, NotFoundError, StoreError, UsageError
 from .groupcommit import GroupCommit
+from .leader import Leadership
 from .model import UTC, Config, Notice, Tenant, Window, calendar_uid, isoz, notice_id
 from .policy import Gating, Request, compile_policies, decide
 from .store import Store, database_url, give_up, next_attempt
@@ -45,7 +46,10 @@ STATUS_WAIT = 1.0  # seconds status waits for a tick in flight before answering 
 # at ~600 deliveries/s (benchmarks/notify_bench.py) where 32 gave ~420.
 WORKERS = int(os.environ.get("MAINTD_DELIVERY_WORKERS", "64"))
 CLAIM_BATCH = int(os.environ.get("MAINTD_CLAIM_BATCH", str(WORKERS)))  # rows claimed per store round trip
-CLAIM_LEASE = timedelta(minutes=2)  # a claim not finished by then (crashed worker) is claimed again
+# a claim not finished by then (an instance that died mid-send) is claimed again
+CLAIM_LEASE = timedelta(seconds=float(os.environ.get("MAINTD_CLAIM_LEASE", "120")))
+LEADER_POLL = float(os.environ.get("MAINTD_LEADER_POLL", "1"))  # seconds between leadership checks (PostgreSQL)
+INSTANCE_STALE = timedelta(seconds=max(15.0, 5 * LEADER_POLL))  # an instance silent this long is gone
 
 
 def utcnow() -> datetime:
@@ -91,6 +95,8 @@ class Metrics:
         self.drain_overrun = Gauge("maintd_drain_overruns", "Drained leases still running after deadline",
                                    registry=r)
         self.end_checks = Counter("maintd_end_checks_total", "End checks by result", ["result"], registry=r)
+        self.leader = Gauge("maintd_leader", "1 while this instance leads (runs transitions, drains, hooks)",
+                            registry=r)
 
 
 class Daemon:
@@ -120,6 +126,8 @@ class Daemon:
             root, ext = os.path.splitext(db)
             db = f"{root}.dry-run{ext or '.db'}"
         self.store = Store(database_url(db, os.path.dirname(os.path.abspath(config_path))))
+        # Several instances may share one PostgreSQL database; one of them leads.
+        self.leadership = Leadership(self.store.engine)
         self.token = self._token()
         self.evaluation: Optional[plan.Evaluation] = None
         self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
@@ -260,8 +268,11 @@ class Daemon:
             try:
                 journal = self._snapshot(now)
                 ev = plan.evaluate(self.config, journal, now)
-                ev = self._end_checks(ev, journal, now)
-                self._apply(ev, now)
+                if self.leadership.leader:
+                    # Followers evaluate too (they answer status and the gate from it) but
+                    # only the leader records transitions, sends drains and runs hooks.
+                    ev = self._end_checks(ev, journal, now)
+                    self._apply(ev, now)
             except StoreError as exc:
                 self._store_failed(exc)
                 self._wake_at(now + timedelta(seconds=2))
@@ -900,15 +911,13 @@ class Daemon:
             hook_info = {"pending": sum(1 for r in runs if r["status"] in ("pending", "running")),
                          "failed": sum(1 for r in runs if r["status"] == "failed"),
                          "items": [_hook_json(r) for r in runs if r["status"] != "ok"][:20]}
-            instances = [{"id": i["id"], "listen": i["listen"], "leader": bool(i["leader"]), "since": isoz(i["since"])}
-                         for i in self.store.instances()]
+            instances = self._instances(now)
         except StoreError as exc:
             self._store_failed(exc)
             draining = []
             instances = []
-        if not instances:
-            instances = [{"id": self.instance_id, "listen": self.listen, "leader": True,
-                          "since": isoz(self.started_at)}]
+        if not instances:  # the store is down: say at least who answers
+            instances = [self._me()]
         mode = "normal"
         if active:
             mode = "draining" if draining else "maintenance"
@@ -926,6 +935,43 @@ class Daemon:
             "last_tick": isoz(self.last_tick),
             "instances": instances,
         }
+
+    def _me(self) -> dict:
+        return {"id": self.instance_id, "listen": self.listen, "leader": self.leadership.leader,
+                "since": isoz(self.leadership.since), "self": True}
+
+    def _instances(self, now: datetime) -> list[dict]:
+        """Every live instance on this store; this one's row from its own live state."""
+        if not self.leadership.postgres:
+            return [self._me()]  # one instance per SQLite file; old rows are past runs
+        out = [self._me()]
+        for i in self.store.instances():
+            if i["id"] == self.instance_id or i["heartbeat_at"] < now - INSTANCE_STALE:
+                continue
+            out.append({"id": i["id"], "listen": i["listen"], "leader": bool(i["leader"]),
+                        "since": isoz(i["since"]), "self": False})
+        return sorted(out, key=lambda i: (not i["leader"], i["listen"]))
+
+    def poll_leader(self) -> bool:
+        """Check (or take) leadership and heartbeat this instance's row. A new leader
+        catches up at once; on PostgreSQL the leader also ticks every poll, so what a
+        follower wrote (a manual action, a reload) takes effect within one poll."""
+        now = self.clock()
+        was = self.leadership.leader
+        leader = self.leadership.poll(now)
+        self.metrics.leader.set(1 if leader else 0)
+        try:
+            self.store.register_instance(self.instance_id, listen=self.listen, now=now, leader=leader,
+                                         since=self.leadership.since)
+        except StoreError as exc:
+            self._store_failed(exc)
+        if leader and not was:
+            self._journal("leader", now, message=f"{self.instance_id} ({self.listen}) leads", actor="daemon")
+        if leader and self.leadership.postgres:
+            self.tick("leader" if not was else "leader-poll")
+        elif was and not leader:
+            log.warning("no longer leader; following", extra={"action": "follower"})
+        return leader
 
     def windows(self) -> list[dict]:
         now = self.clock()
@@ -1286,7 +1332,7 @@ class Daemon:
         while not self._stop.is_set():
             wake.clear()
             try:
-                ran = self.run_hooks_due()
+                ran = self.run_hooks_due() if self.leadership.leader else 0
             except Exception:  # noqa: BLE001 - as above
                 log.exception("hook worker iteration failed")
                 ran = 0
@@ -1297,11 +1343,13 @@ class Daemon:
 
     def start(self) -> None:
         now = self.clock()
+        self.leadership.poll(now)
+        self.metrics.leader.set(1 if self.leadership.leader else 0)
         try:
-            self.store.register_instance(self.instance_id, listen=self.listen, now=now, leader=True,
-                                         since=self.started_at)
-        except (StoreError, TypeError):
-            pass
+            self.store.register_instance(self.instance_id, listen=self.listen, now=now,
+                                         leader=self.leadership.leader, since=self.leadership.since)
+        except StoreError as exc:
+            self._store_failed(exc)
         try:
             self.store.reset_running_hooks(now)
         except StoreError as exc:
@@ -1310,6 +1358,8 @@ class Daemon:
                       + (" in dry-run mode" if self.dry_run else ""), actor="daemon")
         self.scheduler.start()
         self.scheduler.add_job(self.tick, "interval", seconds=SAFETY_TICK, id="safety", kwargs={"reason": "safety"})
+        if self.leadership.postgres:
+            self.scheduler.add_job(self.poll_leader, "interval", seconds=LEADER_POLL, id="leader")
         self._resume_leases(now)  # before the first tick's expiry sweep
         self.tick("start")
         t = threading.Thread(target=self._worker_loop, name="outbox", daemon=True)
@@ -1327,6 +1377,11 @@ class Daemon:
             t.join(timeout=10)
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._journal("daemon-stop", self.clock(), message="maintd stopped", actor="daemon")
+        self.leadership.release()  # another instance takes over at its next poll
+        try:
+            self.store.remove_instance(self.instance_id)
+        except StoreError:
+            pass
         self.store.close()
 
 

@@ -1144,6 +1144,11 @@ class Store:
             conn.execute(_insert(conn, instances).values(id=id, started_at=now, **values)
                          .on_conflict_do_update(index_elements=["id"], set_=values))
 
+    def remove_instance(self, id: str) -> None:
+        """A clean stop: the instance leaves the list at once instead of going stale."""
+        with self._connect("remove the instance", write=True) as conn:
+            conn.execute(instances.delete().where(instances.c.id == id))
+
     def instances(self) -> list[dict]:
         with self._connect("read instances") as conn:
             return _dicts(conn.execute(sa.select(instances).order_by(instances.c.id)))
