@@ -1,10 +1,16 @@
 """``maintd exec``: a tenant job behind the gate.
 
-Asks for admission; when denied exits 75 (EX_TEMPFAIL) with the tenant message, so a
-scheduler retries later. When admitted runs CMD in its own process group, heartbeats,
-and on a drain order sends the group SIGTERM, then SIGKILL at the deadline. When the
-daemon cannot be reached, ``--if-unreachable`` decides (default allow: a maintenance
-daemon that is down must not stop a provider's backups).
+Asks for admission; when denied exits 75 (EX_TEMPFAIL) with the tenant message on
+stderr, so the job's scheduler retries later. When admitted runs CMD in its own process
+group (stdin, stdout and stderr are CMD's own), heartbeats the lease in the background
+until CMD ends, and on a drain order sends the group SIGTERM, then SIGKILL at the
+deadline (``then: keep`` has none: the job may finish). CMD's exit code is returned
+unchanged (a signal as 128 + its number, as shells report it) and the lease released.
+
+When the daemon cannot be reached (or fails with a 5xx) ``--if-unreachable`` decides:
+``allow`` (default: a maintenance daemon that is down must not stop a provider's
+backups) runs CMD with a warning, ``deny`` exits 75. A 4xx refusal (unknown tenant, a
+bad request) is an error: exit 1 with the daemon's message.
 """
 from __future__ import annotations
 
@@ -17,9 +23,12 @@ import time
 from datetime import datetime, timezone
 from typing import Any, Optional
 
-from .errors import RefusedError, UnreachableError
+from .errors import MaintdError, RefusedError
 
 EX_TEMPFAIL = 75
+# A drain order learned after its deadline (maintd was down through the grace) still
+# gives the job this long between SIGTERM and SIGKILL.
+MIN_TERM_TO_KILL = 2.0
 
 
 def _warn(msg: str) -> None:
@@ -37,11 +46,13 @@ def run_gated(client: Any, *, tenant: str, kind: str, resource: Optional[str], e
     interval = 10.0
     try:
         status, out = client.call("POST", "/v1/admissions", json_body=body, ok_statuses=(423,), timeout=10)
-    except UnreachableError as exc:
+    except RefusedError:
+        raise  # 4xx: the request is wrong (unknown tenant ...); exit 1 with the daemon's message
+    except MaintdError as exc:  # unreachable, or a daemon that answers 5xx: as good as down
         if if_unreachable == "deny":
-            _warn(f"{exc}; refusing to run (--if-unreachable deny)")
+            _warn(f"{exc}; not running the job (--if-unreachable deny)")
             return EX_TEMPFAIL
-        _warn(f"WARNING: {exc}; running without the gate (--if-unreachable allow)")
+        _warn(f"WARNING: {exc}; running the job without the gate (--if-unreachable allow)")
         status, out = 0, None
     if status == 423:
         print(out.get("message") or "denied: maintenance", file=sys.stderr, flush=True)
@@ -49,7 +60,10 @@ def run_gated(client: Any, *, tenant: str, kind: str, resource: Optional[str], e
         return EX_TEMPFAIL
     if out:
         lease = out.get("lease")
-        interval = float(out.get("heartbeat") or interval)
+        try:
+            interval = max(0.2, float(out.get("heartbeat") or interval))
+        except (TypeError, ValueError):
+            pass
     try:
         proc = subprocess.Popen(cmd, start_new_session=True)
     except OSError as exc:
@@ -57,17 +71,23 @@ def run_gated(client: Any, *, tenant: str, kind: str, resource: Optional[str], e
         _release(client, lease)
         return 127 if isinstance(exc, FileNotFoundError) else 126
 
-    # Signals sent to `maintd exec` itself go to the job too (it has its own process group).
+    # Signals sent to `maintd exec` itself go to the job too (it has its own process group,
+    # so a terminal's Ctrl-C reaches it only through here).
     def forward(signum, _frame) -> None:
         _signal_group(proc, signum)
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
     done = threading.Event()
+    beat = None
     if lease:
-        threading.Thread(target=_heartbeat, args=(client, lease, interval, proc, done), daemon=True).start()
+        beat = threading.Thread(target=_heartbeat, args=(client, lease, interval, proc, done), daemon=True,
+                                name="heartbeat")
+        beat.start()
     code = proc.wait()
     done.set()
+    if beat is not None:
+        beat.join(timeout=6)  # a heartbeat in flight must not land after the release
     _release(client, lease)
     return code if code >= 0 else 128 - code
 
@@ -84,28 +104,69 @@ def _release(client: Any, lease: Optional[str]) -> None:
         return
     try:
         client.call("DELETE", f"/v1/leases/{lease}", timeout=5)
-    except (UnreachableError, RefusedError):
-        pass  # an unreleased lease expires after three heartbeats
+    except MaintdError:
+        pass  # an unreleased lease expires after three heartbeat intervals
 
 
 def _heartbeat(client: Any, lease: str, interval: float, proc: subprocess.Popen, done: threading.Event) -> None:
-    termed = False
-    deadline: Optional[float] = None
-    while not done.wait(min(interval, 1.0) if termed else interval):
-        if deadline is not None and time.time() >= deadline:
-            _warn("drain deadline passed: sending SIGKILL")
-            _signal_group(proc, signal.SIGKILL)
+    """Heartbeat every ``interval`` until ``done`` (CMD ended), and carry out a drain order.
+
+    Heartbeats go on after SIGTERM: the lease (and the drain the status shows) must stay
+    alive through the grace, and a job that outlives its deadline is an overrun the daemon
+    can only see while it hears from it. SIGKILL is timed by this process's own clock, so
+    it happens at the deadline even when the daemon is down by then.
+    """
+    kill_at: Optional[float] = None  # time.monotonic() of the SIGKILL, once a stop drain is ordered
+    drained = False
+    failing = False
+    lost = False
+    next_beat = time.monotonic() + interval
+    timeout = min(5.0, max(1.0, interval))
+    while True:
+        wake = next_beat if kill_at is None else min(next_beat, kill_at)
+        if done.wait(max(0.0, wake - time.monotonic())):
             return
-        if termed:
+        if kill_at is not None and time.monotonic() >= kill_at:
+            _warn("drain deadline reached: sending SIGKILL")
+            _signal_group(proc, signal.SIGKILL)
+            kill_at = None
+        if time.monotonic() < next_beat:
+            continue
+        next_beat = time.monotonic() + interval
+        if lost:
             continue
         try:
-            _, out = client.call("POST", f"/v1/leases/{lease}/heartbeat", timeout=5)
-        except (UnreachableError, RefusedError) as exc:
-            _warn(f"heartbeat failed: {exc}")
+            _, out = client.call("POST", f"/v1/leases/{lease}/heartbeat", timeout=timeout)
+        except RefusedError as exc:  # 404: maintd no longer knows the lease (it expired)
+            _warn(f"heartbeat refused: {exc}; the job goes on without a lease")
+            lost = True
             continue
-        if out.get("drain") and out.get("deadline"):
-            dl = datetime.fromisoformat(out["deadline"].replace("Z", "+00:00"))
-            deadline = dl.astimezone(timezone.utc).timestamp()
-            _warn(f"maintenance: draining, sending SIGTERM (SIGKILL at {out['deadline']})")
-            _signal_group(proc, signal.SIGTERM)
-            termed = True
+        except MaintdError as exc:
+            if not failing:
+                _warn(f"heartbeat failed: {exc}; still trying")
+            failing = True
+            continue
+        if failing:
+            _warn("heartbeat ok again")
+            failing = False
+        if drained or not isinstance(out, dict) or not out.get("drain"):
+            continue
+        drained = True
+        deadline = _parse(out.get("deadline"))
+        if deadline is None:
+            _warn("maintenance started: this job may finish (drain: keep)")
+            continue
+        left = deadline.timestamp() - time.time()
+        kill_at = time.monotonic() + max(left, MIN_TERM_TO_KILL)
+        _warn(f"maintenance started: sending SIGTERM, SIGKILL at {out['deadline']}")
+        _signal_group(proc, signal.SIGTERM)
+
+
+def _parse(text: Any) -> Optional[datetime]:
+    if not text:
+        return None
+    try:
+        ts = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
