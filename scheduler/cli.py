@@ -44,6 +44,24 @@ def parse_time(text: str, config: Optional[Config], now: datetime) -> datetime:
     return ts.astimezone(UTC)
 
 
+class Duration(click.ParamType):
+    """A positive duration such as 30m or 1h30m, checked where the flag is parsed; the
+    text is passed on as written (the daemon parses it again)."""
+
+    name = "duration"
+
+    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> str:
+        try:
+            if parse_duration(value) <= timedelta(0):
+                raise ValueError("expected a positive duration such as 30m")
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+        return value
+
+
+DURATION = Duration()
+
+
 def load_config(ctx: click.Context) -> Config:
     return config_mod.load(ctx.obj["config"])
 
@@ -357,7 +375,8 @@ def status(ctx: click.Context, as_json: bool, url: Optional[str]) -> None:
 
 @cli.command()
 @click.option("--reason", required=True, help="Why (shown in history and to tenants).")
-@click.option("--for", "for_", default=None, help="How long, e.g. 2h (default: until `maintd exit`).")
+@click.option("--for", "for_", type=DURATION, default=None,
+              help="How long, e.g. 2h (default: until `maintd exit`).")
 @click.option("--tenants", default=None, help="Comma-separated tenant ids (default: all).")
 @click.option("--policy", default=None, help="Policy that gates jobs (default: provider.policy).")
 @url_option
@@ -365,13 +384,6 @@ def status(ctx: click.Context, as_json: bool, url: Optional[str]) -> None:
 def enter(ctx: click.Context, reason: str, for_: Optional[str], tenants: Optional[str], policy: Optional[str],
           url: Optional[str]) -> None:
     """Enter maintenance now (the Enable-...MaintenanceMode equivalent)."""
-    if for_ is not None:
-        try:
-            parse_duration(for_)
-        except ValueError as exc:
-            raise UsageError(f"--for: {exc}") from None
-        except OverflowError:  # "99999999999d"
-            raise UsageError(f"--for: {for_} is too long") from None
     ids = [t.strip() for t in tenants.split(",") if t.strip()] if tenants else None
     body: dict[str, Any] = {"reason": reason}
     if for_:
@@ -398,18 +410,11 @@ def exit_(ctx: click.Context, window: Optional[str], url: Optional[str]) -> None
 
 @cli.command()
 @click.argument("window")
-@click.argument("duration")
+@click.argument("duration", type=DURATION)
 @url_option
 @click.pass_context
 def extend(ctx: click.Context, window: str, duration: str, url: Optional[str]) -> None:
     """Extend the active occurrence of WINDOW by DURATION (e.g. 30m); tenants get an "extended" notice."""
-    try:
-        if parse_duration(duration).total_seconds() <= 0:
-            raise ValueError("must be positive")
-    except ValueError as exc:
-        raise UsageError(f"DURATION: {exc}") from None
-    except OverflowError:  # "99999999999d"
-        raise UsageError(f"DURATION: {duration} is too long") from None
     _, out = Client(ctx, url).call("POST", f"/v1/windows/{window}/extend", json_body={"by": duration})
     click.echo(f"{out['window']} now ends at {out['end']}")
 
@@ -467,7 +472,8 @@ def history(ctx: click.Context, as_json: bool, limit: int, url: Optional[str]) -
 @click.option("--tenant", required=True)
 @click.option("--kind", required=True)
 @click.option("--resource", default=None)
-@click.option("--expected-duration", default=None, help="e.g. 2h: refused if it would run into a window.")
+@click.option("--expected-duration", type=DURATION, default=None,
+              help="e.g. 2h: refused if it would run into a window.")
 @click.option("--if-unreachable", type=click.Choice(["allow", "deny"]), default="allow", show_default=True,
               help="When the daemon is down: run anyway (with a warning) or refuse (exit 75).")
 @url_option
@@ -478,13 +484,6 @@ def exec_(ctx: click.Context, tenant: str, kind: str, resource: Optional[str], e
     """Ask the gate, run CMD if admitted, heartbeat, and stop CMD gracefully on drain."""
     from .execjob import run_gated
 
-    if expected_duration is not None:
-        try:
-            parse_duration(expected_duration)
-        except ValueError as exc:
-            raise UsageError(f"--expected-duration: {exc}") from None
-        except OverflowError:  # "99999999999d"
-            raise UsageError(f"--expected-duration: {expected_duration} is too long") from None
     code = run_gated(Client(ctx, url), tenant=tenant, kind=kind, resource=resource,
                      expected_duration=expected_duration, if_unreachable=if_unreachable, cmd=list(cmd))
     ctx.exit(code)

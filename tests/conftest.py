@@ -28,6 +28,16 @@ def maintd_argv() -> list[str]:
     return [sys.executable, "-c", "from scheduler.cli import main; main()"]
 
 
+class Clock:
+    """An injected clock for in-process daemons: tests move ``now`` by hand."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

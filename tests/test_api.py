@@ -20,7 +20,7 @@ from scheduler.api import MAX_BODY, create_app
 from scheduler.daemon import Daemon
 from scheduler.model import UTC
 
-from conftest import TOKEN, iso_in
+from conftest import TOKEN, Clock, iso_in
 
 T0 = datetime(2027, 3, 10, 12, 0, tzinfo=UTC)  # "now" of the in-process daemon
 
@@ -53,14 +53,6 @@ daemon:
   listen: 127.0.0.1:1
   database: x
 """
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

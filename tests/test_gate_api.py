@@ -16,6 +16,7 @@ from fastapi.testclient import TestClient
 from scheduler.api import create_app
 from scheduler.daemon import HEARTBEAT, Daemon
 from scheduler.model import UTC
+from conftest import Clock
 
 TOKEN = "gate-test-token"
 T0 = datetime(2027, 3, 10, 12, 0, tzinfo=UTC)
@@ -65,14 +66,6 @@ windows:
 daemon:
   listen: 127.0.0.1:1
 """
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture

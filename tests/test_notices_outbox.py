@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from scheduler.daemon import Daemon
+from conftest import Clock
 
 UTC = timezone.utc
 START = datetime(2026, 12, 5, 21, 0, tzinfo=UTC)
@@ -48,14 +49,6 @@ windows:
 daemon: {{database: maintd.db}}
 """)
     return path
-
-
-class Clock:
-    def __init__(self, now: datetime) -> None:
-        self.now = now
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 @pytest.fixture
