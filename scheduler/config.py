@@ -18,7 +18,7 @@ import binascii
 import errno
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
 from typing import Annotated, Any, Callable, Literal, Mapping, Optional
@@ -898,6 +898,7 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None,
         _build(cfg, src, tenants_src, tenant_models, window_models, file, col, broken)
         raise ConfigError(_main_first(col.issues, file))
     result = _build(cfg, src, tenants_src, tenant_models, window_models, file, col, broken)
+    result = _daemon_env(result, env, col)
     if col.errors:
         raise ConfigError(_main_first(col.issues, file))
     return result
@@ -953,6 +954,29 @@ def _select(tenants: Mapping[str, model.Tenant], labels: Mapping[str, str],
         return frozenset(tenants)
     sets = sorted((by_label.get(kv, set()) for kv in labels.items()), key=len)
     return frozenset(sets[0].intersection(*sets[1:]))
+
+
+# SPEC section 5: every key of the daemon block has an environment override.
+DAEMON_ENV = {"listen": "MAINTD_LISTEN", "database": "MAINTD_DATABASE", "token_file": "MAINTD_TOKEN_FILE",
+              "public_url": "MAINTD_PUBLIC_URL"}
+
+
+def _daemon_env(cfg: model.Config, env: Mapping[str, str], col: _Collector) -> model.Config:
+    changes: dict[str, str] = {}
+    checks = {"listen": _listen, "public_url": _url}
+    for key, var in DAEMON_ENV.items():
+        value = env.get(var)
+        if not value:
+            continue
+        try:
+            value = checks[key](value) if key in checks else value
+        except ValueError as exc:
+            col.add(ConfigIssue(f"${var}", 1, 1, f"{var}: {exc}"))
+            continue
+        changes[key] = value.rstrip("/") if key == "public_url" else value
+    if not changes:
+        return cfg
+    return replace(cfg, daemon=replace(cfg.daemon, **changes))
 
 
 def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, window_models: list, file: str,

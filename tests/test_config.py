@@ -1069,3 +1069,29 @@ def test_config_times_are_utc(tmp_path):
 def test_example_is_copied_and_still_valid(tmp_path):
     shutil.copy(EXAMPLE, tmp_path / "windows.yaml")
     assert config.load("windows.yaml", env={}).path == str(tmp_path / "windows.yaml")
+
+
+# SPEC section 5: every key of the daemon block has an environment override.
+DAEMON_YAML = "version: 1\nprovider: {name: P}\ndaemon: {listen: '127.0.0.1:9000', public_url: 'https://a.example'}\n"
+
+
+@pytest.mark.parametrize("env, key, value", [
+    ({"MAINTD_LISTEN": "0.0.0.0:8888"}, "listen", "0.0.0.0:8888"),
+    ({"MAINTD_DATABASE": "postgresql+psycopg://db/maintd"}, "database", "postgresql+psycopg://db/maintd"),
+    ({"MAINTD_TOKEN_FILE": "/etc/maintd/token"}, "token_file", "/etc/maintd/token"),
+    ({"MAINTD_PUBLIC_URL": "https://maint.example.com/"}, "public_url", "https://maint.example.com"),
+    ({}, "listen", "127.0.0.1:9000"),
+], ids=["listen", "database", "token_file", "public_url_trailing_slash", "file_value_without_env"])
+def test_daemon_keys_have_env_overrides(tmp_path, env, key, value):
+    path = tmp_path / "windows.yaml"
+    path.write_text(DAEMON_YAML)
+    assert getattr(config.load(str(path), env=env).daemon, key) == value
+
+
+def test_a_bad_env_override_is_a_clear_error(tmp_path):
+    path = tmp_path / "windows.yaml"
+    path.write_text(DAEMON_YAML)
+    with pytest.raises(ConfigError) as info:
+        config.load(str(path), env={"MAINTD_LISTEN": "nonsense"})
+    assert [str(i) for i in info.value.issues] == [
+        "$MAINTD_LISTEN:1:1: MAINTD_LISTEN: expected HOST:PORT such as 127.0.0.1:8787, got 'nonsense'"]
