@@ -80,9 +80,16 @@ def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", 
     from .api import create_app
     from .daemon import Daemon
 
+    from . import config as config_mod
+
     setup_logging(log_format, log_level)
-    daemon = Daemon(config_path, dry_run=dry_run)
-    sock = bind(daemon.listen)
+    # Bind before opening the store: a port in use must not leave a fresh database behind.
+    sock = bind(config_mod.load(config_path).daemon.listen)
+    try:
+        daemon = Daemon(config_path, dry_run=dry_run)
+    except BaseException:
+        sock.close()
+        raise
     server = uvicorn.Server(uvicorn.Config(create_app(daemon), log_level="warning", access_log=False,
                                            lifespan="off", timeout_graceful_shutdown=5))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True)
