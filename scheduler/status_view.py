@@ -13,6 +13,12 @@ def _ts(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
+def _short(text: str | None) -> str:
+    """2026-12-05T21:00:00Z -> 12-05 21:00Z: readable in an 80-column terminal."""
+    ts = _ts(text)
+    return ts.strftime("%m-%d %H:%MZ") if ts else "-"
+
+
 def _left(end: str | None, now: datetime) -> str:
     e = _ts(end)
     if e is None:
@@ -48,18 +54,26 @@ def render_status(st: dict[str, Any], now: datetime) -> None:
     console.print(Panel(head, title="maintd", expand=False))
     if st["active"]:
         t = Table(title="active", title_justify="left")
-        for c in ("window", "title", "since", "ends", "tenants"):
-            t.add_column(c)
+        t.add_column("window", overflow="fold")
+        t.add_column("title")
+        t.add_column("since", no_wrap=True)
+        t.add_column("ends", no_wrap=True)
+        t.add_column("tenants")
         for a in st["active"]:
-            t.add_row(a["window"], a.get("title", ""), a["start"], f"{a['end'] or '-'} ({_left(a['end'], now)})",
+            t.add_row(a["window"], a.get("title", ""), _short(a["start"]),
+                      f"{_short(a['end']) if a['end'] else 'on exit'}\n{_left(a['end'], now)}",
                       _tenants(a["tenants"]))
         console.print(t)
     if st["next"]:
         t = Table(title="next", title_justify="left")
-        for c in ("window", "title", "start", "end", "tenants"):
-            t.add_column(c)
+        t.add_column("window", overflow="fold")
+        t.add_column("title")
+        t.add_column("start", no_wrap=True)
+        t.add_column("end", no_wrap=True)
+        t.add_column("tenants")
         for a in st["next"]:
-            t.add_row(a["window"], a.get("title", ""), f"{a['start']} ({_until(a['start'], now)})", a["end"],
+            t.add_row(a["window"], a.get("title", ""), f"{_short(a['start'])}\n{_until(a['start'], now)}",
+                      _short(a["end"]),
                       _tenants(a["tenants"]))
         console.print(t)
     leases, notices = st["leases"], st["notices"]
