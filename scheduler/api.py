@@ -16,7 +16,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .daemon import Daemon
@@ -95,9 +95,16 @@ class AdmissionIn(_In):
 class MaintenanceIn(_In):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     reason: str = Field(min_length=1, max_length=1000)
-    for_: Optional[Union[float, str]] = Field(default=None, alias="for", description="duration, e.g. 2h")
+    for_: Optional[Union[float, str]] = Field(default=None, validation_alias=AliasChoices("for", "duration"),
+                                              description="duration, e.g. 2h (also accepted as `duration`)")
     tenants: Optional[list[str]] = None
     policy: Optional[str] = None
+
+    @field_validator("tenants", mode="before")
+    @classmethod
+    def _tenant_list(cls, v: Any) -> Any:
+        # "acme,beta" reads as naturally as ["acme", "beta"]
+        return [t.strip() for t in v.split(",") if t.strip()] if isinstance(v, str) else v
 
     @field_validator("for_", mode="before")
     @classmethod
@@ -109,7 +116,8 @@ class MaintenanceIn(_In):
 
 
 class ExtendIn(_In):
-    by: Union[float, str] = Field(description="how much longer, e.g. 30m")
+    by: Union[float, str] = Field(validation_alias=AliasChoices("by", "duration", "for"),
+                                  description="how much longer, e.g. 30m (also accepted as `duration`)")
 
     @field_validator("by", mode="before")
     @classmethod

@@ -377,14 +377,15 @@ def status(ctx: click.Context, as_json: bool, url: Optional[str]) -> None:
 @click.option("--reason", required=True, help="Why (shown in history and to tenants).")
 @click.option("--for", "for_", type=DURATION, default=None,
               help="How long, e.g. 2h (default: until `maintd exit`).")
-@click.option("--tenants", default=None, help="Comma-separated tenant ids (default: all).")
+@click.option("--tenants", multiple=True,
+              help="Tenant ids, comma-separated or repeated (default: all).")
 @click.option("--policy", default=None, help="Policy that gates jobs (default: provider.policy).")
 @url_option
 @click.pass_context
-def enter(ctx: click.Context, reason: str, for_: Optional[str], tenants: Optional[str], policy: Optional[str],
+def enter(ctx: click.Context, reason: str, for_: Optional[str], tenants: tuple[str, ...], policy: Optional[str],
           url: Optional[str]) -> None:
     """Enter maintenance now (the Enable-...MaintenanceMode equivalent)."""
-    ids = [t.strip() for t in tenants.split(",") if t.strip()] if tenants else None
+    ids = [t.strip() for group in tenants for t in group.split(",") if t.strip()] or None
     body: dict[str, Any] = {"reason": reason}
     if for_:
         body["for"] = for_

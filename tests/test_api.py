@@ -127,7 +127,7 @@ BAD_INPUT = [
     ("POST", "/v1/maintenance", {"reason": "x", "for": "2 hours"}, 422, "expected a duration"),
     ("POST", "/v1/maintenance", {"reason": "x", "for": 1.6e16}, 422, "at most 3650d"),
     ("POST", "/v1/maintenance", {"reason": "x", "for": "99999999999d"}, 422, "at most 3650d"),
-    ("POST", "/v1/maintenance", {"reason": "x", "tenants": "acme"}, 422, "tenants: "),
+    ("POST", "/v1/maintenance", {"reason": "x", "tenants": 7}, 422, "tenants: "),
     ("POST", "/v1/maintenance", {"reason": "x", "tenants": ["acme", "nobody"]}, 404, "unknown tenant(s): nobody"),
     ("POST", "/v1/maintenance", {"reason": "x", "policy": "nope"}, 404, 'unknown policy "nope"'),
     ("POST", "/v1/windows/running/extend", {}, 422, "by: Field required"),
@@ -237,6 +237,16 @@ def test_manual_enter_extend_exit(client: TestClient, daemon: Daemon) -> None:
     assert [a["window"] for a in st["active"]] == ["running"]
     kinds = [h["kind"] for h in client.get("/v1/history").json()]
     assert {"enter", "extend", "exit"} <= set(kinds)
+
+
+def test_manual_bodies_accept_duration_and_comma_separated_tenants(client: TestClient) -> None:
+    r = client.post("/v1/maintenance", json={"reason": "storage", "duration": "2h", "tenants": "acme, beta"},
+                    headers=AUTH)
+    assert r.status_code == 200, r.text
+    manual = r.json()
+    assert manual["tenants"] == ["acme", "beta"] and manual["end"] == "2027-03-10T14:00:00Z"
+    r = client.post(f"/v1/windows/{manual['window']}/extend", json={"duration": "15m"}, headers=AUTH)
+    assert r.status_code == 200 and r.json()["end"] == "2027-03-10T14:15:00Z"
 
 
 def test_the_gate_admits_denies_and_releases(client: TestClient) -> None:

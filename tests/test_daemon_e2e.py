@@ -326,6 +326,9 @@ def test_manual_enter_extend_exit_through_the_cli(daemon_factory) -> None:
         (("extend", mid, "5m"), {"MAINTD_TOKEN": "wrong"}, 1, "Error: missing or invalid bearer token"),
         (("exit",), {"MAINTD_TOKEN": ""}, 1, "Error: missing or invalid bearer token"),
         (("enter", "--reason", "x", "--tenants", "nobody"), {}, 1, "Error: unknown tenant(s): nobody"),
+        # --tenants repeats or takes commas; every id is sent
+        (("enter", "--reason", "x", "--tenants", "beta", "--tenants", "acme,nobody"), {}, 1,
+         "Error: unknown tenant(s): nobody"),
     ]
     for args, env, code, message in refusals:
         r = d.cli(*args, env=env)
