@@ -300,7 +300,6 @@ class Daemon:
                                kwargs={"reason": "wake"})
 
     def _apply(self, ev: plan.Evaluation, now: datetime) -> None:
-        cfg = self.config
         with self.store.transaction() as tx:
             for t in ev.transitions:
                 detail = {"tenants": sorted(t.tenants), "period_tenants": sorted(t.period_tenants),
@@ -340,7 +339,6 @@ class Daemon:
                            detail={"lease": lease_id})
             self._order_drains(tx, ev, now)
             tx.set_meta_time("last_tick", now)
-        del cfg
 
     def _title(self, window_id: str) -> str:
         w = self.config.window(window_id)
