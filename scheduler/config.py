@@ -1146,6 +1146,14 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
         ))
 
     n = cfg.notifiers
+    if n.email is None:
+        # Addresses with nowhere to send from: say so once, at the first tenant that has them.
+        mailed = [(i, t) for i, t in tenant_models if t.email]
+        if mailed:
+            i, t = mailed[0]
+            col.add(tsrc.issue(("tenants", i, "email"),
+                               f'{len(mailed)} tenant(s) have email addresses (first: "{t.id}") but notifiers.email '
+                               "is not configured; no email will be sent", severity="warning"))
     email = None
     if n.email is not None:
         e = n.email

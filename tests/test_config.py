@@ -1095,3 +1095,14 @@ def test_a_bad_env_override_is_a_clear_error(tmp_path):
         config.load(str(path), env={"MAINTD_LISTEN": "nonsense"})
     assert [str(i) for i in info.value.issues] == [
         "$MAINTD_LISTEN:1:1: MAINTD_LISTEN: expected HOST:PORT such as 127.0.0.1:8787, got 'nonsense'"]
+
+
+def test_email_addresses_without_an_email_notifier_are_a_warning(tmp_path):
+    path = tmp_path / "windows.yaml"
+    path.write_text("version: 1\nprovider: {name: P}\ntenants:\n  - id: a\n    email: [x@y.example]\n"
+                    "  - id: b\n    email: [z@y.example]\n")
+    cfg = config.load(str(path), env={})
+    assert cfg.warnings == (f"{path}:5:12: warning: 2 tenant(s) have email addresses (first: \"a\") but "
+                            "notifiers.email is not configured; no email will be sent",)
+    path.write_text(path.read_text() + "notifiers: {email: {host: localhost}}\n")
+    assert config.load(str(path), env={}).warnings == ()
