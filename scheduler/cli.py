@@ -519,6 +519,20 @@ def tenant_url(ctx: click.Context, tenant: str, rotate: bool) -> None:
         click.echo("rotated: the previous URLs no longer work", err=True)
 
 
+def _config_here(ctx: click.Context, _param: click.Parameter, value: Optional[str]) -> None:
+    if value is not None:
+        ctx.ensure_object(dict)
+        ctx.obj["config"] = value  # the group's dict: every layer of the command sees it
+
+
+# `--config` is global (`maintd --config x validate`), and people also write it after the
+# command (`maintd validate --config x`): accept it in both places.
+for _command in cli.commands.values():
+    _command.params.insert(0, click.Option(["--config"], default=None, expose_value=False, is_eager=True,
+                                           callback=_config_here, metavar="PATH",
+                                           help="Path of windows.yaml (same as the global option)."))
+
+
 # ---------------------------------------------------------------------------
 # entry point
 

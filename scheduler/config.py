@@ -717,12 +717,12 @@ def _pydantic_issues(exc: ValidationError, src: Source, prefix: Path, model_cls:
         rel = tuple(err["loc"])
         if kind == "missing":
             name = rel[-1] if rel else "?"
-            where = _describe(loc[:-1])
+            where = _describe(loc[:-1], src.data)
             col.add(src.issue(loc[:-1], f'missing required key "{name}"{where}'))
         elif kind == "extra_forbidden":
             owner = _owner_model(model_cls, rel[:-1])
             expected = f" (expected one of: {_fields(owner)})" if owner else ""
-            col.add(src.issue(loc, f'unknown key "{rel[-1]}"{_describe(loc[:-1])}{expected}', key=True))
+            col.add(src.issue(loc, f'unknown key "{rel[-1]}"{_describe(loc[:-1], src.data)}{expected}', key=True))
         else:
             msg = err["msg"]
             for p in ("Value error, ", "Assertion failed, "):
@@ -772,11 +772,30 @@ def _owner_model(model_cls: type[BaseModel], rel: tuple) -> type[BaseModel] | No
     return current if isinstance(current, type) and issubclass(current, BaseModel) else None
 
 
-def _describe(path: Path) -> str:
-    named = [p for p in path if isinstance(p, str)]
-    if not named:
+_ITEM_NAMES = {"windows": "window", "tenants": "tenant"}
+
+
+def _describe(path: Path, data: Any = None) -> str:
+    """Where a problem is, in words: ' in window "patch"', ' in tenant "acme".webhook'."""
+    node, where = data, []
+    for part in path:
+        node = node[part] if isinstance(node, (dict, list)) and _has(node, part) else None
+        if isinstance(part, int):
+            if where and where[-1] in _ITEM_NAMES:
+                label = _ITEM_NAMES[where[-1]]
+                ident = node.get("id") if isinstance(node, dict) else None
+                where[-1] = f'{label} "{ident}"' if isinstance(ident, str) else f"{label} {part + 1}"
+            continue
+        where.append(str(part))
+    if not where:
         return ""
-    return f" in {named[-1]}" if len(named) == 1 else f" in {'.'.join(named[-2:])}"
+    return f" in {where[-1]}" if len(where) == 1 else f" in {'.'.join(where[-2:])}"
+
+
+def _has(node: Any, part: Any) -> bool:
+    if isinstance(node, dict):
+        return part in node
+    return isinstance(part, int) and 0 <= part < len(node)
 
 
 # ---------------------------------------------------------------------------

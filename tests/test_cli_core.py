@@ -262,3 +262,14 @@ def test_schema_is_json_schema_of_windows_yaml(tmp_path):
     assert schema["type"] == "object"
     assert {"version", "provider", "tenants", "windows", "policies", "daemon"} <= set(schema["properties"])
     assert "$schema" in schema and "version" in schema["required"] and "provider" in schema["required"]
+
+
+def test_config_option_also_after_the_command(workdir, tmp_path_factory):
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    path = str(workdir / "windows.yaml")
+    assert maintd("validate", "--config", path, cwd=elsewhere, check_code=0).stdout.startswith(path)
+    out = maintd("plan", "--config", path, "--json", "--from", "2026-12-05T00:00Z", "--to", "2026-12-06T00:00Z",
+                 cwd=elsewhere, check_code=0)
+    assert json.loads(out.stdout)
+    # after the command it wins over the global one
+    maintd("--config", "/nonexistent.yaml", "validate", "--config", path, cwd=elsewhere, check_code=0)

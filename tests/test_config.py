@@ -228,7 +228,7 @@ ERRORS = [
           start: 2027-01-01T02:00
           duration: 1h
           colour: red
-        """), ['windows.yaml:16:5: unknown key "colour" in windows (expected one of: id, title, start, end, '
+        """), ['windows.yaml:16:5: unknown key "colour" in window "w" (expected one of: id, title, start, end, '
                "duration, cron, timezone, tenants, resources, notify, policy, drain, message, cancelled, "
                "hooks, skip, end_check)"]),
     ("unknown_top_level_key", F("""
@@ -248,7 +248,7 @@ ERRORS = [
         - title: w
           start: 2027-01-01T02:00
           duration: 1h
-        """), ['windows.yaml:13:5: missing required key "id" in windows']),
+        """), ['windows.yaml:13:5: missing required key "id" in window 1']),
     ("missing_provider", F("""
         version: 1
         windows: []
@@ -301,7 +301,7 @@ ERRORS = [
         tenants:
           - id: acme
             webhook: {url: "https://hooks.acme.example/"}
-        """), ['windows.yaml:5:14: missing required key "secret" in tenants.webhook']),
+        """), ['windows.yaml:5:14: missing required key "secret" in tenant "acme".webhook']),
     ("hooks_as_shell_string", F("""
         version: 1
         provider: {name: P}
