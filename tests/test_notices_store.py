@@ -3,7 +3,6 @@ the outbox worker's batched claim, results and change lookups. On SQLite and Pos
 through test_store's ``store`` fixture."""
 from __future__ import annotations
 
-import threading
 from datetime import timedelta
 
 import pytest
@@ -66,35 +65,6 @@ def test_claim_batch_takes_due_rows_once_and_counts_the_attempt(store: Store) ->
     taken = store.claim_batch(T0 + 6 * MIN, worker="c", limit=10, lease=5 * MIN)
     assert sorted(r["tenant"] for r in taken) == ["later", "t0", "t1", "t2", "t3", "t4"]
     assert {r["tenant"]: r["attempts"] for r in taken}["t0"] == 2
-
-
-def test_two_stores_claiming_batches_at_once_never_share_a_row(url: str) -> None:
-    stores = [Store(url), Store(url)]
-    with stores[0].transaction() as tx:
-        tx.enqueue([notice_row(f"tenant-{i:03d}", at=T0 - MIN) for i in range(300)])
-    claimed: dict[str, list[int]] = {"a": [], "b": []}
-    start = threading.Barrier(2)
-    errors: list[BaseException] = []
-
-    def worker(name: str, s: Store) -> None:
-        try:
-            start.wait()
-            while rows := s.claim_batch(T0, worker=name, limit=7, lease=5 * MIN):
-                claimed[name].extend(r["id"] for r in rows)
-                assert all(r["claimed_by"] == name for r in rows)
-        except BaseException as exc:  # noqa: BLE001 - surfaced below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=worker, args=(n, s)) for n, s in zip("ab", stores)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
-    for s in stores:
-        s.close()
-    assert errors == []
-    every = claimed["a"] + claimed["b"]
-    assert len(every) == len(set(every)) == 300
 
 
 def test_finish_many_is_compare_and_set_per_row(store: Store) -> None:

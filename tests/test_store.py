@@ -493,8 +493,10 @@ def test_mark_is_compare_and_set_on_sending(store: Store, setup: str, mark: str,
         assert len(store.claim(now + 30 * MIN / 60, worker="w", limit=1, lease=MIN)) == 1
 
 
-def test_two_stores_claiming_at_once_never_share_a_row(url: str) -> None:
-    """Two Store objects on one database (two daemons' worth of connections), two threads."""
+@pytest.mark.parametrize("claim", ["claim", "claim_batch"])
+def test_two_stores_claiming_at_once_never_share_a_row(url: str, claim: str) -> None:
+    """Two Store objects on one database (two daemons' worth of connections), two threads;
+    the same race for the one-by-one claim and the batch claim the outbox worker uses."""
     stores = [Store(url), Store(url)]
     with stores[0].transaction() as tx:
         tx.enqueue([notice_row(f"tenant-{i:03d}", at=T0 - MIN) for i in range(300)])
@@ -505,7 +507,7 @@ def test_two_stores_claiming_at_once_never_share_a_row(url: str) -> None:
     def worker(name: str, s: Store) -> None:
         try:
             start.wait()
-            while rows := s.claim(T0, worker=name, limit=7, lease=5 * MIN):
+            while rows := getattr(s, claim)(T0, worker=name, limit=7, lease=5 * MIN):
                 claimed[name].extend(r["id"] for r in rows)
                 for r in rows:
                     assert r["claimed_by"] == name
