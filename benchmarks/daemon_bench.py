@@ -12,6 +12,7 @@ says what the daemon adds to the pure planning (store reads and writes, notices,
 
 Targets: iteration p99 < 100 ms; RSS < 200 MB and flat (reported at 100 / 500 / 1,000).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -21,7 +22,7 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
@@ -35,29 +36,41 @@ try:
 except ImportError:  # pragma: no cover - the shared generator is not there yet
     generate = None
 
-UTC = timezone.utc
+UTC = UTC
 
 
-def _minimal_generate(path: str, tenants: int = 10_000, oneoff: int = 200, cron: int = 100, seed: int = 1,
-                      **_: object) -> str:
+def _minimal_generate(
+    path: str, tenants: int = 10_000, oneoff: int = 200, cron: int = 100, seed: int = 1, **_: object
+) -> str:
     """A stand-in for gen_config.generate: same shape, fewer flourishes."""
     import random
 
     rng = random.Random(seed)
-    out = ["version: 1", "provider: {name: Bench Cloud, timezone: Europe/Berlin, policy: standard}",
-           "policies:", "  standard: {default: deny, rules: [{allow: {kind: [restore]}}]}", "tenants:"]
+    out = [
+        "version: 1",
+        "provider: {name: Bench Cloud, timezone: Europe/Berlin, policy: standard}",
+        "policies:",
+        "  standard: {default: deny, rules: [{allow: {kind: [restore]}}]}",
+        "tenants:",
+    ]
     for i in range(tenants):
-        out.append(f"  - {{id: t{i:05d}, name: T{i}, labels: {{tier: {rng.choice(('gold', 'silver'))}, "
-                   f"region: {rng.choice(('eu', 'us'))}}}, email: [ops@t{i:05d}.example]}}")
+        out.append(
+            f"  - {{id: t{i:05d}, name: T{i}, labels: {{tier: {rng.choice(('gold', 'silver'))}, "
+            f"region: {rng.choice(('eu', 'us'))}}}, email: [ops@t{i:05d}.example]}}"
+        )
     out.append("windows:")
     base = datetime(2027, 1, 4)
     for i in range(oneoff):
         start = base + timedelta(days=rng.randint(0, 180), hours=rng.randint(0, 23))
-        out.append(f"  - {{id: once-{i:03d}, start: '{start:%Y-%m-%dT%H:%M}', duration: 2h, notify: [24h, 1h], "
-                   f"tenants: {{labels: {{region: {rng.choice(('eu', 'us'))}}}}}}}")
+        out.append(
+            f"  - {{id: once-{i:03d}, start: '{start:%Y-%m-%dT%H:%M}', duration: 2h, notify: [24h, 1h], "
+            f"tenants: {{labels: {{region: {rng.choice(('eu', 'us'))}}}}}}}"
+        )
     for i in range(cron):
-        out.append(f"  - {{id: cron-{i:03d}, cron: '{rng.choice((0, 30))} {rng.randint(0, 5)} * * "
-                   f"{rng.randint(0, 6)}', duration: 1h, notify: [1h], tenants: {{labels: {{tier: gold}}}}}}")
+        out.append(
+            f"  - {{id: cron-{i:03d}, cron: '{rng.choice((0, 30))} {rng.randint(0, 5)} * * "
+            f"{rng.randint(0, 6)}', duration: 1h, notify: [1h], tenants: {{labels: {{tier: gold}}}}}}"
+        )
     with open(path, "w", encoding="utf-8") as fh:
         fh.write("\n".join(out) + "\n")
     return path
@@ -94,8 +107,11 @@ def main() -> int:
     ap.add_argument("--oneoff", type=int, default=200)
     ap.add_argument("--cron", type=int, default=100)
     ap.add_argument("--step", type=float, default=60.0, help="seconds the clock advances per iteration")
-    ap.add_argument("--start", default="2027-01-10T20:00:00+00:00",
-                    help="first instant (default: a Sunday evening, so weekly windows start and end)")
+    ap.add_argument(
+        "--start",
+        default="2027-01-10T20:00:00+00:00",
+        help="first instant (default: a Sunday evening, so weekly windows start and end)",
+    )
     ap.add_argument("--profile", action="store_true", help="cProfile the iterations; print the top entries")
     args = ap.parse_args()
 
@@ -104,9 +120,11 @@ def main() -> int:
     gen = generate or _minimal_generate
     t = time.perf_counter()
     gen(path, tenants=args.tenants, oneoff=args.oneoff, cron=args.cron)
-    print(f"config: {args.tenants} tenants, {args.oneoff + args.cron} windows "
-          f"({'benchmarks/gen_config.py' if generate else 'local generator'}), "
-          f"written in {time.perf_counter() - t:.1f}s to {tmp}")
+    print(
+        f"config: {args.tenants} tenants, {args.oneoff + args.cron} windows "
+        f"({'benchmarks/gen_config.py' if generate else 'local generator'}), "
+        f"written in {time.perf_counter() - t:.1f}s to {tmp}"
+    )
 
     clock = Clock(datetime.fromisoformat(args.start).astimezone(UTC))
     t = time.perf_counter()
@@ -157,14 +175,19 @@ def main() -> int:
 
     ms = [x * 1000 for x in ticks]
     bare_ms = [x * 1000 for x in bare]
-    print(f"iterations: {len(ticks)} (clock {args.start} + {args.step:g}s each); "
-          f"{transitions} transitions, {notices} tenant notices rendered")
-    print(f"tick:          median {statistics.median(ms):7.2f} ms   p99 {pct(ms, 99):7.2f} ms   "
-          f"max {max(ms):7.2f} ms")
-    print(f"plan.evaluate: median {statistics.median(bare_ms):7.2f} ms   p99 {pct(bare_ms, 99):7.2f} ms   "
-          f"max {max(bare_ms):7.2f} ms")
-    print(f"ratio tick / evaluate: median {statistics.median(ms) / statistics.median(bare_ms):.2f}x   "
-          f"p99 {pct(ms, 99) / pct(bare_ms, 99):.2f}x")
+    print(
+        f"iterations: {len(ticks)} (clock {args.start} + {args.step:g}s each); "
+        f"{transitions} transitions, {notices} tenant notices rendered"
+    )
+    print(f"tick:          median {statistics.median(ms):7.2f} ms   p99 {pct(ms, 99):7.2f} ms   max {max(ms):7.2f} ms")
+    print(
+        f"plan.evaluate: median {statistics.median(bare_ms):7.2f} ms   p99 {pct(bare_ms, 99):7.2f} ms   "
+        f"max {max(bare_ms):7.2f} ms"
+    )
+    print(
+        f"ratio tick / evaluate: median {statistics.median(ms) / statistics.median(bare_ms):.2f}x   "
+        f"p99 {pct(ms, 99) / pct(bare_ms, 99):.2f}x"
+    )
     print("rss: " + ", ".join(f"{k} it {v:.0f} MB" for k, v in sorted(rss.items())))
     if slow:
         print(f"iterations over 100 ms: {len(slow)}")
@@ -177,8 +200,7 @@ def main() -> int:
     ok_p99 = pct(ms, 99) < 100
     values = [rss[k] for k in sorted(rss)]
     ok_rss = max(values) < 200 and (len(values) < 2 or values[-1] - values[0] < 20)
-    print(f"targets: p99 < 100 ms {'OK' if ok_p99 else 'MISSED'}; "
-          f"RSS < 200 MB and flat {'OK' if ok_rss else 'MISSED'}")
+    print(f"targets: p99 < 100 ms {'OK' if ok_p99 else 'MISSED'}; RSS < 200 MB and flat {'OK' if ok_rss else 'MISSED'}")
     daemon.store.close()
     return 0 if ok_p99 and ok_rss else 1
 

@@ -23,6 +23,7 @@
 Everything runs on this machine: the load generator competes with the servers for CPU,
 so compare the ratio, not the absolute numbers, across machines.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,7 +40,7 @@ import tempfile
 import textwrap
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -47,7 +48,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-UTC = timezone.utc
+UTC = UTC
 
 
 # --------------------------------------------------------------------------- (a) decide()
@@ -65,27 +66,50 @@ def bench_decide(tenants: int = 10_000, rules: int = 50, requests: int = 200_000
     rule_list = []
     for i in range(rules - 2):
         # kinds, labels and resources mixed the way a provider's policy grows
-        rule_list.append(Rule(
-            effect=rng.choice(("allow", "deny")),
-            kinds=frozenset(rng.sample(kinds, rng.randint(1, 4))) if i % 10 else None,
-            resources=frozenset(rng.sample(resources, 2)) if i % 7 == 0 else None,
-            labels={"tier": rng.choice(tiers)} if i % 3 == 0 else
-                   ({"tier": rng.choice(tiers), "region": rng.choice(regions)} if i % 5 == 0 else {}),
-            message="Paused until {end}." if i % 2 else None))
+        rule_list.append(
+            Rule(
+                effect=rng.choice(("allow", "deny")),
+                kinds=frozenset(rng.sample(kinds, rng.randint(1, 4))) if i % 10 else None,
+                resources=frozenset(rng.sample(resources, 2)) if i % 7 == 0 else None,
+                labels={"tier": rng.choice(tiers)}
+                if i % 3 == 0
+                else ({"tier": rng.choice(tiers), "region": rng.choice(regions)} if i % 5 == 0 else {}),
+                message="Paused until {end}." if i % 2 else None,
+            )
+        )
     rule_list.append(Rule(effect="allow", kinds=frozenset({"restore", "replication"})))
-    rule_list.append(Rule(effect="deny", kinds=frozenset({"backup", "backup-copy"}),
-                          message="Backups are paused until {end}; they resume automatically."))
+    rule_list.append(
+        Rule(
+            effect="deny",
+            kinds=frozenset({"backup", "backup-copy"}),
+            message="Backups are paused until {end}; they resume automatically.",
+        )
+    )
     policy = Policy(name="big", default="deny", rules=tuple(rule_list))
     compiled = compile_policies({"big": policy})
     provider = Provider(name="Bench Cloud", zone=zones[0])
-    people = [Tenant(id=f"t{i:05d}", name=f"Tenant {i}", zone=rng.choice(zones),
-                     labels={"tier": rng.choice(tiers), "region": rng.choice(regions)}) for i in range(tenants)]
+    people = [
+        Tenant(
+            id=f"t{i:05d}",
+            name=f"Tenant {i}",
+            zone=rng.choice(zones),
+            labels={"tier": rng.choice(tiers), "region": rng.choice(regions)},
+        )
+        for i in range(tenants)
+    ]
     now = datetime(2027, 3, 1, 2, 0, tzinfo=UTC)
     everyone = frozenset(t.id for t in people)
 
     def gating(wid: str, start: datetime, hours: int) -> Gating:
-        w = Window(id=wid, title=wid, zone=zones[0], tenants=everyone, start=start,
-                   end=start + timedelta(hours=hours), policy="big")
+        w = Window(
+            id=wid,
+            title=wid,
+            zone=zones[0],
+            tenants=everyone,
+            start=start,
+            end=start + timedelta(hours=hours),
+            policy="big",
+        )
         occ = Occurrence(start=start, end=start + timedelta(hours=hours), window=wid, key=start)
         return Gating(window=w, occurrence=occ, policy=policy, period_end=occ.end)
 
@@ -94,9 +118,14 @@ def bench_decide(tenants: int = 10_000, rules: int = 50, requests: int = 200_000
     reqs = []
     for i in range(requests):
         t = people[rng.randrange(tenants)]
-        reqs.append(Request(tenant=t, kind=rng.choice(kinds),
-                            resource=rng.choice(resources) if rng.random() < 0.5 else None,
-                            expected_duration=timedelta(hours=rng.choice((1, 8))) if i % 4 == 0 else None))
+        reqs.append(
+            Request(
+                tenant=t,
+                kind=rng.choice(kinds),
+                resource=rng.choice(resources) if rng.random() < 0.5 else None,
+                expected_duration=timedelta(hours=rng.choice((1, 8))) if i % 4 == 0 else None,
+            )
+        )
     # the daemon passes the gatings of the tenant; here every tenant has the same two
     best = 0.0
     admitted = 0
@@ -104,14 +133,22 @@ def bench_decide(tenants: int = 10_000, rules: int = 50, requests: int = 200_000
         t0 = time.perf_counter()
         admitted = 0
         for r in reqs:
-            if decide(r, active if r.expected_duration is None else (), upcoming if r.expected_duration else (),
-                      now, provider=provider, compiled=compiled).admitted:
+            if decide(
+                r,
+                active if r.expected_duration is None else (),
+                upcoming if r.expected_duration else (),
+                now,
+                provider=provider,
+                compiled=compiled,
+            ).admitted:
                 admitted += 1
         rate = len(reqs) / (time.perf_counter() - t0)
         best = max(best, rate)
-    print(f"(a) decide(): {best:,.0f} decisions/s (best of {repeat} x {requests:,}; {tenants:,} tenants, "
-          f"{rules} rules; {admitted / len(reqs):.0%} admitted)  target >= 200,000/s  "
-          f"{'OK' if best >= 200_000 else 'MISSED'}")
+    print(
+        f"(a) decide(): {best:,.0f} decisions/s (best of {repeat} x {requests:,}; {tenants:,} tenants, "
+        f"{rules} rules; {admitted / len(reqs):.0%} admitted)  target >= 200,000/s  "
+        f"{'OK' if best >= 200_000 else 'MISSED'}"
+    )
     return best
 
 
@@ -145,7 +182,7 @@ def wait_http(port: int, proc: subprocess.Popen, timeout: float = 60.0) -> None:
 # returns a constant, run by uvicorn with the settings and listening socket of
 # scheduler/runner.py; as `async def` (FastAPI's minimal example) and as plain `def`
 # (served from the thread pool).
-BARE_APP = textwrap.dedent('''
+BARE_APP = textwrap.dedent("""
     import sys
     from typing import Optional, Union
     import uvicorn
@@ -178,7 +215,7 @@ BARE_APP = textwrap.dedent('''
     sock = bind("127.0.0.1:" + sys.argv[1])
     uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
                                   timeout_graceful_shutdown=5)).run(sockets=[sock])
-''')
+""")
 
 
 class Servers:
@@ -200,20 +237,43 @@ class Servers:
             generate(str(cfg), tenants=tenants, oneoff=200, cron=0, base=base)
         port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAINTD_")}
-        env.update({"MAINTD_LISTEN": f"127.0.0.1:{port}", "MAINTD_DATABASE": str(self.workdir / f"m{port}.db"),
-                    "MAINTD_TOKEN": "bench-token", "MAINTD_HEARTBEAT": str(heartbeat)})
-        argv = [sys.executable, "-c", "from scheduler.cli import main; main()", "--config", str(cfg),
-                "run", "--log-level", "warning"]
-        proc = subprocess.Popen(argv, env=env, cwd=self.workdir, stdout=subprocess.DEVNULL,
-                                stderr=open(self.workdir / f"maintd-{port}.log", "wb"))
+        env.update(
+            {
+                "MAINTD_LISTEN": f"127.0.0.1:{port}",
+                "MAINTD_DATABASE": str(self.workdir / f"m{port}.db"),
+                "MAINTD_TOKEN": "bench-token",
+                "MAINTD_HEARTBEAT": str(heartbeat),
+            }
+        )
+        argv = [
+            sys.executable,
+            "-c",
+            "from scheduler.cli import main; main()",
+            "--config",
+            str(cfg),
+            "run",
+            "--log-level",
+            "warning",
+        ]
+        proc = subprocess.Popen(
+            argv,
+            env=env,
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.workdir / f"maintd-{port}.log", "wb"),
+        )
         self.procs.append(proc)
         wait_http(port, proc, timeout=120)
         return port, proc
 
     def bare(self, flavour: str = "async") -> tuple[int, subprocess.Popen]:
         port = free_port()
-        proc = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port), flavour], cwd=self.workdir,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", BARE_APP, str(port), flavour],
+            cwd=self.workdir,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         self.procs.append(proc)
         wait_http(port, proc)
         return port, proc
@@ -299,8 +359,15 @@ def python_load(port: int, payloads: list[bytes], seconds: float, concurrency: i
         t.join()
     elapsed = time.perf_counter() - t0
     all_lat = sorted(x for part in lat for x in part)
-    return {"rps": len(all_lat) / elapsed, "p50_ms": _pct(all_lat, 50) * 1000, "p99_ms": _pct(all_lat, 99) * 1000,
-            "requests": len(all_lat), "errors": sum(errors), "statuses": statuses, "tool": "python"}
+    return {
+        "rps": len(all_lat) / elapsed,
+        "p50_ms": _pct(all_lat, 50) * 1000,
+        "p99_ms": _pct(all_lat, 99) * 1000,
+        "requests": len(all_lat),
+        "errors": sum(errors),
+        "statuses": statuses,
+        "tool": "python",
+    }
 
 
 def _pct(sorted_values: list[float], p: float) -> float:
@@ -310,7 +377,7 @@ def _pct(sorted_values: list[float], p: float) -> float:
     return sorted_values[k]
 
 
-WRK_LUA = textwrap.dedent('''
+WRK_LUA = textwrap.dedent("""
     local bodies = {}
     local i = 0
     init = function(args)
@@ -327,7 +394,7 @@ WRK_LUA = textwrap.dedent('''
         latency:percentile(99), summary.errors.status, summary.errors.connect + summary.errors.read
         + summary.errors.write + summary.errors.timeout))
     end
-''')
+""")
 
 
 def wrk_load(port: int, payloads: list[bytes], seconds: float, concurrency: int, workdir: Path) -> dict:
@@ -335,27 +402,48 @@ def wrk_load(port: int, payloads: list[bytes], seconds: float, concurrency: int,
     lua.write_text(WRK_LUA)
     data = workdir / "bodies.txt"
     data.write_bytes(b"\n".join(payloads) + b"\n")
-    out = subprocess.run(["wrk", "-t", str(min(2, concurrency)), "-c", str(concurrency), "-d", f"{int(seconds)}s",
-                          "-s", str(lua), f"http://127.0.0.1:{port}", "--", str(data)],
-                         capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(
+        [
+            "wrk",
+            "-t",
+            str(min(2, concurrency)),
+            "-c",
+            str(concurrency),
+            "-d",
+            f"{int(seconds)}s",
+            "-s",
+            str(lua),
+            f"http://127.0.0.1:{port}",
+            "--",
+            str(data),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("JSON "))
     d = json.loads(line[5:])
     rps = next(float(ln.split(":")[1]) for ln in out.splitlines() if ln.strip().startswith("Requests/sec"))
-    return {"rps": rps, "p50_ms": d["p50_us"] / 1000, "p99_ms": d["p99_us"] / 1000, "requests": d["requests"],
-            "errors": d["errors"], "statuses": {"non-2xx": d["non2xx"]}, "tool": "wrk"}
+    return {
+        "rps": rps,
+        "p50_ms": d["p50_us"] / 1000,
+        "p99_ms": d["p99_us"] / 1000,
+        "requests": d["requests"],
+        "errors": d["errors"],
+        "statuses": {"non-2xx": d["non2xx"]},
+        "tool": "wrk",
+    }
 
 
 def find_wrk(install: bool) -> bool:
     if shutil.which("wrk"):
         return True
     if install and shutil.which("apt-get"):
-        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], stdout=subprocess.DEVNULL,
-                       stderr=subprocess.DEVNULL)
+        subprocess.run(["apt-get", "install", "-y", "-q", "wrk"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return shutil.which("wrk") is not None
 
 
-def bench_http(workdir: Path, *, seconds: float, concurrency: int, tool: str, install_wrk: bool,
-               tenants: int) -> dict:
+def bench_http(workdir: Path, *, seconds: float, concurrency: int, tool: str, install_wrk: bool, tenants: int) -> dict:
     use_wrk = tool == "wrk" or (tool == "auto" and find_wrk(install_wrk))
     if tool == "wrk" and not find_wrk(install_wrk):
         raise SystemExit("wrk is not installed (try --install-wrk)")
@@ -373,24 +461,32 @@ def bench_http(workdir: Path, *, seconds: float, concurrency: int, tool: str, in
 
         for port in (aport, sport, mport):  # warm up (imports, first connections, SQLite pages)
             load(port, 2)
-        runs = [("bare endpoint (async def)", load(aport, seconds)), ("bare endpoint (def)", load(sport, seconds)),
-                ("POST /v1/admissions", load(mport, seconds)),
-                # again, so a drifting machine shows up in the numbers
-                ("bare endpoint (async def)", load(aport, seconds)), ("bare endpoint (def)", load(sport, seconds))]
+        runs = [
+            ("bare endpoint (async def)", load(aport, seconds)),
+            ("bare endpoint (def)", load(sport, seconds)),
+            ("POST /v1/admissions", load(mport, seconds)),
+            # again, so a drifting machine shows up in the numbers
+            ("bare endpoint (async def)", load(aport, seconds)),
+            ("bare endpoint (def)", load(sport, seconds)),
+        ]
     finally:
         servers.close()
     for name, r in runs:
-        print(f"(b) {name:26s} {r['rps']:8,.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
-              f"({r['requests']:,} requests, {r['errors']} errors, {r['statuses']}, {r['tool']}, "
-              f"{concurrency} connections)")
+        print(
+            f"(b) {name:26s} {r['rps']:8,.0f} req/s  p50 {r['p50_ms']:6.2f} ms  p99 {r['p99_ms']:6.2f} ms  "
+            f"({r['requests']:,} requests, {r['errors']} errors, {r['statuses']}, {r['tool']}, "
+            f"{concurrency} connections)"
+        )
     gate = runs[2][1]
     bare_async = (runs[0][1]["rps"] + runs[3][1]["rps"]) / 2
     bare_sync = (runs[1][1]["rps"] + runs[4][1]["rps"]) / 2
     bare = max(bare_async, bare_sync)  # the target is against the faster one
     ratio = gate["rps"] / bare
-    print(f"(b) admissions/bare = {ratio:.0%} of the faster bare endpoint ({gate['rps'] / bare_async:.0%} of "
-          f"async def, {gate['rps'] / bare_sync:.0%} of def)  target >= 60% {'OK' if ratio >= 0.6 else 'MISSED'}; "
-          f"p99 {gate['p99_ms']:.2f} ms target < 20 ms {'OK' if gate['p99_ms'] < 20 else 'MISSED'}")
+    print(
+        f"(b) admissions/bare = {ratio:.0%} of the faster bare endpoint ({gate['rps'] / bare_async:.0%} of "
+        f"async def, {gate['rps'] / bare_sync:.0%} of def)  target >= 60% {'OK' if ratio >= 0.6 else 'MISSED'}; "
+        f"p99 {gate['p99_ms']:.2f} ms target < 20 ms {'OK' if gate['p99_ms'] < 20 else 'MISSED'}"
+    )
     return {"bare": bare, "gate": gate, "ratio": ratio, "runs": runs}
 
 
@@ -421,8 +517,7 @@ def bench_rss(workdir: Path, *, leases: int, concurrency: int, tenants: int) -> 
             headers = {"Content-Type": "application/json"}
             for k in range(count):
                 try:
-                    conn.request("POST", "/v1/admissions", body=payloads[(offset + k) % len(payloads)],
-                                 headers=headers)
+                    conn.request("POST", "/v1/admissions", body=payloads[(offset + k) % len(payloads)], headers=headers)
                     resp = conn.getresponse()
                     body = json.loads(resp.read())
                     if resp.status == 200:
@@ -455,13 +550,18 @@ def bench_rss(workdir: Path, *, leases: int, concurrency: int, tenants: int) -> 
                 t.join()
             prev = mark
             out.append((mark, rss_kb(proc.pid)))
-            print(f"(c) RSS at {mark:>7,} leases: {out[-1][1] / 1024:7.1f} MiB  "
-                  f"({time.perf_counter() - t0:.0f} s, {errors[0]} errors)", flush=True)
+            print(
+                f"(c) RSS at {mark:>7,} leases: {out[-1][1] / 1024:7.1f} MiB  "
+                f"({time.perf_counter() - t0:.0f} s, {errors[0]} errors)",
+                flush=True,
+            )
     finally:
         servers.close()
     growth = (out[-1][1] - out[1][1]) / 1024 if len(out) > 2 else 0.0
-    print(f"(c) growth from {marks[1]:,} to {marks[-1]:,} leases: {growth:+.1f} MiB  "
-          f"target flat {'OK' if growth < 10 else 'MISSED'}")
+    print(
+        f"(c) growth from {marks[1]:,} to {marks[-1]:,} leases: {growth:+.1f} MiB  "
+        f"target flat {'OK' if growth < 10 else 'MISSED'}"
+    )
     return out
 
 
@@ -480,8 +580,14 @@ def main() -> None:
         if args.part in ("a", "all"):
             bench_decide(tenants=args.tenants)
         if args.part in ("b", "all"):
-            bench_http(workdir, seconds=args.seconds, concurrency=args.concurrency, tool=args.tool,
-                       install_wrk=args.install_wrk, tenants=args.tenants)
+            bench_http(
+                workdir,
+                seconds=args.seconds,
+                concurrency=args.concurrency,
+                tool=args.tool,
+                install_wrk=args.install_wrk,
+                tenants=args.tenants,
+            )
         if args.part in ("c", "all"):
             bench_rss(workdir, leases=args.leases, concurrency=min(args.concurrency, 8), tenants=args.tenants)
 

@@ -7,6 +7,7 @@ Starts a throwaway PostgreSQL (tests/pgserver.py: Debian's binaries), then real
 and for three (load spread round-robin), their ratio, and the time from `kill -9` of the
 leader until another instance reports itself leader (median and max over --kills).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,14 +58,17 @@ class Instance:
         self.path = workdir / f"windows-{idx}.yaml"
         tenants = "\n".join(f"  - id: t{i:03d}" for i in range(100))
         self.path.write_text(CONFIG % (tenants, self.port))
-        self.env = {**os.environ, "MAINTD_DATABASE": database, "MAINTD_LEADER_POLL": "0.5",
-                    "MAINTD_TOKEN": "bench"}
+        self.env = {**os.environ, "MAINTD_DATABASE": database, "MAINTD_LEADER_POLL": "0.5", "MAINTD_TOKEN": "bench"}
         self.proc = None
         self.url = f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "Instance":
-        self.proc = subprocess.Popen(["maintd", "--config", str(self.path), "run", "--log-level", "warning"],
-                                     env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    def start(self) -> Instance:
+        self.proc = subprocess.Popen(
+            ["maintd", "--config", str(self.path), "run", "--log-level", "warning"],
+            env=self.env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 30
         while time.time() < deadline:
             try:
@@ -148,11 +152,13 @@ def main() -> None:
         one = load([insts[0].url], args.seconds, args.threads)
         three = load([i.url for i in insts], args.seconds, args.threads)
         print(f"admissions, 1 instance : {one[0]:8.0f}/s  p50 {one[1]:.1f} ms  p99 {one[2]:.1f} ms  errors {one[3]}")
-        print(f"admissions, 3 instances: {three[0]:8.0f}/s  p50 {three[1]:.1f} ms  p99 {three[2]:.1f} ms  "
-              f"errors {three[3]}")
+        print(
+            f"admissions, 3 instances: {three[0]:8.0f}/s  p50 {three[1]:.1f} ms  p99 {three[2]:.1f} ms  "
+            f"errors {three[3]}"
+        )
         print(f"ratio 3/1: {three[0] / one[0]:.2f}x (machine: {os.cpu_count()} cores; the instances share them)")
         times = []
-        for k in range(args.kills):
+        for _k in range(args.kills):
             leader = None
             deadline = time.time() + 20
             while leader is None and time.time() < deadline:
@@ -171,8 +177,10 @@ def main() -> None:
                 raise RuntimeError("no takeover within 30 s")
             times.append(time.time() - t0)
             leader.start()
-        print(f"failover over {len(times)} leader kills: median {statistics.median(times):.2f} s, "
-              f"max {max(times):.2f} s (target: 10 s)")
+        print(
+            f"failover over {len(times)} leader kills: median {statistics.median(times):.2f} s, "
+            f"max {max(times):.2f} s (target: 10 s)"
+        )
     finally:
         for i in insts:
             i.stop()

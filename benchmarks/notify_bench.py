@@ -18,6 +18,7 @@ for the GIL) and verifies nothing; signatures are covered by the test suite.
     python benchmarks/notify_bench.py                     # defaults: 2000 tenants, 50 ms
     python benchmarks/notify_bench.py --workers 32 --skip-chaos
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,11 +32,11 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-UTC = timezone.utc
+UTC = UTC
 ROOT = Path(os.environ.get("MAINTD_BENCH_ROOT") or Path(__file__).resolve().parent.parent)
 sys.path.insert(0, str(ROOT))  # MAINTD_BENCH_ROOT: measure another checkout (before/after)
 
@@ -65,9 +66,16 @@ def _receiver_main(port_out, latency: float, fail_rate: float, seed: int) -> Non
         def do_GET(self) -> None:
             with lock:
                 twice = sorted(k for k, v in ok.items() if v > 1)
-                body = json.dumps({"requests": state["requests"], "failed": state["failed"],
-                                   "ok_distinct": len(ok), "ok_total": sum(ok.values()),
-                                   "ok_twice": twice[:20], "ok_twice_count": len(twice)}).encode()
+                body = json.dumps(
+                    {
+                        "requests": state["requests"],
+                        "failed": state["failed"],
+                        "ok_distinct": len(ok),
+                        "ok_total": sum(ok.values()),
+                        "ok_twice": twice[:20],
+                        "ok_twice_count": len(twice),
+                    }
+                ).encode()
             self._reply(200, body)
 
         def do_DELETE(self) -> None:
@@ -135,27 +143,29 @@ def secret_for(i: int) -> str:
     return "whsec_" + base64.b64encode(hashlib.sha256(f"bench:{i}".encode()).digest()).decode()
 
 
-def write_config(path: Path, *, tenants: int, receiver: str, retry_base: str, max_attempts: int,
-                 now: datetime) -> None:
+def write_config(path: Path, *, tenants: int, receiver: str, retry_base: str, max_attempts: int, now: datetime) -> None:
     start = (now + timedelta(hours=1)).replace(microsecond=0)
     lines = ["version: 1", "provider: {name: Bench Cloud, timezone: UTC}", "tenants:"]
     for i in range(tenants):
-        lines.append(f"  - {{id: t{i:05d}, webhook: {{url: \"{receiver}/hook/t{i:05d}\", "
-                     f"secret: \"{secret_for(i)}\"}}}}")
-    lines += [
-        "notifiers:",
-        "  webhook: {timeout: 5s}",
-        f"  max_attempts: {max_attempts}",
-    ] + ([f"  retry_base: {retry_base}"] if retry_base != "30s" else []) + [  # 30s: the default
-        "windows:",
-        "  - id: fw",
-        "    title: Storage firmware update",
-        f"    start: {start.strftime('%Y-%m-%dT%H:%M:%SZ')}",
-        "    duration: 2h",
-        "    tenants: all",
-        "    notify: [2h]   # passed: every tenant is told at once (late)",
-        "daemon: {listen: \"127.0.0.1:1\", database: bench.db}",
-    ]
+        lines.append(f'  - {{id: t{i:05d}, webhook: {{url: "{receiver}/hook/t{i:05d}", secret: "{secret_for(i)}"}}}}')
+    lines += (
+        [
+            "notifiers:",
+            "  webhook: {timeout: 5s}",
+            f"  max_attempts: {max_attempts}",
+        ]
+        + ([f"  retry_base: {retry_base}"] if retry_base != "30s" else [])
+        + [  # 30s: the default
+            "windows:",
+            "  - id: fw",
+            "    title: Storage firmware update",
+            f"    start: {start.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+            "    duration: 2h",
+            "    tenants: all",
+            "    notify: [2h]   # passed: every tenant is told at once (late)",
+            'daemon: {listen: "127.0.0.1:1", database: bench.db}',
+        ]
+    )
     path.write_text("\n".join(lines) + "\n")
 
 
@@ -172,25 +182,35 @@ def baseline(receiver: Receiver, count: int) -> float:
     t0 = time.perf_counter()
     for i in range(count):
         msg_id = f"ntc_baseline_{i:05d}"
-        body = json.dumps({"type": "maintenance.scheduled", "id": msg_id, "tenant": f"t{i:05d}"},
-                          separators=(",", ":")).encode()
+        body = json.dumps(
+            {"type": "maintenance.scheduled", "id": msg_id, "tenant": f"t{i:05d}"}, separators=(",", ":")
+        ).encode()
         ts = int(time.time())
-        headers = {"content-type": "application/json", "webhook-id": msg_id, "webhook-timestamp": str(ts),
-                   "webhook-signature": sign(secret_for(i), msg_id, ts, body)}
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(ts),
+            "webhook-signature": sign(secret_for(i), msg_id, ts, body),
+        }
         r = session.post(f"{receiver.url}/hook/t{i:05d}", data=body, headers=headers, timeout=5)
         r.raise_for_status()
     return count / (time.perf_counter() - t0)
 
 
-def run_daemon(receiver: Receiver, *, tenants: int, retry_base: str, max_attempts: int,
-               timeout: float) -> dict:
+def run_daemon(receiver: Receiver, *, tenants: int, retry_base: str, max_attempts: int, timeout: float) -> dict:
     """Construct a Daemon on a fresh SQLite file, start it, wait until the outbox is done."""
     from scheduler.daemon import Daemon
 
     with tempfile.TemporaryDirectory(prefix="maintd-bench-") as tmp:
         cfg = Path(tmp) / "windows.yaml"
-        write_config(cfg, tenants=tenants, receiver=receiver.url, retry_base=retry_base,
-                     max_attempts=max_attempts, now=datetime.now(UTC))
+        write_config(
+            cfg,
+            tenants=tenants,
+            receiver=receiver.url,
+            retry_base=retry_base,
+            max_attempts=max_attempts,
+            now=datetime.now(UTC),
+        )
         t0 = time.perf_counter()
         d = Daemon(str(cfg), env={})
         t_loaded = time.perf_counter()
@@ -236,34 +256,47 @@ def main() -> int:
     try:
         receiver.reset()
         base_rate = baseline(receiver, args.baseline)
-        print(f"baseline: single-threaded requests.Session, {args.baseline} signed POSTs: "
-              f"{base_rate:.1f} deliveries/s -> {args.tenants} would take {args.tenants / base_rate:.1f} s")
+        print(
+            f"baseline: single-threaded requests.Session, {args.baseline} signed POSTs: "
+            f"{base_rate:.1f} deliveries/s -> {args.tenants} would take {args.tenants / base_rate:.1f} s"
+        )
 
         receiver.reset()
         r = run_daemon(receiver, tenants=args.tenants, retry_base="30s", max_attempts=8, timeout=300)
         st = receiver.stats()
         rate = args.tenants / r["elapsed"]
-        print(f"maintd:   {args.tenants} tenants, {daemon_mod.WORKERS} workers, claim batch "
-              f"{getattr(daemon_mod, 'CLAIM_BATCH', daemon_mod.WORKERS * 4)}: all sent in {r['elapsed']:.2f} s (config load {r['load']:.2f} s, "
-              f"enqueued at {r['enqueued']:.2f} s) = {rate:.1f} deliveries/s, "
-              f"{rate / base_rate:.1f}x the baseline (target {args.target:g}x)")
-        good = (r["counts"].get("sent") == args.tenants and st["ok_distinct"] == args.tenants
-                and st["ok_twice_count"] == 0)
-        print(f"          store {r['counts']}, receiver {st['ok_distinct']} distinct ids answered 2xx, "
-              f"{st['ok_twice_count']} twice -> {'OK' if good else 'WRONG'}")
+        print(
+            f"maintd:   {args.tenants} tenants, {daemon_mod.WORKERS} workers, claim batch "
+            f"{getattr(daemon_mod, 'CLAIM_BATCH', daemon_mod.WORKERS * 4)}: all sent in {r['elapsed']:.2f} s (config load {r['load']:.2f} s, "
+            f"enqueued at {r['enqueued']:.2f} s) = {rate:.1f} deliveries/s, "
+            f"{rate / base_rate:.1f}x the baseline (target {args.target:g}x)"
+        )
+        good = (
+            r["counts"].get("sent") == args.tenants and st["ok_distinct"] == args.tenants and st["ok_twice_count"] == 0
+        )
+        print(
+            f"          store {r['counts']}, receiver {st['ok_distinct']} distinct ids answered 2xx, "
+            f"{st['ok_twice_count']} twice -> {'OK' if good else 'WRONG'}"
+        )
         ok &= good and rate / base_rate >= args.target
 
         if not args.skip_chaos:
             receiver.reset(fail_rate=0.2)
             r = run_daemon(receiver, tenants=args.tenants, retry_base="1s", max_attempts=25, timeout=600)
             st = receiver.stats()
-            good = (r["counts"].get("sent") == args.tenants and r["counts"].get("failed") == 0
-                    and st["ok_distinct"] == args.tenants and st["ok_total"] == args.tenants
-                    and st["ok_twice_count"] == 0)
-            print(f"chaos:    20% of requests fail (503), retry base 1s: {st['requests']} requests, "
-                  f"{st['failed']} failed; all sent in {r['elapsed']:.2f} s; store {r['counts']}; "
-                  f"{st['ok_distinct']} distinct webhook-ids answered 2xx, {st['ok_twice_count']} answered 2xx "
-                  f"twice -> {'no notice lost or duplicated' if good else 'LOST OR DUPLICATED'}")
+            good = (
+                r["counts"].get("sent") == args.tenants
+                and r["counts"].get("failed") == 0
+                and st["ok_distinct"] == args.tenants
+                and st["ok_total"] == args.tenants
+                and st["ok_twice_count"] == 0
+            )
+            print(
+                f"chaos:    20% of requests fail (503), retry base 1s: {st['requests']} requests, "
+                f"{st['failed']} failed; all sent in {r['elapsed']:.2f} s; store {r['counts']}; "
+                f"{st['ok_distinct']} distinct webhook-ids answered 2xx, {st['ok_twice_count']} answered 2xx "
+                f"twice -> {'no notice lost or duplicated' if good else 'LOST OR DUPLICATED'}"
+            )
             ok &= good
     finally:
         receiver.close()

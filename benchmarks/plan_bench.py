@@ -15,6 +15,7 @@ YAML with ``yaml.load(text, Loader=yaml.CSafeLoader)``, best of 3):
 
 and a scaling line (2,500 / 5,000 / 10,000 tenants) showing cost per tenant stays flat.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,7 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import yaml
@@ -36,7 +37,7 @@ from gen_config import BASE, generate  # noqa: E402
 from scheduler import config as config_mod  # noqa: E402
 from scheduler import plan  # noqa: E402
 
-UTC = timezone.utc
+UTC = UTC
 FROM = BASE.replace(tzinfo=UTC)
 TO = FROM + timedelta(days=30)
 TARGET_EVALUATE = 0.050  # seconds
@@ -178,8 +179,10 @@ def main() -> None:
         base = baseline(path)
         cfg = config_mod.load(str(path), env={})
         events = len(plan.timeline(cfg, FROM, TO))
-        print(f"config: {path.stat().st_size / 1e6:.1f} MB, {len(cfg.tenants)} tenants, "
-              f"{len(cfg.windows)} windows ({sum(w.recurring for w in cfg.windows)} recurring)")
+        print(
+            f"config: {path.stat().st_size / 1e6:.1f} MB, {len(cfg.tenants)} tenants, "
+            f"{len(cfg.windows)} windows ({sum(w.recurring for w in cfg.windows)} recurring)"
+        )
         print(f"baseline  yaml.load(CSafeLoader) of the same file: {ms(base)}")
         print()
 
@@ -187,27 +190,39 @@ def main() -> None:
         verdict = "ok" if wall <= TARGET_PLAN_RATIO * base else "MISSED"
         print(f"(a) maintd plan --json --from {isoz(FROM)} --to {isoz(TO)} > /dev/null")
         print(f"    wall {ms(wall)}  = {wall / base:5.1f}x baseline (target <= {TARGET_PLAN_RATIO:.0f}x: {verdict})")
-        print(f"    peak RSS {rss / 1024:.0f} MiB, {events} events "
-              f"({wall / events * 1e6 if events else 0:.2f} us/event)")
-        alt, alt_rss = run_plan_best(path, argv=[sys.executable, "-c", JSON_LINES_PLAN, str(path),
-                                                 FROM.isoformat(), TO.isoformat()])
-        print(f"    the same written with plan.json_lines: {ms(alt)} = {alt / base:.1f}x baseline, "
-              f"peak RSS {alt_rss / 1024:.0f} MiB")
+        print(
+            f"    peak RSS {rss / 1024:.0f} MiB, {events} events ({wall / events * 1e6 if events else 0:.2f} us/event)"
+        )
+        alt, alt_rss = run_plan_best(
+            path, argv=[sys.executable, "-c", JSON_LINES_PLAN, str(path), FROM.isoformat(), TO.isoformat()]
+        )
+        print(
+            f"    the same written with plan.json_lines: {ms(alt)} = {alt / base:.1f}x baseline, "
+            f"peak RSS {alt_rss / 1024:.0f} MiB"
+        )
 
         warm, cold, actions = bench_evaluate(cfg, args.runs)
         med = statistics.median(warm)
         verdict = "ok" if med < TARGET_EVALUATE and p99(warm) < TARGET_EVALUATE else "MISSED"
-        print(f"(b) plan.evaluate(config, journal, now), {len(warm)} instants over 180 days "
-              f"({actions} actions due in all)")
-        print(f"    steady tick  median {ms(med)} = {med / base:.3f}x baseline, "
-              f"p99 {ms(p99(warm))} = {p99(warm) / base:.3f}x (target < 50 ms: {verdict})")
+        print(
+            f"(b) plan.evaluate(config, journal, now), {len(warm)} instants over 180 days "
+            f"({actions} actions due in all)"
+        )
+        print(
+            f"    steady tick  median {ms(med)} = {med / base:.3f}x baseline, "
+            f"p99 {ms(p99(warm))} = {p99(warm) / base:.3f}x (target < 50 ms: {verdict})"
+        )
         cmed = statistics.median(cold)
-        print(f"    cold tick    median {ms(cmed)} = {cmed / base:.3f}x baseline, "
-              f"p99 {ms(p99(cold))} = {p99(cold) / base:.3f}x (first tick at an instant, cron not yet expanded)")
+        print(
+            f"    cold tick    median {ms(cmed)} = {cmed / base:.3f}x baseline, "
+            f"p99 {ms(p99(cold))} = {p99(cold) / base:.3f}x (first tick at an instant, cron not yet expanded)"
+        )
 
         busy, deliveries = bench_busy(cfg)
-        print(f"    busy tick    median {ms(statistics.median(busy))}, max {ms(max(busy))} (at the start of the "
-              f"{len(busy)} occurrences with the most tenants; {deliveries} tenant notices and transitions due)")
+        print(
+            f"    busy tick    median {ms(statistics.median(busy))}, max {ms(max(busy))} (at the start of the "
+            f"{len(busy)} occurrences with the most tenants; {deliveries} tenant notices and transitions due)"
+        )
 
         if not args.no_scaling:
             print()
@@ -219,8 +234,10 @@ def main() -> None:
                 count = len(plan.timeline(c, FROM, TO))
                 w, _ = run_plan_best(p, repeat=2)
                 warm_n, _, _ = bench_evaluate(c, max(10, args.runs // 5))
-                print(f"          {n:7d} {count:8d} {ms(b)} {ms(w)} {ms(w / n * 1000)}/1k   "
-                      f"{ms(statistics.median(warm_n))}")
+                print(
+                    f"          {n:7d} {count:8d} {ms(b)} {ms(w)} {ms(w / n * 1000)}/1k   "
+                    f"{ms(statistics.median(warm_n))}"
+                )
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)

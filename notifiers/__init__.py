@@ -3,6 +3,7 @@
 The daemon's outbox calls ``send(notice, tenant)`` and reads ``DeliveryError.permanent``
 to decide between a retry and "failed"; nothing here retries or keeps state.
 """
+
 from __future__ import annotations
 
 from scheduler.model import Notifiers
@@ -13,8 +14,16 @@ from .email import EmailNotifier
 from .webhook import WebhookNotifier, sign
 
 __all__ = [
-    "EmailNotifier", "Notifier", "Rendered", "Renderer", "WebhookNotifier",
-    "build_feed", "build_ics", "build_notifiers", "format_local", "sign",
+    "EmailNotifier",
+    "Notifier",
+    "Rendered",
+    "Renderer",
+    "WebhookNotifier",
+    "build_feed",
+    "build_ics",
+    "build_notifiers",
+    "format_local",
+    "sign",
 ]
 
 

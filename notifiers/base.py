@@ -3,14 +3,16 @@
 A channel's ``send`` returns nothing or raises ``DeliveryError(message, permanent=...)``;
 the outbox alone decides about retries, so a channel never sleeps or loops.
 """
+
 from __future__ import annotations
 
 import re
 import traceback
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Mapping, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 import jinja2
@@ -41,8 +43,13 @@ class Rendered:
 _DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _UNIT_NAMES = {"w": "week", "d": "day", "h": "hour", "m": "minute", "s": "second"}
-_SUMMARY_LABELS = {"actual_start": "Started", "actual_end": "Ended", "refused": "Jobs refused",
-                   "drained": "Jobs drained", "stopped": "Jobs stopped"}
+_SUMMARY_LABELS = {
+    "actual_start": "Started",
+    "actual_end": "Ended",
+    "refused": "Jobs refused",
+    "drained": "Jobs drained",
+    "stopped": "Jobs stopped",
+}
 
 
 def format_local(ts: datetime | str | None, zone: ZoneInfo) -> str:
@@ -52,8 +59,9 @@ def format_local(ts: datetime | str | None, zone: ZoneInfo) -> str:
     if isinstance(ts, str):
         ts = datetime.fromisoformat(ts)
     local = ts.astimezone(zone)
-    return (f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year} "
-            f"{local:%H:%M} {local.tzname()}")
+    return (
+        f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year} {local:%H:%M} {local.tzname()}"
+    )
 
 
 def humanize_lead(lead: str | None) -> str:
@@ -98,8 +106,9 @@ class Renderer:
             keep_trailing_newline=True,
         )
 
-    def render(self, notice: Notice, tenant: Tenant, *, organizer: str | None = None,
-               now: datetime | None = None) -> Rendered:
+    def render(
+        self, notice: Notice, tenant: Tenant, *, organizer: str | None = None, now: datetime | None = None
+    ) -> Rendered:
         context = self.context(notice, tenant)
         # A title with a newline would otherwise be a header injection (and EmailMessage refuses it).
         subject = " ".join(self.env.get_template("subject.txt").render(context).split())
@@ -119,11 +128,20 @@ class Renderer:
             return format_local(ts, zone)
 
         return {
-            "provider": self.provider_name, "notice": notice, "tenant": tenant, "kind": notice.kind,
-            "title": notice.title, "message": notice.message, "lead": notice.lead,
-            "late": notice.late, "link": notice.link, "local": local,
-            "start": local(notice.start), "end": local(notice.end),
-            "start_utc": isoz(notice.start), "end_utc": isoz(notice.end),
+            "provider": self.provider_name,
+            "notice": notice,
+            "tenant": tenant,
+            "kind": notice.kind,
+            "title": notice.title,
+            "message": notice.message,
+            "lead": notice.lead,
+            "late": notice.late,
+            "link": notice.link,
+            "local": local,
+            "start": local(notice.start),
+            "end": local(notice.end),
+            "start_utc": isoz(notice.start),
+            "end_utc": isoz(notice.end),
             "duration": humanize_span(notice.end - notice.start),
             "zone": getattr(zone, "key", str(zone)),
             "lead_text": f"in {humanize_lead(notice.lead)}" if notice.lead else "",
@@ -160,8 +178,10 @@ class Renderer:
 
     def _locate(self, exc: Exception, kind: str) -> str:
         # Jinja rewrites tracebacks so template frames carry the template's file and line.
-        files = {self.env.loader.get_source(self.env, name)[1]
-                 for name in self.env.list_templates(extensions=("txt", "html"))}
+        files = {
+            self.env.loader.get_source(self.env, name)[1]
+            for name in self.env.list_templates(extensions=("txt", "html"))
+        }
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in files]
         where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else f"({kind} notice)"
         return f"{where}: {exc.__class__.__name__}: {exc} (rendering a {kind} notice)"
@@ -223,11 +243,33 @@ def _samples() -> tuple[Tenant, list[Notice]]:
     start = datetime(2026, 12, 5, 21, 0, tzinfo=UTC)
     end, day = start + timedelta(hours=4), timedelta(days=1)
     tenant = Tenant(id="sample", name="Sample", zone=ZoneInfo("Europe/Berlin"), email=("a@b.example",))
-    summary = {"actual_start": isoz(start), "actual_end": isoz(end), "refused": {"backup": 3},
-               "drained": 2, "stopped": 1}
-    return tenant, [Notice(id=f"ntc_{kind}", kind=kind, window="sample", occurrence=start,
-                           tenant=tenant.id, title="Sample", start=start, end=end, message="Sample.",
-                           provider="Sample", lead="24h", late=True, uid="sample@maintd", sequence=1,
-                           previous_start=start - day, previous_end=end - day, summary=summary,
-                           link="https://maint.example.com/t/x/")
-                    for kind in NOTICE_KINDS]
+    summary = {
+        "actual_start": isoz(start),
+        "actual_end": isoz(end),
+        "refused": {"backup": 3},
+        "drained": 2,
+        "stopped": 1,
+    }
+    return tenant, [
+        Notice(
+            id=f"ntc_{kind}",
+            kind=kind,
+            window="sample",
+            occurrence=start,
+            tenant=tenant.id,
+            title="Sample",
+            start=start,
+            end=end,
+            message="Sample.",
+            provider="Sample",
+            lead="24h",
+            late=True,
+            uid="sample@maintd",
+            sequence=1,
+            previous_start=start - day,
+            previous_end=end - day,
+            summary=summary,
+            link="https://maint.example.com/t/x/",
+        )
+        for kind in NOTICE_KINDS
+    ]

@@ -3,11 +3,12 @@
 The same UID reaches a tenant twice -- in the email invitation and in the feed -- so
 both are built here, from the same rules, and a calendar client merges them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from email.utils import parseaddr
-from typing import Iterable, Mapping, Sequence
 
 from icalendar import Calendar, Event, vCalAddress, vText
 
@@ -16,8 +17,9 @@ from scheduler.model import UTC, Notice, calendar_uid
 PRODID = "-//maintd//EN"
 
 
-def build_ics(notice: Notice, *, organizer: str | None = None, attendees: Sequence[str] = (),
-              now: datetime | None = None) -> bytes:
+def build_ics(
+    notice: Notice, *, organizer: str | None = None, attendees: Sequence[str] = (), now: datetime | None = None
+) -> bytes:
     """One VEVENT as an iTIP message: ``REQUEST`` for every kind, ``CANCEL`` for cancelled.
 
     ``organizer`` is an address (``noc@example.com`` or ``Name <noc@example.com>``); clients
@@ -42,8 +44,7 @@ def build_ics(notice: Notice, *, organizer: str | None = None, attendees: Sequen
         event.add("organizer", _address(organizer))
     for attendee in attendees:
         # RSVP=FALSE: a tenant cannot decline a provider's maintenance; don't offer buttons.
-        event.add("attendee", _address(attendee, {"ROLE": "NON-PARTICIPANT", "RSVP": "FALSE",
-                                                  "PARTSTAT": "ACCEPTED"}))
+        event.add("attendee", _address(attendee, {"ROLE": "NON-PARTICIPANT", "RSVP": "FALSE", "PARTSTAT": "ACCEPTED"}))
     cal.add_component(event)
     return cal.to_ical()
 
@@ -90,8 +91,18 @@ def _calendar() -> Calendar:
     return cal
 
 
-def _event(*, uid: str, sequence: int, start: datetime, end: datetime, title: str,
-           message: str, url: str | None, cancelled: bool, stamp: datetime | None) -> Event:
+def _event(
+    *,
+    uid: str,
+    sequence: int,
+    start: datetime,
+    end: datetime,
+    title: str,
+    message: str,
+    url: str | None,
+    cancelled: bool,
+    stamp: datetime | None,
+) -> Event:
     event = Event()
     event.add("uid", uid)
     event.add("sequence", int(sequence))
@@ -118,4 +129,3 @@ def _address(text: str, params: Mapping[str, str] | None = None) -> vCalAddress:
     for key, val in (params or {}).items():
         value.params[key] = val
     return value
-

@@ -1,4 +1,5 @@
 """Email: multipart text + HTML with an iCalendar invitation, over SMTP."""
+
 from __future__ import annotations
 
 import smtplib
@@ -11,7 +12,6 @@ from scheduler.errors import DeliveryError
 from scheduler.model import EmailSettings, Notice, Tenant
 
 from .base import Renderer
-
 
 # CPython folds a long header before an encoded word as "word \r\n =?..?=", which unfolds
 # to two spaces ("update  — Sat"); RFC 5322 allows 998 octets, so don't fold at 78.
@@ -42,7 +42,9 @@ class EmailNotifier:
         msg.add_alternative(rendered.html, subtype="html")
         cancel = notice.kind == "cancelled"
         msg.add_attachment(
-            rendered.ics, maintype="text", subtype="calendar",
+            rendered.ics,
+            maintype="text",
+            subtype="calendar",
             filename="cancel.ics" if cancel else "invite.ics",
             params={"method": "CANCEL" if cancel else "REQUEST", "charset": "utf-8"},
         )
@@ -68,18 +70,23 @@ class EmailNotifier:
             raise _refused(exc.recipients, where) from None
         except smtplib.SMTPAuthenticationError as exc:
             # Never the password: only who tried and what the server said.
-            raise DeliveryError(f"SMTP {where} refused login for {s.username!r}: "
-                                f"{exc.smtp_code} {_text(exc.smtp_error)}", permanent=True) from None
+            raise DeliveryError(
+                f"SMTP {where} refused login for {s.username!r}: {exc.smtp_code} {_text(exc.smtp_error)}",
+                permanent=True,
+            ) from None
         except smtplib.SMTPResponseException as exc:
-            raise DeliveryError(f"SMTP {where} answered {exc.smtp_code} {_text(exc.smtp_error)}",
-                                permanent=exc.smtp_code >= 500,
-                                detail={"code": exc.smtp_code}) from None
+            raise DeliveryError(
+                f"SMTP {where} answered {exc.smtp_code} {_text(exc.smtp_error)}",
+                permanent=exc.smtp_code >= 500,
+                detail={"code": exc.smtp_code},
+            ) from None
         except smtplib.SMTPNotSupportedError as exc:
             # The server lacks STARTTLS or AUTH: a configuration problem a retry won't fix.
             raise DeliveryError(f"SMTP {where}: {exc}", permanent=True) from None
         except ssl.SSLCertVerificationError as exc:
-            raise DeliveryError(f"SMTP {where}: TLS certificate not trusted: {exc.verify_message}",
-                                permanent=True) from None
+            raise DeliveryError(
+                f"SMTP {where}: TLS certificate not trusted: {exc.verify_message}", permanent=True
+            ) from None
         except (smtplib.SMTPException, OSError) as exc:
             # Refused connections, timeouts, DNS, disconnects: the server may be back later.
             reason = "timed out" if isinstance(exc, TimeoutError) else str(exc) or type(exc).__name__
@@ -105,9 +112,11 @@ def _refused(recipients: dict, where: str, partial: bool = False) -> DeliveryErr
     and nobody got the message yet."""
     codes = {addr: code for addr, (code, _) in recipients.items()}
     text = ", ".join(f"{addr} ({code} {_text(resp)})" for addr, (code, resp) in recipients.items())
-    return DeliveryError(f"SMTP {where} refused recipients: {text}",
-                         permanent=partial or any(code >= 500 for code in codes.values()),
-                         detail={"refused": codes})
+    return DeliveryError(
+        f"SMTP {where} refused recipients: {text}",
+        permanent=partial or any(code >= 500 for code in codes.values()),
+        detail={"refused": codes},
+    )
 
 
 def _text(raw: bytes | str) -> str:

@@ -1,4 +1,5 @@
 """Webhook: the SPEC section 4 JSON, signed per Standard Webhooks (standardwebhooks.com)."""
+
 from __future__ import annotations
 
 import base64
@@ -8,7 +9,7 @@ import json
 import os
 import threading
 import time
-from typing import Callable
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import requests
@@ -33,8 +34,13 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
 class WebhookNotifier:
     channel = "webhook"
 
-    def __init__(self, settings: WebhookSettings, session: requests.Session | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        settings: WebhookSettings,
+        session: requests.Session | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.settings = settings
         self._shared = session  # a caller's session (tests) is used by every thread
         self._local = threading.local()
@@ -67,8 +73,9 @@ class WebhookNotifier:
             signature = sign(hook.secret, notice.id, timestamp, body)
         except (ValueError, TypeError):
             # binascii.Error is a ValueError; its text never contains the secret, but say less.
-            raise DeliveryError(f"webhook secret of tenant {tenant.id} is not valid base64 after "
-                                "'whsec_'", permanent=True) from None
+            raise DeliveryError(
+                f"webhook secret of tenant {tenant.id} is not valid base64 after 'whsec_'", permanent=True
+            ) from None
         headers = {
             "content-type": "application/json",
             "user-agent": USER_AGENT,
@@ -86,18 +93,17 @@ class WebhookNotifier:
         try:
             # A redirected POST turns into a GET in requests; a receiver that moved must say
             # so with a status we report, not have us drop the body on the floor.
-            return self.session.post(url, data=body, headers=headers, timeout=timeout,
-                                     allow_redirects=False)
+            return self.session.post(url, data=body, headers=headers, timeout=timeout, allow_redirects=False)
         except requests.Timeout:
-            raise DeliveryError(f"webhook {where}: no response within {timeout:g}s",
-                                permanent=False) from None
+            raise DeliveryError(f"webhook {where}: no response within {timeout:g}s", permanent=False) from None
         except requests.ConnectionError as exc:
-            raise DeliveryError(f"webhook {where}: cannot connect ({_reason(exc)})",
-                                permanent=False) from None
-        except (requests.exceptions.InvalidURL, requests.exceptions.MissingSchema,
-                requests.exceptions.InvalidSchema) as exc:
-            raise DeliveryError(f"webhook {where}: invalid URL ({type(exc).__name__})",
-                                permanent=True) from None
+            raise DeliveryError(f"webhook {where}: cannot connect ({_reason(exc)})", permanent=False) from None
+        except (
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+            requests.exceptions.InvalidSchema,
+        ) as exc:
+            raise DeliveryError(f"webhook {where}: invalid URL ({type(exc).__name__})", permanent=True) from None
         except requests.RequestException as exc:
             raise DeliveryError(f"webhook {where}: {type(exc).__name__}", permanent=False) from None
 
@@ -117,8 +123,7 @@ class WebhookNotifier:
         )
 
 
-_ENV_SETTINGS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle", "curl_ca_bundle",
-                 "netrc")
+_ENV_SETTINGS = ("http_proxy", "https_proxy", "all_proxy", "no_proxy", "requests_ca_bundle", "curl_ca_bundle", "netrc")
 
 
 def _environment_matters() -> bool:
@@ -135,8 +140,13 @@ def _origin(url: str) -> str:
 
 def _reason(exc: Exception) -> str:
     text = str(exc)
-    for marker in ("Connection refused", "Name or service not known", "No route to host",
-                   "certificate verify failed", "Connection reset"):
+    for marker in (
+        "Connection refused",
+        "Name or service not known",
+        "No route to host",
+        "certificate verify failed",
+        "Connection reset",
+    ):
         if marker in text:
             return marker
     return type(exc).__name__

@@ -4,13 +4,14 @@ Access: every state-changing call needs ``Authorization: Bearer <token>``; read-
 GETs and the gate (admissions, heartbeats, lease deletes) are open on loopback and need
 the token from anywhere else.
 """
+
 from __future__ import annotations
 
 import hmac
 import ipaddress
 import logging
 from datetime import timedelta
-from typing import Any, Optional, Union
+from typing import Any
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -31,11 +32,11 @@ MAX_DURATION = timedelta(days=3650)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: Optional[dict] = None) -> None:
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
         self.status, self.message, self.headers = status, message, headers
 
 
-def _duration(v: Any) -> Optional[timedelta]:
+def _duration(v: Any) -> timedelta | None:
     if v is None:
         return None
     if isinstance(v, bool):
@@ -68,15 +69,21 @@ class AdmissionIn(_In):
 
     tenant: str = Field(min_length=1, max_length=200, description="tenant id from windows.yaml")
     kind: str = Field(min_length=1, max_length=100, description="job kind the policy matches, e.g. backup")
-    resource: Optional[str] = Field(default=None, min_length=1, max_length=200,
-                                    description="what the job runs on (windows with `resources` gate only those)")
-    expected_duration: Optional[Union[float, str]] = Field(
-        default=None, description="seconds, or a duration such as 2h; refused (would-overlap) if the job "
-                                  "would still run when a window affecting it starts")
+    resource: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="what the job runs on (windows with `resources` gate only those)",
+    )
+    expected_duration: float | str | None = Field(
+        default=None,
+        description="seconds, or a duration such as 2h; refused (would-overlap) if the job "
+        "would still run when a window affecting it starts",
+    )
 
     @field_validator("tenant", "kind", "resource")
     @classmethod
-    def _not_blank(cls, v: Optional[str]) -> Optional[str]:
+    def _not_blank(cls, v: str | None) -> str | None:
         if v is not None:
             v = v.strip()
             if not v:
@@ -95,10 +102,13 @@ class AdmissionIn(_In):
 class MaintenanceIn(_In):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
     reason: str = Field(min_length=1, max_length=1000)
-    for_: Optional[Union[float, str]] = Field(default=None, validation_alias=AliasChoices("for", "duration"),
-                                              description="duration, e.g. 2h (also accepted as `duration`)")
-    tenants: Optional[list[str]] = None
-    policy: Optional[str] = None
+    for_: float | str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("for", "duration"),
+        description="duration, e.g. 2h (also accepted as `duration`)",
+    )
+    tenants: list[str] | None = None
+    policy: str | None = None
 
     @field_validator("tenants", mode="before")
     @classmethod
@@ -116,8 +126,10 @@ class MaintenanceIn(_In):
 
 
 class ExtendIn(_In):
-    by: Union[float, str] = Field(validation_alias=AliasChoices("by", "duration", "for"),
-                                  description="how much longer, e.g. 30m (also accepted as `duration`)")
+    by: float | str = Field(
+        validation_alias=AliasChoices("by", "duration", "for"),
+        description="how much longer, e.g. 30m (also accepted as `duration`)",
+    )
 
     @field_validator("by", mode="before")
     @classmethod
@@ -129,7 +141,7 @@ class ExtendIn(_In):
 
 
 class ExitIn(_In):
-    window: Optional[str] = None
+    window: str | None = None
 
 
 class BodyLimit:
@@ -141,8 +153,11 @@ class BodyLimit:
         self.app, self.limit = app, limit
 
     async def _too_large(self, scope: Any, receive: Any, send: Any) -> None:
-        resp = JSONResponse({"error": f"request body too large (limit {self.limit} bytes)"}, status_code=413,
-                            headers={"Connection": "close"})
+        resp = JSONResponse(
+            {"error": f"request body too large (limit {self.limit} bytes)"},
+            status_code=413,
+            headers={"Connection": "close"},
+        )
         await resp(scope, receive, send)
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
@@ -189,8 +204,13 @@ def _loopback(request: Request) -> bool:
 
 
 def create_app(daemon: Daemon) -> FastAPI:
-    app = FastAPI(title="maintd", version="1", description="Planned maintenance for service providers.",
-                  docs_url="/docs", redoc_url=None)
+    app = FastAPI(
+        title="maintd",
+        version="1",
+        description="Planned maintenance for service providers.",
+        docs_url="/docs",
+        redoc_url=None,
+    )
 
     def token_ok(request: Request) -> bool:
         if not daemon.token:
@@ -201,8 +221,9 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     def require_token(request: Request) -> None:
         if not daemon.token:
-            raise ApiError(403, "state-changing calls are disabled: no token is configured "
-                                "(set MAINTD_TOKEN or daemon.token_file)")
+            raise ApiError(
+                403, "state-changing calls are disabled: no token is configured (set MAINTD_TOKEN or daemon.token_file)"
+            )
         if not token_ok(request):
             raise ApiError(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
 
@@ -228,8 +249,7 @@ def create_app(daemon: Daemon) -> FastAPI:
             loc = ".".join(str(x) for x in e.get("loc", ()) if x != "body")
             msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
             problems.append(f"{loc}: {msg}" if loc else msg)
-        return JSONResponse({"error": "; ".join(problems) or "invalid request", "problems": problems},
-                            status_code=422)
+        return JSONResponse({"error": "; ".join(problems) or "invalid request", "problems": problems}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):
@@ -256,25 +276,25 @@ def create_app(daemon: Daemon) -> FastAPI:
         return daemon.windows()
 
     @app.get("/v1/notices", dependencies=read, tags=["ops"])
-    def notices(failed: bool = False, limit: int = 500, window: Optional[str] = None,
-                tenant: Optional[str] = None) -> list:
+    def notices(failed: bool = False, limit: int = 500, window: str | None = None, tenant: str | None = None) -> list:
         limit = max(1, min(limit, 10_000))
         rows = daemon.store.notices(failed_only=failed, limit=limit, window=window, tenant=tenant)
         return [_notice_row(r) for r in rows]
 
     @app.get("/v1/history", dependencies=read, tags=["ops"])
-    def history(limit: int = 200, window: Optional[str] = None) -> list:
+    def history(limit: int = 200, window: str | None = None) -> list:
         limit = max(1, min(limit, 10_000))
         rows = daemon.store.history(limit=limit, window=window)
         return rows
 
     @app.post("/v1/maintenance", dependencies=write, tags=["manual"])
     def enter(body: MaintenanceIn) -> dict:
-        return daemon.enter(reason=body.reason, duration=_duration(body.for_), tenants=body.tenants,
-                            policy=body.policy, actor="api")
+        return daemon.enter(
+            reason=body.reason, duration=_duration(body.for_), tenants=body.tenants, policy=body.policy, actor="api"
+        )
 
     @app.delete("/v1/maintenance", dependencies=write, tags=["manual"])
-    def exit_(window: Optional[str] = None) -> dict:
+    def exit_(window: str | None = None) -> dict:
         return daemon.exit(window=window, actor="api")
 
     @app.post("/v1/windows/{window_id}/extend", dependencies=write, tags=["manual"])
@@ -298,9 +318,15 @@ def create_app(daemon: Daemon) -> FastAPI:
 
     gate = [Depends(gate_access)]
 
-    @app.post("/v1/admissions", dependencies=gate, tags=["gate"],
-              responses={423: {"description": "denied: maintenance or would-overlap (with Retry-After)"},
-                         404: {"description": "unknown tenant"}})
+    @app.post(
+        "/v1/admissions",
+        dependencies=gate,
+        tags=["gate"],
+        responses={
+            423: {"description": "denied: maintenance or would-overlap (with Retry-After)"},
+            404: {"description": "unknown tenant"},
+        },
+    )
     async def admissions(body: AdmissionIn):
         # async: the decision is in-memory and the write is group committed by the daemon's
         # writer thread, so a job start never waits for a thread of the pool
@@ -309,13 +335,21 @@ def create_app(daemon: Daemon) -> FastAPI:
             return JSONResponse(result, status_code=423, headers={"Retry-After": str(result["retry_after"])})
         return JSONResponse(result)
 
-    @app.post("/v1/leases/{lease_id}/heartbeat", dependencies=gate, tags=["gate"],
-              responses={404: {"description": "unknown, released or expired lease"}})
+    @app.post(
+        "/v1/leases/{lease_id}/heartbeat",
+        dependencies=gate,
+        tags=["gate"],
+        responses={404: {"description": "unknown, released or expired lease"}},
+    )
     async def heartbeat(lease_id: str):
         return JSONResponse(await daemon.heartbeat_async(lease_id))
 
-    @app.delete("/v1/leases/{lease_id}", dependencies=gate, tags=["gate"],
-                responses={404: {"description": "unknown, released or expired lease"}})
+    @app.delete(
+        "/v1/leases/{lease_id}",
+        dependencies=gate,
+        tags=["gate"],
+        responses={404: {"description": "unknown, released or expired lease"}},
+    )
     async def release(lease_id: str):
         await daemon.release_async(lease_id)
         return JSONResponse({"released": lease_id})
@@ -334,8 +368,20 @@ def create_app(daemon: Daemon) -> FastAPI:
 def _notice_row(r: dict) -> dict:
     from .model import isoz
 
-    return {"id": r["notice_id"], "delivery": r["id"], "channel": r["channel"], "kind": r["kind"],
-            "window": r["window"], "occurrence": isoz(r["occurrence"]), "tenant": r["tenant"],
-            "lead": r["lead"] or None, "late": bool(r.get("late")), "status": r["status"],
-            "attempts": r["attempts"], "last_error": r["last_error"], "created_at": isoz(r["created_at"]),
-            "sent_at": isoz(r.get("sent_at")), "next_attempt_at": isoz(r.get("next_attempt_at"))}
+    return {
+        "id": r["notice_id"],
+        "delivery": r["id"],
+        "channel": r["channel"],
+        "kind": r["kind"],
+        "window": r["window"],
+        "occurrence": isoz(r["occurrence"]),
+        "tenant": r["tenant"],
+        "lead": r["lead"] or None,
+        "late": bool(r.get("late")),
+        "status": r["status"],
+        "attempts": r["attempts"],
+        "last_error": r["last_error"],
+        "created_at": isoz(r["created_at"]),
+        "sent_at": isoz(r.get("sent_at")),
+        "next_attempt_at": isoz(r.get("next_attempt_at")),
+    }

@@ -3,6 +3,7 @@
 Exit codes: 0 ok; 1 the daemon refused (4xx); 2 invalid config or usage; 3 the daemon
 cannot be reached; 75 (EX_TEMPFAIL) ``exec`` denied by the gate.
 """
+
 from __future__ import annotations
 
 import json
@@ -10,7 +11,7 @@ import os
 import sys
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any
 
 import click
 
@@ -28,7 +29,7 @@ DEFAULT_CONFIG = "windows.yaml"
 # helpers
 
 
-def parse_time(text: str, config: Optional[Config], now: datetime) -> datetime:
+def parse_time(text: str, config: Config | None, now: datetime) -> datetime:
     """ISO 8601 with or without offset (without: the provider's zone), or ``now``."""
     t = text.strip()
     if t.lower() == "now":
@@ -36,8 +37,9 @@ def parse_time(text: str, config: Optional[Config], now: datetime) -> datetime:
     try:
         ts = datetime.fromisoformat(t.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise UsageError(f'invalid time "{text}"; expected ISO 8601 such as 2026-12-05T22:00, '
-                         "2026-12-05T21:00Z or now") from None
+        raise UsageError(
+            f'invalid time "{text}"; expected ISO 8601 such as 2026-12-05T22:00, 2026-12-05T21:00Z or now'
+        ) from None
     if ts.tzinfo is None:
         zone = config.provider.zone if config else UTC
         return resolve_local(ts, zone)
@@ -50,7 +52,7 @@ class Duration(click.ParamType):
 
     name = "duration"
 
-    def convert(self, value: Any, param: Optional[click.Parameter], ctx: Optional[click.Context]) -> str:
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> str:
         try:
             if parse_duration(value) <= timedelta(0):
                 raise ValueError("expected a positive duration such as 30m")
@@ -84,12 +86,19 @@ def local(ts: datetime, zone) -> str:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
-@click.option("--config", "config_path", default=DEFAULT_CONFIG, envvar="MAINTD_CONFIG", show_default=True,
-              show_envvar=True, help="Path of windows.yaml.")
+@click.option(
+    "--config",
+    "config_path",
+    default=DEFAULT_CONFIG,
+    envvar="MAINTD_CONFIG",
+    show_default=True,
+    show_envvar=True,
+    help="Path of windows.yaml.",
+)
 @click.option("--url", default=None, envvar="MAINTD_URL", help="Base URL of the daemon for client commands.")
 @click.version_option(package_name="maintd")
 @click.pass_context
-def cli(ctx: click.Context, config_path: str, url: Optional[str]) -> None:
+def cli(ctx: click.Context, config_path: str, url: str | None) -> None:
     """maintd — planned maintenance for service providers.
 
     Declare windows in windows.yaml; maintd tells tenants in advance, gates and drains
@@ -114,8 +123,10 @@ def validate(ctx: click.Context) -> None:
         ctx.exit(2)
     for w in cfg.warnings:
         click.echo(w, err=True)
-    click.echo(f"{ctx.obj['config']}: OK ({len(cfg.tenants)} tenants, {len(cfg.windows)} windows, "
-               f"{len(cfg.policies)} polic{'y' if len(cfg.policies) == 1 else 'ies'})")
+    click.echo(
+        f"{ctx.obj['config']}: OK ({len(cfg.tenants)} tenants, {len(cfg.windows)} windows, "
+        f"{len(cfg.policies)} polic{'y' if len(cfg.policies) == 1 else 'ies'})"
+    )
 
 
 @cli.command()
@@ -124,7 +135,7 @@ def validate(ctx: click.Context) -> None:
 @click.option("--tenant", default=None, help="Only this tenant.")
 @click.option("--json", "as_json", is_flag=True, help="Print SPEC's JSON array.")
 @click.pass_context
-def plan(ctx: click.Context, frm: str, to: Optional[str], tenant: Optional[str], as_json: bool) -> None:
+def plan(ctx: click.Context, frm: str, to: str | None, tenant: str | None, as_json: bool) -> None:
     """The timeline that would happen — notices, starts, ends per tenant — without sending anything."""
     cfg = load_config(ctx)
     now = clock()
@@ -158,7 +169,7 @@ def _print_plan_json(events: Any) -> None:
         os.dup2(devnull, sys.stdout.fileno())
 
 
-def _print_plan_table(cfg: Config, events: list, start: datetime, end: datetime, tenant: Optional[str]) -> None:
+def _print_plan_table(cfg: Config, events: list, start: datetime, end: datetime, tenant: str | None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -172,7 +183,7 @@ def _print_plan_table(cfg: Config, events: list, start: datetime, end: datetime,
     for e in events:
         zone = cfg.tenants[e.tenant].zone
         groups[(e.at, e.rank, e.event, e.window, e.occurrence, e.kind, e.lead, e.late, zone.key)].append(e.tenant)
-    for (at, _, event, window, _, kind, lead, late, zkey), tenants in groups.items():
+    for (at, _, event, window, _, kind, lead, late, _zkey), tenants in groups.items():
         zone = cfg.tenants[tenants[0]].zone
         shown = ", ".join(tenants[:6]) + (f" +{len(tenants) - 6} more" if len(tenants) > 6 else "")
         detail = ""
@@ -195,8 +206,13 @@ def schema() -> None:
 @cli.command()
 @click.option("--window", "window_id", required=True, help="Window id from windows.yaml.")
 @click.option("--tenant", "tenant_id", required=True, help="Tenant id.")
-@click.option("--kind", type=click.Choice(list(NOTICE_KINDS)), default="scheduled", show_default=True,
-              help="Notice kind (scheduled uses the window's first lead time).")
+@click.option(
+    "--kind",
+    type=click.Choice(list(NOTICE_KINDS)),
+    default="scheduled",
+    show_default=True,
+    help="Notice kind (scheduled uses the window's first lead time).",
+)
 @click.pass_context
 def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> None:
     """Render a notice for the window's next occurrence — email text, HTML, .ics and webhook
@@ -214,8 +230,7 @@ def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> No
     if tenant is None:
         raise UsageError(f'unknown tenant "{tenant_id}"; known: {", ".join(sorted(cfg.tenants)) or "none"}')
     if tenant.id not in w.tenants:
-        raise UsageError(f'tenant "{tenant_id}" is not affected by window "{window_id}", '
-                         "so it never gets its notices")
+        raise UsageError(f'tenant "{tenant_id}" is not affected by window "{window_id}", so it never gets its notices')
     # The next occurrence (or the running one); a one-off that is over still previews.
     occ = next(iter(plan_mod.occurrences(w, now, now + timedelta(days=400))), None)
     if occ is None and not w.recurring:
@@ -225,13 +240,27 @@ def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> No
     lead = w.lead_label(w.notify[0]) if kind == "scheduled" and w.notify else None
     changed = kind in ("rescheduled", "extended", "cancelled")
     action = plan_mod.NoticeAction(
-        kind=kind, window=w.id, occurrence=occ.key, tenants=frozenset({tenant.id}), start=occ.start, end=occ.end,
-        title=w.title, lead=lead, sequence=1 if changed else 0,
-        previous=(occ.start, occ.end) if kind in ("rescheduled", "extended") else None, recurring=w.recurring)
+        kind=kind,
+        window=w.id,
+        occurrence=occ.key,
+        tenants=frozenset({tenant.id}),
+        start=occ.start,
+        end=occ.end,
+        title=w.title,
+        lead=lead,
+        sequence=1 if changed else 0,
+        previous=(occ.start, occ.end) if kind in ("rescheduled", "extended") else None,
+        recurring=w.recurring,
+    )
     summary = None
     if kind == "completed":
-        summary = {"actual_start": isoz(occ.start), "actual_end": isoz(occ.end), "refused": {}, "drained": 0,
-                   "stopped": 0}
+        summary = {
+            "actual_start": isoz(occ.start),
+            "actual_end": isoz(occ.end),
+            "refused": {},
+            "drained": 0,
+            "stopped": 0,
+        }
     # The real link carries the tenant's secret from the daemon's database (`maintd tenant-url`).
     link = f"{cfg.daemon.public_url}/t/TENANT-SECRET/" if cfg.daemon.public_url else None
     notice = compose_notice(cfg, action, tenant, window=w, link=link, summary=summary)
@@ -245,11 +274,15 @@ def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> No
     def section(title: str, note: str = "") -> None:
         click.echo(f"\n===== {title} " + (f"({note}) " if note else "") + "=" * max(3, 60 - len(title) - len(note)))
 
-    click.echo(f"Preview of the {kind} notice for {tenant.id} about {w.id}, occurrence {isoz(occ.key)} "
-               f"({local(occ.start, tenant.zone)} .. {local(occ.end, tenant.zone)}). Nothing is sent.")
+    click.echo(
+        f"Preview of the {kind} notice for {tenant.id} about {w.id}, occurrence {isoz(occ.key)} "
+        f"({local(occ.start, tenant.zone)} .. {local(occ.end, tenant.zone)}). Nothing is sent."
+    )
     if changed:
-        click.echo("Sequence 1 and, where shown, the previous times are sample values: "
-                   "the daemon fills in what tenants were actually told.")
+        click.echo(
+            "Sequence 1 and, where shown, the previous times are sample values: "
+            "the daemon fills in what tenants were actually told."
+        )
     no_mail = "" if tenant.email else "tenant has no email address: not sent by email"
     if tenant.email and not cfg.notifiers.email:
         no_mail = "notifiers.email is not configured: not sent by email"
@@ -278,8 +311,9 @@ def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> No
 @cli.command()
 @click.option("--dry-run", is_flag=True, help="Render and journal notices instead of sending them.")
 @click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True)
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info",
-              show_default=True)
+@click.option(
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), default="info", show_default=True
+)
 @click.pass_context
 def run(ctx: click.Context, dry_run: bool, log_format: str, log_level: str) -> None:
     """Run the daemon in the foreground (SIGHUP reloads, SIGTERM stops gracefully)."""
@@ -293,12 +327,17 @@ def run(ctx: click.Context, dry_run: bool, log_format: str, log_level: str) -> N
 
 
 def url_option(f):
-    return click.option("--url", default=None, envvar="MAINTD_URL", show_envvar=True,
-                        help="Base URL of the daemon (default: http:// + the config's listen address).")(f)
+    return click.option(
+        "--url",
+        default=None,
+        envvar="MAINTD_URL",
+        show_envvar=True,
+        help="Base URL of the daemon (default: http:// + the config's listen address).",
+    )(f)
 
 
 class Client:
-    def __init__(self, ctx: click.Context, url: Optional[str]) -> None:
+    def __init__(self, ctx: click.Context, url: str | None) -> None:
         import requests
 
         self.requests = requests
@@ -329,22 +368,30 @@ class Client:
                 token = None
         self.token = token
 
-    def call(self, method: str, path: str, *, json_body: Any = None, params: Optional[dict] = None,
-             timeout: float = 15.0, ok_statuses: tuple = ()) -> tuple[int, Any]:
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json_body: Any = None,
+        params: dict | None = None,
+        timeout: float = 15.0,
+        ok_statuses: tuple = (),
+    ) -> tuple[int, Any]:
         from .errors import RefusedError, UnreachableError
 
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
-            resp = self.session.request(method, self.url + path, json=json_body, params=params, headers=headers,
-                                        timeout=timeout)
+            resp = self.session.request(
+                method, self.url + path, json=json_body, params=params, headers=headers, timeout=timeout
+            )
         except self.requests.RequestException as exc:
             reason = type(exc).__name__
             if isinstance(exc, self.requests.ConnectionError):
                 reason = "connection refused or host unreachable"
             elif isinstance(exc, self.requests.Timeout):
                 reason = "timed out"
-            raise UnreachableError(f"cannot reach maintd at {self.url} ({reason}); is `maintd run` running?") \
-                from None
+            raise UnreachableError(f"cannot reach maintd at {self.url} ({reason}); is `maintd run` running?") from None
         try:
             body = resp.json()
         except ValueError:
@@ -362,7 +409,7 @@ class Client:
 @click.option("--json", "as_json", is_flag=True, help="Print SPEC's JSON object.")
 @url_option
 @click.pass_context
-def status(ctx: click.Context, as_json: bool, url: Optional[str]) -> None:
+def status(ctx: click.Context, as_json: bool, url: str | None) -> None:
     """Mode, active and next windows, tenants, leases, notices, last reload (exit 3: unreachable)."""
     _, st = Client(ctx, url).call("GET", "/v1/status")
     if as_json:
@@ -375,15 +422,14 @@ def status(ctx: click.Context, as_json: bool, url: Optional[str]) -> None:
 
 @cli.command()
 @click.option("--reason", required=True, help="Why (shown in history and to tenants).")
-@click.option("--for", "for_", type=DURATION, default=None,
-              help="How long, e.g. 2h (default: until `maintd exit`).")
-@click.option("--tenants", multiple=True,
-              help="Tenant ids, comma-separated or repeated (default: all).")
+@click.option("--for", "for_", type=DURATION, default=None, help="How long, e.g. 2h (default: until `maintd exit`).")
+@click.option("--tenants", multiple=True, help="Tenant ids, comma-separated or repeated (default: all).")
 @click.option("--policy", default=None, help="Policy that gates jobs (default: provider.policy).")
 @url_option
 @click.pass_context
-def enter(ctx: click.Context, reason: str, for_: Optional[str], tenants: tuple[str, ...], policy: Optional[str],
-          url: Optional[str]) -> None:
+def enter(
+    ctx: click.Context, reason: str, for_: str | None, tenants: tuple[str, ...], policy: str | None, url: str | None
+) -> None:
     """Enter maintenance now (the Enable-...MaintenanceMode equivalent)."""
     ids = [t.strip() for group in tenants for t in group.split(",") if t.strip()] or None
     body: dict[str, Any] = {"reason": reason}
@@ -394,15 +440,16 @@ def enter(ctx: click.Context, reason: str, for_: Optional[str], tenants: tuple[s
     if policy:
         body["policy"] = policy
     _, out = Client(ctx, url).call("POST", "/v1/maintenance", json_body=body)
-    click.echo(f"maintenance entered: {out['window']} until {out['end'] or 'maintd exit'} "
-               f"({len(out['tenants'])} tenants)")
+    click.echo(
+        f"maintenance entered: {out['window']} until {out['end'] or 'maintd exit'} ({len(out['tenants'])} tenants)"
+    )
 
 
 @cli.command(name="exit")
 @click.option("--window", default=None, help="Only this window (default: everything active).")
 @url_option
 @click.pass_context
-def exit_(ctx: click.Context, window: Optional[str], url: Optional[str]) -> None:
+def exit_(ctx: click.Context, window: str | None, url: str | None) -> None:
     """End a manual or running window early (tenants get the end notice)."""
     _, out = Client(ctx, url).call("DELETE", "/v1/maintenance", params={"window": window} if window else None)
     for e in out.get("ended", []):
@@ -414,7 +461,7 @@ def exit_(ctx: click.Context, window: Optional[str], url: Optional[str]) -> None
 @click.argument("duration", type=DURATION)
 @url_option
 @click.pass_context
-def extend(ctx: click.Context, window: str, duration: str, url: Optional[str]) -> None:
+def extend(ctx: click.Context, window: str, duration: str, url: str | None) -> None:
     """Extend the active occurrence of WINDOW by DURATION (e.g. 30m); tenants get an "extended" notice."""
     _, out = Client(ctx, url).call("POST", f"/v1/windows/{window}/extend", json_body={"by": duration})
     click.echo(f"{out['window']} now ends at {out['end']}")
@@ -426,7 +473,7 @@ def extend(ctx: click.Context, window: str, duration: str, url: Optional[str]) -
 @click.option("--limit", default=200, show_default=True)
 @url_option
 @click.pass_context
-def notices(ctx: click.Context, failed: bool, as_json: bool, limit: int, url: Optional[str]) -> None:
+def notices(ctx: click.Context, failed: bool, as_json: bool, limit: int, url: str | None) -> None:
     """The delivery log."""
     params: dict[str, Any] = {"limit": limit}
     if failed:
@@ -442,8 +489,16 @@ def notices(ctx: click.Context, failed: bool, as_json: bool, limit: int, url: Op
     for col in ("created", "kind", "window", "tenant", "channel", "status", "attempts", "error"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["created_at"], r["kind"] + (f" {r['lead']}" if r.get("lead") else ""), r["window"],
-                      r["tenant"], r["channel"], r["status"], str(r["attempts"]), (r.get("last_error") or "")[:60])
+        table.add_row(
+            r["created_at"],
+            r["kind"] + (f" {r['lead']}" if r.get("lead") else ""),
+            r["window"],
+            r["tenant"],
+            r["channel"],
+            r["status"],
+            str(r["attempts"]),
+            (r.get("last_error") or "")[:60],
+        )
     Console().print(table if rows else "No notices.")
 
 
@@ -452,7 +507,7 @@ def notices(ctx: click.Context, failed: bool, as_json: bool, limit: int, url: Op
 @click.option("--limit", default=200, show_default=True)
 @url_option
 @click.pass_context
-def history(ctx: click.Context, as_json: bool, limit: int, url: Optional[str]) -> None:
+def history(ctx: click.Context, as_json: bool, limit: int, url: str | None) -> None:
     """Audit trail: transitions, reloads, manual actions, drains, hooks."""
     _, rows = Client(ctx, url).call("GET", "/v1/history", params={"limit": limit})
     if as_json:
@@ -473,20 +528,41 @@ def history(ctx: click.Context, as_json: bool, limit: int, url: Optional[str]) -
 @click.option("--tenant", required=True)
 @click.option("--kind", required=True)
 @click.option("--resource", default=None)
-@click.option("--expected-duration", type=DURATION, default=None,
-              help="e.g. 2h: refused if it would run into a window.")
-@click.option("--if-unreachable", type=click.Choice(["allow", "deny"]), default="allow", show_default=True,
-              help="When the daemon is down: run anyway (with a warning) or refuse (exit 75).")
+@click.option(
+    "--expected-duration", type=DURATION, default=None, help="e.g. 2h: refused if it would run into a window."
+)
+@click.option(
+    "--if-unreachable",
+    type=click.Choice(["allow", "deny"]),
+    default="allow",
+    show_default=True,
+    help="When the daemon is down: run anyway (with a warning) or refuse (exit 75).",
+)
 @url_option
 @click.argument("cmd", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_context
-def exec_(ctx: click.Context, tenant: str, kind: str, resource: Optional[str], expected_duration: Optional[str],
-          if_unreachable: str, url: Optional[str], cmd: tuple[str, ...]) -> None:
+def exec_(
+    ctx: click.Context,
+    tenant: str,
+    kind: str,
+    resource: str | None,
+    expected_duration: str | None,
+    if_unreachable: str,
+    url: str | None,
+    cmd: tuple[str, ...],
+) -> None:
     """Ask the gate, run CMD if admitted, heartbeat, and stop CMD gracefully on drain."""
     from .execjob import run_gated
 
-    code = run_gated(Client(ctx, url), tenant=tenant, kind=kind, resource=resource,
-                     expected_duration=expected_duration, if_unreachable=if_unreachable, cmd=list(cmd))
+    code = run_gated(
+        Client(ctx, url),
+        tenant=tenant,
+        kind=kind,
+        resource=resource,
+        expected_duration=expected_duration,
+        if_unreachable=if_unreachable,
+        cmd=list(cmd),
+    )
     ctx.exit(code)
 
 
@@ -519,7 +595,7 @@ def tenant_url(ctx: click.Context, tenant: str, rotate: bool) -> None:
         click.echo("rotated: the previous URLs no longer work", err=True)
 
 
-def _config_here(ctx: click.Context, _param: click.Parameter, value: Optional[str]) -> None:
+def _config_here(ctx: click.Context, _param: click.Parameter, value: str | None) -> None:
     if value is not None:
         ctx.ensure_object(dict)
         ctx.obj["config"] = value  # the group's dict: every layer of the command sees it
@@ -528,16 +604,25 @@ def _config_here(ctx: click.Context, _param: click.Parameter, value: Optional[st
 # `--config` is global (`maintd --config x validate`), and people also write it after the
 # command (`maintd validate --config x`): accept it in both places.
 for _command in cli.commands.values():
-    _command.params.insert(0, click.Option(["--config"], default=None, expose_value=False, is_eager=True,
-                                           callback=_config_here, metavar="PATH",
-                                           help="Path of windows.yaml (same as the global option)."))
+    _command.params.insert(
+        0,
+        click.Option(
+            ["--config"],
+            default=None,
+            expose_value=False,
+            is_eager=True,
+            callback=_config_here,
+            metavar="PATH",
+            help="Path of windows.yaml (same as the global option).",
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------
 # entry point
 
 
-def main(argv: Optional[list[str]] = None) -> None:
+def main(argv: list[str] | None = None) -> None:
     """Console script: the one place that prints ``Error: ...`` and exits."""
     try:
         rv = cli.main(args=argv, prog_name="maintd", standalone_mode=False)
@@ -554,8 +639,10 @@ def main(argv: Optional[list[str]] = None) -> None:
         for issue in exc.issues:
             click.echo(str(issue), err=True)
         missing = len(exc.issues) == 1 and "no such file" in exc.issues[0].message
-        click.echo("Error: no config file" if missing else
-                   "Error: invalid config (run `maintd validate` for details)", err=True)
+        click.echo(
+            "Error: no config file" if missing else "Error: invalid config (run `maintd validate` for details)",
+            err=True,
+        )
         code = exc.exit_code
     except MaintdError as exc:
         click.echo(f"Error: {exc.message}", err=True)

@@ -11,6 +11,7 @@ Three passes, each reporting *all* of its problems with ``FILE:LINE:COL``:
 ``load`` is the only part that touches the disk; ``parse`` is pure (the environment is
 a parameter).
 """
+
 from __future__ import annotations
 
 import base64
@@ -18,10 +19,11 @@ import binascii
 import errno
 import os
 import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
-from typing import Annotated, Any, Callable, Literal, Mapping, Optional
+from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -160,14 +162,14 @@ class _Abort(Exception):
 class _Frame:
     __slots__ = ("path", "out", "is_map", "key", "anchor", "first", "record")
 
-    def __init__(self, path: Path, is_map: bool, anchor: Optional[str], first: int) -> None:
+    def __init__(self, path: Path, is_map: bool, anchor: str | None, first: int) -> None:
         self.path = path
         self.is_map = is_map
         self.out: Any = {} if is_map else []
         self.key: Any = _NO_KEY
         self.anchor = anchor
         self.first = first  # node count when it opened: its expanded size at the end
-        self.record: Optional[list] = None
+        self.record: list | None = None
 
 
 @dataclass
@@ -183,7 +185,7 @@ _SKIP = object()  # the next value belongs to a rejected key: read and drop it
 _OPEN = object()  # an anchor whose node is still being read
 
 
-def read_yaml(text: str, file: str, env: Mapping[str, str], col: _Collector) -> Optional[Source]:
+def read_yaml(text: str, file: str, env: Mapping[str, str], col: _Collector) -> Source | None:
     """YAML text -> Source; syntax errors and unset variables go to ``col``.
 
     Built straight from the parser's events with an explicit stack, not with
@@ -231,8 +233,12 @@ def read_yaml(text: str, file: str, env: Mapping[str, str], col: _Collector) -> 
                 elif t is yaml.MappingEndEvent or t is yaml.SequenceEndEvent:
                     discard -= 1
                 continue
-            if t is yaml.ScalarEvent or t is yaml.MappingStartEvent or t is yaml.SequenceStartEvent \
-                    or t is yaml.AliasEvent:
+            if (
+                t is yaml.ScalarEvent
+                or t is yaml.MappingStartEvent
+                or t is yaml.SequenceStartEvent
+                or t is yaml.AliasEvent
+            ):
                 collection = t is yaml.MappingStartEvent or t is yaml.SequenceStartEvent
                 parent = stack[-1] if stack else None
                 if parent is None:
@@ -244,27 +250,28 @@ def read_yaml(text: str, file: str, env: Mapping[str, str], col: _Collector) -> 
                         continue
                     if parent.key is _NO_KEY:  # this node is a key
                         if t is not yaml.ScalarEvent:
-                            pending.append(ConfigIssue(file, *at(ev), "expected a plain key, got a mapping, "
-                                                                      "list or alias as key"))
+                            pending.append(
+                                ConfigIssue(file, *at(ev), "expected a plain key, got a mapping, list or alias as key")
+                            )
                             parent.key = _SKIP
                             discard = 1 if collection else 0
                             continue
                         key = ev.value
                         if key == "<<" and not ev.style and _resolve(ev) == _MERGE:
-                            pending.append(ConfigIssue(file, *at(ev), "merge keys (<<) are not supported; "
-                                                                      "write the keys out"))
+                            pending.append(
+                                ConfigIssue(file, *at(ev), "merge keys (<<) are not supported; write the keys out")
+                            )
                             parent.key = _SKIP
                             continue
                         kp = parent.path + (key,)
                         if key in parent.out or kp in key_marks:
                             first = key_marks.get(kp, (0, 0))[0]
-                            pending.append(ConfigIssue(file, *at(ev), f'duplicate key "{key}" '
-                                                                      f"(first at line {first})"))
+                            pending.append(ConfigIssue(file, *at(ev), f'duplicate key "{key}" (first at line {first})'))
                             parent.key = _SKIP
                             continue
                         key_marks[kp] = at(ev)
                         for r in recorders:
-                            r[2].append((kp[r[0]:], key_marks[kp]))
+                            r[2].append((kp[r[0] :], key_marks[kp]))
                         parent.key = key
                         continue
                     path = parent.path + (parent.key,)
@@ -278,33 +285,41 @@ def read_yaml(text: str, file: str, env: Mapping[str, str], col: _Collector) -> 
                     if a is None:
                         raise abort(ev, f'invalid YAML: undefined alias "*{ev.anchor}"')
                     if a is _OPEN:
-                        raise abort(ev, f'alias "*{ev.anchor}" refers to the node that contains it; '
-                                        "expected a plain config without recursive aliases")
+                        raise abort(
+                            ev,
+                            f'alias "*{ev.anchor}" refers to the node that contains it; '
+                            "expected a plain config without recursive aliases",
+                        )
                     count += a.size - 1
                     aliased += a.size
                     if count > MAX_NODES or aliased > MAX_ALIASED:
-                        raise abort(ev, f'aliases expand to more than {min(MAX_NODES, MAX_ALIASED)} values at '
-                                        f'"*{ev.anchor}" (an alias bomb?); expected a plain config')
+                        raise abort(
+                            ev,
+                            f"aliases expand to more than {min(MAX_NODES, MAX_ALIASED)} values at "
+                            f'"*{ev.anchor}" (an alias bomb?); expected a plain config',
+                        )
                     for rel, pos in a.marks:
                         marks[path + rel] = pos
                     for rel, pos in a.key_marks:
                         key_marks[path + rel] = pos
                     marks[path] = mark  # the value as a whole: where it is used
                     for r in recorders:
-                        r[1].extend((path[r[0]:] + rel, pos) for rel, pos in a.marks)
-                        r[2].extend((path[r[0]:] + rel, pos) for rel, pos in a.key_marks)
+                        r[1].extend((path[r[0] :] + rel, pos) for rel, pos in a.marks)
+                        r[2].extend((path[r[0] :] + rel, pos) for rel, pos in a.key_marks)
                     deliver(a.value)
                     continue
                 if ev.anchor is not None and ev.anchor in anchors:
                     raise abort(ev, f'invalid YAML: duplicate anchor "&{ev.anchor}"')
                 marks[path] = mark
                 for r in recorders:
-                    r[1].append((path[r[0]:], mark))
+                    r[1].append((path[r[0] :], mark))
                 if t is yaml.ScalarEvent:
                     value = _typed(ev)
                     if isinstance(value, str) and "$" in value:
+
                         def report(msg: str, _mark: tuple[int, int] = mark) -> None:
                             unset.append(ConfigIssue(file, *_mark, msg))
+
                         value = _expand(value, env, report)
                     if ev.anchor is not None:
                         anchors[ev.anchor] = _Anchor(value=value, size=1, marks=[((), mark)], key_marks=[])
@@ -322,20 +337,24 @@ def read_yaml(text: str, file: str, env: Mapping[str, str], col: _Collector) -> 
                 frame = stack.pop()
                 if frame.anchor is not None:
                     recorders.pop()  # anchored frames close innermost first
-                    anchors[frame.anchor] = _Anchor(value=frame.out, size=count - frame.first + 1,
-                                                    marks=frame.record[1], key_marks=frame.record[2])
+                    anchors[frame.anchor] = _Anchor(
+                        value=frame.out, size=count - frame.first + 1, marks=frame.record[1], key_marks=frame.record[2]
+                    )
                 deliver(frame.out)
             elif t is yaml.DocumentStartEvent:
                 docs += 1
                 if docs > 1:
-                    raise abort(ev, "invalid YAML: expected a single document, found a second one "
-                                    "(a --- line); put everything in one document")
+                    raise abort(
+                        ev,
+                        "invalid YAML: expected a single document, found a second one "
+                        "(a --- line); put everything in one document",
+                    )
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = exc.problem or exc.context or "invalid YAML"
         lines = text.split("\n", line)
-        if mark and line <= len(lines) and lines[line - 1][column - 1: column] == "\t":
+        if mark and line <= len(lines) and lines[line - 1][column - 1 : column] == "\t":
             what = "a tab character; YAML is indented with spaces"
         col.add(ConfigIssue(file, line, column, f"invalid YAML: {what}"))
         return None
@@ -344,8 +363,14 @@ def read_yaml(text: str, file: str, env: Mapping[str, str], col: _Collector) -> 
         line = before.count("\n") + 1
         column = exc.position - (before.rfind("\n") + 1) + 1
         char = exc.character if isinstance(exc.character, int) else ord(str(exc.character)[:1] or "\0")
-        col.add(ConfigIssue(file, line, column, f"invalid YAML: control character 0x{char:02x} is not allowed; "
-                                                "expected printable text"))
+        col.add(
+            ConfigIssue(
+                file,
+                line,
+                column,
+                f"invalid YAML: control character 0x{char:02x} is not allowed; expected printable text",
+            )
+        )
         return None
     except yaml.YAMLError as exc:
         col.add(ConfigIssue(file, 1, 1, f"invalid YAML: {exc}"))
@@ -373,8 +398,9 @@ def _expand(value: str, env: Mapping[str, str], report: Callable[[str], None]) -
         if got is None or (got == "" and default is not None):
             if default is not None:
                 return default
-            report(f'environment variable "{name}" is not set '
-                   f"(set it, or write ${{{name}:-default}} to give a default)")
+            report(
+                f'environment variable "{name}" is not set (set it, or write ${{{name}:-default}} to give a default)'
+            )
             return ""
         return got
 
@@ -421,14 +447,14 @@ def _str_list(v: Any) -> list:
 
 def _argv(v: Any) -> Any:
     if isinstance(v, str):
-        raise ValueError("expected an argv list such as [pwsh, -NoProfile, -Command, \"...\"]; "
-                         "hooks never run a shell string")
+        raise ValueError(
+            'expected an argv list such as [pwsh, -NoProfile, -Command, "..."]; hooks never run a shell string'
+        )
     if isinstance(v, list) and not v:
         raise ValueError("expected a non-empty argv list")
     if isinstance(v, list):
         if any(isinstance(x, bool) for x in v):
-            raise ValueError("an argv item reads as a YAML boolean; quote it (\"true\") to run a command "
-                             "of that name")
+            raise ValueError('an argv item reads as a YAML boolean; quote it ("true") to run a command of that name')
         return [str(x) if isinstance(x, (int, float)) else x for x in v]
     return v
 
@@ -436,8 +462,9 @@ def _argv(v: Any) -> Any:
 def _label_value(v: Any) -> Any:
     if isinstance(v, bool):
         # "True" would neither match what was written nor read well on a tenant page
-        raise ValueError('label value reads as a YAML boolean (yes/no/true/false/on/off); quote it to use '
-                         'it as text, e.g. "yes"')
+        raise ValueError(
+            'label value reads as a YAML boolean (yes/no/true/false/on/off); quote it to use it as text, e.g. "yes"'
+        )
     if isinstance(v, (int, float)):
         return str(v)
     return v
@@ -480,12 +507,14 @@ def _url(v: Any) -> str:
 
 def _secret(v: Any) -> str:
     # The message never echoes the value: it is a secret even when it is malformed.
-    bad = ValueError("invalid webhook secret; expected a Standard Webhooks secret: whsec_ followed by "
-                     "base64 of 24 to 64 random bytes")
+    bad = ValueError(
+        "invalid webhook secret; expected a Standard Webhooks secret: whsec_ followed by "
+        "base64 of 24 to 64 random bytes"
+    )
     if not isinstance(v, str) or not v.startswith("whsec_"):
         raise bad
     try:
-        raw = base64.b64decode(v[len("whsec_"):], validate=True)
+        raw = base64.b64decode(v[len("whsec_") :], validate=True)
     except (binascii.Error, ValueError):
         raise bad from None
     if not 24 <= len(raw) <= 64:
@@ -513,8 +542,11 @@ def _listen(v: Any) -> str:
 _DUR_SCHEMA = {"type": "string", "pattern": r"^(\d+[wdhms])+$", "examples": ["30s", "10m", "4h", "1h30m"]}
 Duration = Annotated[timedelta, BeforeValidator(_duration), WithJsonSchema(_DUR_SCHEMA)]
 Zone = Annotated[str, BeforeValidator(_zone), WithJsonSchema({"type": "string", "examples": ["Europe/Berlin"]})]
-Timestamp = Annotated[str, BeforeValidator(_timestamp),
-                      WithJsonSchema({"type": "string", "examples": ["2026-12-05T22:00", "2026-12-05T21:00:00Z"]})]
+Timestamp = Annotated[
+    str,
+    BeforeValidator(_timestamp),
+    WithJsonSchema({"type": "string", "examples": ["2026-12-05T22:00", "2026-12-05T21:00:00Z"]}),
+]
 Argv = Annotated[list[str], BeforeValidator(_argv)]
 StrList = Annotated[list[str], BeforeValidator(_str_list)]
 LabelValue = Annotated[str, BeforeValidator(_label_value)]
@@ -537,11 +569,11 @@ class WebhookModel(_M):
 
 class TenantModel(_M):
     id: str = Field(pattern=ID_RE.pattern, description="[a-z0-9][a-z0-9_-]*, unique")
-    name: Optional[str] = None
-    timezone: Optional[Zone] = None
+    name: str | None = None
+    timezone: Zone | None = None
     labels: dict[str, LabelValue] = {}
     email: Annotated[list[Email], BeforeValidator(_str_list)] = []
-    webhook: Optional[WebhookModel] = None
+    webhook: WebhookModel | None = None
 
 
 class TenantsFileModel(_M):
@@ -551,8 +583,8 @@ class TenantsFileModel(_M):
 class ProviderModel(_M):
     name: str
     timezone: Zone = "UTC"
-    message: Optional[Message] = None
-    policy: Optional[str] = None
+    message: Message | None = None
+    policy: str | None = None
 
 
 class EmailModel(_M):
@@ -560,8 +592,8 @@ class EmailModel(_M):
     port: int = Field(default=25, ge=1, le=65535)
     starttls: bool = False
     ssl: bool = False
-    username: Optional[str] = None
-    password: Optional[str] = None
+    username: str | None = None
+    password: str | None = None
     sender: str = "maintd <maintd@localhost>"
     timeout: Duration = timedelta(seconds=10)
 
@@ -578,27 +610,29 @@ def _retry_base(v: Any) -> timedelta:
 
 
 class NotifiersModel(_M):
-    email: Optional[EmailModel] = None
+    email: EmailModel | None = None
     webhook: WebhookSettingsModel = WebhookSettingsModel()
-    templates: Optional[str] = Field(default=None, description="directory of your own notice templates")
+    templates: str | None = Field(default=None, description="directory of your own notice templates")
     max_attempts: int = Field(default=8, ge=1, le=100, description="tries per delivery before it is failed")
-    max_age: Duration = Field(default=timedelta(hours=24),
-                              description="a delivery older than this is failed instead of sent late")
+    max_age: Duration = Field(
+        default=timedelta(hours=24), description="a delivery older than this is failed instead of sent late"
+    )
     retry_base: Annotated[timedelta, BeforeValidator(_retry_base), WithJsonSchema(_DUR_SCHEMA)] = Field(
         default=timedelta(seconds=30),
-        description="delay before the first retry; doubles per attempt (with jitter), at most 1h")
+        description="delay before the first retry; doubles per attempt (with jitter), at most 1h",
+    )
 
 
 class MatchModel(_M):
-    kind: Optional[StrList] = None
-    resource: Optional[StrList] = None
+    kind: StrList | None = None
+    resource: StrList | None = None
     labels: dict[str, LabelValue] = {}
 
 
 class RuleModel(_M):
-    allow: Optional[MatchModel] = None
-    deny: Optional[MatchModel] = None
-    message: Optional[Message] = None
+    allow: MatchModel | None = None
+    deny: MatchModel | None = None
+    message: Message | None = None
 
 
 class PolicyModel(_M):
@@ -612,14 +646,14 @@ class DrainModel(_M):
 
 
 class HooksModel(_M):
-    on_start: Optional[Argv] = None
-    on_end: Optional[Argv] = None
+    on_start: Argv | None = None
+    on_end: Argv | None = None
     timeout: Duration = timedelta(minutes=2)
 
 
 class EndCheckModel(_M):
-    run: Optional[Argv] = None
-    url: Optional[Url] = None
+    run: Argv | None = None
+    url: Url | None = None
     every: Duration = timedelta(minutes=10)
     max: Duration = timedelta(hours=2)
 
@@ -637,38 +671,50 @@ def _tenant_selector(v: Any) -> Any:
 
 
 TenantSelector = Annotated[
-    Any, BeforeValidator(_tenant_selector),
-    WithJsonSchema({"anyOf": [{"const": "all"}, {"type": "array", "items": {"type": "string"}},
-                              {"type": "object", "properties": {"labels": {"type": "object"}},
-                               "required": ["labels"], "additionalProperties": False}]}),
+    Any,
+    BeforeValidator(_tenant_selector),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"const": "all"},
+                {"type": "array", "items": {"type": "string"}},
+                {
+                    "type": "object",
+                    "properties": {"labels": {"type": "object"}},
+                    "required": ["labels"],
+                    "additionalProperties": False,
+                },
+            ]
+        }
+    ),
 ]
 
 
 class WindowModel(_M):
     id: str = Field(pattern=WINDOW_ID_RE.pattern)
-    title: Optional[str] = None
-    start: Optional[Timestamp] = None
-    end: Optional[Timestamp] = None
-    duration: Optional[Duration] = None
-    cron: Optional[str] = None
-    timezone: Optional[Zone] = None
+    title: str | None = None
+    start: Timestamp | None = None
+    end: Timestamp | None = None
+    duration: Duration | None = None
+    cron: str | None = None
+    timezone: Zone | None = None
     tenants: TenantSelector = "all"
-    resources: Optional[StrList] = None
+    resources: StrList | None = None
     notify: list[Duration] = []
-    policy: Optional[str] = None
+    policy: str | None = None
     drain: DrainModel = DrainModel()
-    message: Optional[Message] = None
+    message: Message | None = None
     cancelled: bool = False
-    hooks: Optional[HooksModel] = None
+    hooks: HooksModel | None = None
     skip: list[SkipDate] = []
-    end_check: Optional[EndCheckModel] = None
+    end_check: EndCheckModel | None = None
 
 
 class DaemonModel(_M):
     listen: Listen = "127.0.0.1:8787"
     database: str = "maintd.db"
-    token_file: Optional[str] = None
-    public_url: Optional[Url] = None
+    token_file: str | None = None
+    public_url: Url | None = None
 
 
 class ConfigModel(_M):
@@ -677,13 +723,13 @@ class ConfigModel(_M):
     model_config = ConfigDict(extra="forbid", frozen=True, title="maintd windows.yaml")
     version: Literal[1]
     provider: ProviderModel
-    tenants: Optional[list[TenantModel]] = None
-    tenants_file: Optional[str] = None
+    tenants: list[TenantModel] | None = None
+    tenants_file: str | None = None
     notifiers: NotifiersModel = NotifiersModel()
     policies: dict[str, PolicyModel] = {}
     windows: list[WindowModel] = []
     daemon: DaemonModel = DaemonModel()
-    hooks: Optional[HooksModel] = None
+    hooks: HooksModel | None = None
 
 
 def json_schema() -> dict:
@@ -709,8 +755,9 @@ def _unwrap_model(ann: Any) -> Any:
     return None
 
 
-def _pydantic_issues(exc: ValidationError, src: Source, prefix: Path, model_cls: type[BaseModel],
-                     col: _Collector) -> None:
+def _pydantic_issues(
+    exc: ValidationError, src: Source, prefix: Path, model_cls: type[BaseModel], col: _Collector
+) -> None:
     for err in exc.errors(include_url=False):
         loc = prefix + tuple(err["loc"])
         kind = err["type"]
@@ -727,28 +774,47 @@ def _pydantic_issues(exc: ValidationError, src: Source, prefix: Path, model_cls:
             msg = err["msg"]
             for p in ("Value error, ", "Assertion failed, "):
                 if msg.startswith(p):
-                    msg = msg[len(p):]
+                    msg = msg[len(p) :]
             if kind == "literal_error" and rel and rel[-1] == "version":
                 got = err.get("input")
-                msg = f'unsupported version {f"{got!r}" if isinstance(got, str) else got}; expected version: 1'
+                msg = f"unsupported version {f'{got!r}' if isinstance(got, str) else got}; expected version: 1"
             elif kind == "string_pattern_mismatch":
                 field_name = next((str(x) for x in reversed(rel) if isinstance(x, str)), "value")
                 pattern = err.get("ctx", {}).get("pattern", "")
                 shown = err.get("input")
                 if field_name == "id" and pattern == ID_RE.pattern:
-                    msg = (f'invalid tenant id "{shown}"; expected lowercase letters, digits, "-" and "_", '
-                           "starting with a letter or digit (e.g. acme-eu)")
+                    msg = (
+                        f'invalid tenant id "{shown}"; expected lowercase letters, digits, "-" and "_", '
+                        "starting with a letter or digit (e.g. acme-eu)"
+                    )
                 elif field_name == "id" and pattern == WINDOW_ID_RE.pattern:
-                    msg = (f'invalid window id "{shown}"; expected letters, digits, ".", "-" and "_", '
-                           "starting with a letter or digit (e.g. storage-firmware)")
+                    msg = (
+                        f'invalid window id "{shown}"; expected letters, digits, ".", "-" and "_", '
+                        "starting with a letter or digit (e.g. storage-firmware)"
+                    )
                 else:
                     msg = f'invalid {field_name} "{shown}"; expected to match {pattern}'
-            elif kind in ("int_parsing", "int_type", "bool_parsing", "bool_type", "string_type",
-                          "list_type", "dict_type", "model_type", "model_attributes_type", "literal_error",
-                          "greater_than_equal", "less_than_equal", "int_from_float"):
+            elif kind in (
+                "int_parsing",
+                "int_type",
+                "bool_parsing",
+                "bool_type",
+                "string_type",
+                "list_type",
+                "dict_type",
+                "model_type",
+                "model_attributes_type",
+                "literal_error",
+                "greater_than_equal",
+                "less_than_equal",
+                "int_from_float",
+            ):
                 field_name = next((str(x) for x in reversed(rel) if isinstance(x, str)), "value")
-                shown = "a mapping" if isinstance(err.get("input"), dict) else (
-                    "a list" if isinstance(err.get("input"), list) else repr(err.get("input")))
+                shown = (
+                    "a mapping"
+                    if isinstance(err.get("input"), dict)
+                    else ("a list" if isinstance(err.get("input"), list) else repr(err.get("input")))
+                )
                 msg = f"{field_name}: {msg[0].lower() + msg[1:]}, got {shown}"
             col.add(src.issue(loc, msg))
 
@@ -809,8 +875,12 @@ def _to_utc(text: str, zone: ZoneInfo) -> datetime:
     return ts.astimezone(model.UTC)
 
 
-def parse(text: str, file: str, env: Mapping[str, str] | None = None,
-          read_file: Callable[[str], tuple[str, str]] | None = None) -> model.Config:
+def parse(
+    text: str,
+    file: str,
+    env: Mapping[str, str] | None = None,
+    read_file: Callable[[str], tuple[str, str]] | None = None,
+) -> model.Config:
     """Parse windows.yaml text. ``read_file(relative)`` returns (display name, text) for
     ``tenants_file`` (``load`` supplies one that reads the disk); raises ConfigError."""
     env = {} if env is None else env
@@ -832,7 +902,7 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None,
     except ValidationError as exc:
         _pydantic_issues(exc, src, (), ConfigModel, col)
         cfg = None
-    window_models: list[tuple[int, Optional[WindowModel], Any]] = []
+    window_models: list[tuple[int, WindowModel | None, Any]] = []
     if raw_windows is None:
         raw_windows = []
     if not isinstance(raw_windows, list):
@@ -864,14 +934,20 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None,
                 name, ttext = None, None
                 unreadable = True
             except FileNotFoundError as exc:
-                col.add(src.issue(("tenants_file",), f'tenants_file "{tenants_file}" does not exist '
-                                                     f"(looked for {exc.filename}); expected a path relative "
-                                                     f"to {os.path.basename(file)}"))
+                col.add(
+                    src.issue(
+                        ("tenants_file",),
+                        f'tenants_file "{tenants_file}" does not exist '
+                        f"(looked for {exc.filename}); expected a path relative "
+                        f"to {os.path.basename(file)}",
+                    )
+                )
                 name, ttext = None, None
                 unreadable = True
             except OSError as exc:
-                col.add(src.issue(("tenants_file",), f'cannot read tenants_file "{tenants_file}": '
-                                                     f"{exc.strerror or exc}"))
+                col.add(
+                    src.issue(("tenants_file",), f'cannot read tenants_file "{tenants_file}": {exc.strerror or exc}')
+                )
                 name, ttext = None, None
                 unreadable = True
             if ttext is not None:
@@ -910,10 +986,15 @@ def parse(text: str, file: str, env: Mapping[str, str] | None = None,
     if cfg is None:
         # Still check what can be checked: references from windows to tenants and policies.
         cfg = ConfigModel.model_construct(
-            version=1, provider=ProviderModel.model_construct(name="?", timezone="UTC", message=None, policy=None),
+            version=1,
+            provider=ProviderModel.model_construct(name="?", timezone="UTC", message=None, policy=None),
             policies={k: PolicyModel() for k in (data.get("policies") or {}) if isinstance(data.get("policies"), dict)}
-            if isinstance(data.get("policies"), dict) else {},
-            notifiers=NotifiersModel(), daemon=DaemonModel(), hooks=None)
+            if isinstance(data.get("policies"), dict)
+            else {},
+            notifiers=NotifiersModel(),
+            daemon=DaemonModel(),
+            hooks=None,
+        )
         _build(cfg, src, tenants_src, tenant_models, window_models, file, col, broken)
         raise ConfigError(_main_first(col.issues, file))
     result = _build(cfg, src, tenants_src, tenant_models, window_models, file, col, broken)
@@ -950,8 +1031,15 @@ def _lead_labels(window: Any, leads: list[timedelta]) -> dict[timedelta, str]:
     return out
 
 
-def _check_refs(raw: Any, wp: Path, tenants: Mapping, policies: Mapping, src: Source, col: _Collector,
-                broken: frozenset[str] | set[str] = frozenset()) -> None:
+def _check_refs(
+    raw: Any,
+    wp: Path,
+    tenants: Mapping,
+    policies: Mapping,
+    src: Source,
+    col: _Collector,
+    broken: frozenset[str] | set[str] = frozenset(),
+) -> None:
     """References of a window that failed validation, so their errors show in the same run."""
     if not isinstance(raw, dict):
         return
@@ -966,8 +1054,9 @@ def _check_refs(raw: Any, wp: Path, tenants: Mapping, policies: Mapping, src: So
                 col.add(src.issue(wp + ("tenants", j), f'unknown tenant "{tid}" in window "{wid}"'))
 
 
-def _select(tenants: Mapping[str, model.Tenant], labels: Mapping[str, str],
-            by_label: Mapping[tuple[str, str], set[str]]) -> frozenset[str]:
+def _select(
+    tenants: Mapping[str, model.Tenant], labels: Mapping[str, str], by_label: Mapping[tuple[str, str], set[str]]
+) -> frozenset[str]:
     """Tenants that carry every one of ``labels`` (no labels: all tenants)."""
     if not labels:
         return frozenset(tenants)
@@ -976,8 +1065,12 @@ def _select(tenants: Mapping[str, model.Tenant], labels: Mapping[str, str],
 
 
 # SPEC section 5: every key of the daemon block has an environment override.
-DAEMON_ENV = {"listen": "MAINTD_LISTEN", "database": "MAINTD_DATABASE", "token_file": "MAINTD_TOKEN_FILE",
-              "public_url": "MAINTD_PUBLIC_URL"}
+DAEMON_ENV = {
+    "listen": "MAINTD_LISTEN",
+    "database": "MAINTD_DATABASE",
+    "token_file": "MAINTD_TOKEN_FILE",
+    "public_url": "MAINTD_PUBLIC_URL",
+}
 
 
 def _daemon_env(cfg: model.Config, env: Mapping[str, str], col: _Collector) -> model.Config:
@@ -998,11 +1091,21 @@ def _daemon_env(cfg: model.Config, env: Mapping[str, str], col: _Collector) -> m
     return replace(cfg, daemon=replace(cfg.daemon, **changes))
 
 
-def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, window_models: list, file: str,
-           col: _Collector, broken: frozenset[str] | set[str] = frozenset()) -> model.Config:
+def _build(
+    cfg: ConfigModel,
+    src: Source,
+    tsrc: Source,
+    tenant_models: list,
+    window_models: list,
+    file: str,
+    col: _Collector,
+    broken: frozenset[str] | set[str] = frozenset(),
+) -> model.Config:
     provider_zone = ZoneInfo(cfg.provider.timezone)
     provider = model.Provider(
-        name=cfg.provider.name, zone=provider_zone, policy=cfg.provider.policy,
+        name=cfg.provider.name,
+        zone=provider_zone,
+        policy=cfg.provider.policy,
         message=cfg.provider.message or model.Provider.__dataclass_fields__["message"].default,
     )
 
@@ -1014,8 +1117,11 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
             col.add(tsrc.issue(path + ("id",), f'duplicate tenant id "{t.id}" (first defined at line {first})'))
             continue
         tenants[t.id] = model.Tenant(
-            id=t.id, name=t.name or t.id, zone=ZoneInfo(t.timezone) if t.timezone else provider_zone,
-            labels=dict(t.labels), email=tuple(t.email),
+            id=t.id,
+            name=t.name or t.id,
+            zone=ZoneInfo(t.timezone) if t.timezone else provider_zone,
+            labels=dict(t.labels),
+            email=tuple(t.email),
             webhook=model.Webhook(url=t.webhook.url, secret=t.webhook.secret) if t.webhook else None,
             line=tsrc.at(path)[0],
         )
@@ -1029,21 +1135,27 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
                 col.add(src.issue(rp, f'rule {j + 1} of policy "{name}" needs exactly one of allow or deny'))
                 continue
             match = r.allow if r.allow is not None else r.deny
-            rules.append(model.Rule(
-                effect="allow" if r.allow is not None else "deny",
-                kinds=frozenset(match.kind) if match.kind else None,
-                resources=frozenset(match.resource) if match.resource else None,
-                labels=dict(match.labels), message=r.message,
-            ))
+            rules.append(
+                model.Rule(
+                    effect="allow" if r.allow is not None else "deny",
+                    kinds=frozenset(match.kind) if match.kind else None,
+                    resources=frozenset(match.resource) if match.resource else None,
+                    labels=dict(match.labels),
+                    message=r.message,
+                )
+            )
         policies[name] = model.Policy(name=name, default=p.default, rules=tuple(rules))
     if provider.policy is not None and provider.policy not in policies:
         col.add(src.issue(("provider", "policy"), f'undefined policy "{provider.policy}" used in provider'))
 
-    def hooks_of(h: Optional[HooksModel]) -> Optional[model.Hooks]:
+    def hooks_of(h: HooksModel | None) -> model.Hooks | None:
         if h is None:
             return None
-        return model.Hooks(on_start=tuple(h.on_start) if h.on_start else None,
-                           on_end=tuple(h.on_end) if h.on_end else None, timeout=h.timeout)
+        return model.Hooks(
+            on_start=tuple(h.on_start) if h.on_start else None,
+            on_end=tuple(h.on_end) if h.on_end else None,
+            timeout=h.timeout,
+        )
 
     # label -> tenants, built once: 300 windows x 10,000 tenants is 3 million comparisons
     by_label: dict[tuple[str, str], set[str]] = {}
@@ -1089,22 +1201,27 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
             try:
                 labels = LabelSelectorModel.model_validate(sel).labels
             except ValidationError:
-                col.add(src.issue(wp + ("tenants",), "expected all, a list of tenant ids, or "
-                                                     "{labels: {key: value}}"))
+                col.add(src.issue(wp + ("tenants",), "expected all, a list of tenant ids, or {labels: {key: value}}"))
                 continue
             members = _select(tenants, labels, by_label)
             if not members:
                 shown = ", ".join(f"{k}: {v}" for k, v in labels.items())
-                col.add(src.issue(wp + ("tenants",), f'labels {{{shown}}} in window "{w.id}" match no tenant',
-                                  severity="warning"))
+                col.add(
+                    src.issue(
+                        wp + ("tenants",), f'labels {{{shown}}} in window "{w.id}" match no tenant', severity="warning"
+                    )
+                )
         # time
         start = end = None
         duration = w.duration
         if w.cron is not None:
             for bad in ("start", "end"):
                 if getattr(w, bad) is not None:
-                    col.add(src.issue(wp + (bad,), f'window "{w.id}" is recurring (cron); it takes duration, '
-                                                   f"not {bad}", key=True))
+                    col.add(
+                        src.issue(
+                            wp + (bad,), f'window "{w.id}" is recurring (cron); it takes duration, not {bad}', key=True
+                        )
+                    )
                     ok = False
             problem = recurrence.validate_cron(w.cron)
             if problem:
@@ -1115,8 +1232,13 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
                 ok = False
         else:
             if w.skip:
-                col.add(src.issue(wp + ("skip",), f'skip applies only to recurring windows (cron); '
-                                                  f'window "{w.id}" is one-off', key=True))
+                col.add(
+                    src.issue(
+                        wp + ("skip",),
+                        f'skip applies only to recurring windows (cron); window "{w.id}" is one-off',
+                        key=True,
+                    )
+                )
                 ok = False
             if w.start is None:
                 col.add(src.issue(wp, f'window "{w.id}" needs start (one-off) or cron (recurring)'))
@@ -1124,15 +1246,21 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
             else:
                 start = _to_utc(w.start, zone)
                 if w.end is not None and duration is not None:
-                    col.add(src.issue(wp + ("duration",), f'window "{w.id}" has both end and duration; '
-                                                          "give one", key=True))
+                    col.add(
+                        src.issue(wp + ("duration",), f'window "{w.id}" has both end and duration; give one', key=True)
+                    )
                     ok = False
                 elif w.end is not None:
                     end = _to_utc(w.end, zone)
                     if end <= start:
                         how = "equals" if end == start else "is before"
-                        col.add(src.issue(wp + ("end",), f'end {w.end} {how} start {w.start} in window '
-                                                         f'"{w.id}"; expected an end after the start'))
+                        col.add(
+                            src.issue(
+                                wp + ("end",),
+                                f"end {w.end} {how} start {w.start} in window "
+                                f'"{w.id}"; expected an end after the start',
+                            )
+                        )
                         ok = False
                 elif duration is None:
                     col.add(src.issue(wp, f'window "{w.id}" needs end or duration'))
@@ -1148,21 +1276,36 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
             ok = False
         if not ok:
             continue
-        windows.append(model.Window(
-            id=w.id, title=w.title or w.id, zone=zone, tenants=members,
-            start=start, end=end if end is not None else (start + duration if start is not None else None),
-            duration=duration, cron=w.cron,
-            resources=frozenset(w.resources) if w.resources else None,
-            notify=tuple(sorted(set(w.notify), reverse=True)),
-            lead_labels=_lead_labels(raw, w.notify),
-            policy=w.policy, drain=model.Drain(grace=w.drain.grace, then=w.drain.then),
-            message=w.message, cancelled=w.cancelled, hooks=hooks_of(w.hooks),
-            skip=frozenset(w.skip),
-            end_check=model.EndCheck(run=tuple(w.end_check.run) if w.end_check.run else None,
-                                     url=w.end_check.url, every=w.end_check.every, max=w.end_check.max)
-            if w.end_check else None,
-            line=line,
-        ))
+        windows.append(
+            model.Window(
+                id=w.id,
+                title=w.title or w.id,
+                zone=zone,
+                tenants=members,
+                start=start,
+                end=end if end is not None else (start + duration if start is not None else None),
+                duration=duration,
+                cron=w.cron,
+                resources=frozenset(w.resources) if w.resources else None,
+                notify=tuple(sorted(set(w.notify), reverse=True)),
+                lead_labels=_lead_labels(raw, w.notify),
+                policy=w.policy,
+                drain=model.Drain(grace=w.drain.grace, then=w.drain.then),
+                message=w.message,
+                cancelled=w.cancelled,
+                hooks=hooks_of(w.hooks),
+                skip=frozenset(w.skip),
+                end_check=model.EndCheck(
+                    run=tuple(w.end_check.run) if w.end_check.run else None,
+                    url=w.end_check.url,
+                    every=w.end_check.every,
+                    max=w.end_check.max,
+                )
+                if w.end_check
+                else None,
+                line=line,
+            )
+        )
 
     n = cfg.notifiers
     if n.email is None:
@@ -1170,25 +1313,53 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
         mailed = [(i, t) for i, t in tenant_models if t.email]
         if mailed:
             i, t = mailed[0]
-            col.add(tsrc.issue(("tenants", i, "email"),
-                               f'{len(mailed)} tenant(s) have email addresses (first: "{t.id}") but notifiers.email '
-                               "is not configured; no email will be sent", severity="warning"))
+            col.add(
+                tsrc.issue(
+                    ("tenants", i, "email"),
+                    f'{len(mailed)} tenant(s) have email addresses (first: "{t.id}") but notifiers.email '
+                    "is not configured; no email will be sent",
+                    severity="warning",
+                )
+            )
     email = None
     if n.email is not None:
         e = n.email
-        email = model.EmailSettings(host=e.host, port=e.port, starttls=e.starttls, ssl=e.ssl,
-                                    username=e.username, password=e.password, sender=e.sender, timeout=e.timeout)
+        email = model.EmailSettings(
+            host=e.host,
+            port=e.port,
+            starttls=e.starttls,
+            ssl=e.ssl,
+            username=e.username,
+            password=e.password,
+            sender=e.sender,
+            timeout=e.timeout,
+        )
     base_dir = os.path.dirname(os.path.abspath(file))
     templates = os.path.join(base_dir, n.templates) if n.templates else None
-    notifiers = model.Notifiers(email=email, webhook=model.WebhookSettings(timeout=n.webhook.timeout),
-                                templates=templates, max_attempts=n.max_attempts, max_age=n.max_age,
-                                retry_base=n.retry_base)
+    notifiers = model.Notifiers(
+        email=email,
+        webhook=model.WebhookSettings(timeout=n.webhook.timeout),
+        templates=templates,
+        max_attempts=n.max_attempts,
+        max_age=n.max_age,
+        retry_base=n.retry_base,
+    )
     d = cfg.daemon
-    daemon = model.DaemonSettings(listen=d.listen, database=d.database, token_file=d.token_file,
-                                  public_url=d.public_url.rstrip("/") if d.public_url else None)
+    daemon = model.DaemonSettings(
+        listen=d.listen,
+        database=d.database,
+        token_file=d.token_file,
+        public_url=d.public_url.rstrip("/") if d.public_url else None,
+    )
     return model.Config(
-        path=os.path.abspath(file), provider=provider, tenants=tenants, windows=tuple(windows),
-        policies=policies, notifiers=notifiers, daemon=daemon, hooks=hooks_of(cfg.hooks),
+        path=os.path.abspath(file),
+        provider=provider,
+        tenants=tenants,
+        windows=tuple(windows),
+        policies=policies,
+        notifiers=notifiers,
+        daemon=daemon,
+        hooks=hooks_of(cfg.hooks),
         warnings=tuple(str(i) for i in col.warnings),
     )
 
@@ -1200,15 +1371,24 @@ def _build(cfg: ConfigModel, src: Source, tsrc: Source, tenant_models: list, win
 def _read(path: str, display: str) -> str:
     """Read a config file as UTF-8 text, turning every way that fails into a ConfigIssue."""
     if not os.path.exists(path):
-        raise ConfigError(ConfigIssue(display, 1, 1, "no such file; expected a windows.yaml "
-                                                     "(give --config PATH or set MAINTD_CONFIG)"))
+        raise ConfigError(
+            ConfigIssue(
+                display, 1, 1, "no such file; expected a windows.yaml (give --config PATH or set MAINTD_CONFIG)"
+            )
+        )
     if os.path.isdir(path):
         raise ConfigError(ConfigIssue(display, 1, 1, "is a directory; expected a YAML file"))
     try:
         size = os.path.getsize(path)
         if size > MAX_BYTES:
-            raise ConfigError(ConfigIssue(display, 1, 1, f"file is {size / 1048576:.1f} MiB; expected at most "
-                                                         f"{MAX_BYTES // 1048576} MiB of YAML"))
+            raise ConfigError(
+                ConfigIssue(
+                    display,
+                    1,
+                    1,
+                    f"file is {size / 1048576:.1f} MiB; expected at most {MAX_BYTES // 1048576} MiB of YAML",
+                )
+            )
         with open(path, "rb") as fh:
             raw = fh.read(MAX_BYTES + 1)
     except OSError as exc:
@@ -1219,8 +1399,9 @@ def _read(path: str, display: str) -> str:
         before = raw[: exc.start]
         line = before.count(b"\n") + 1
         col = exc.start - (before.rfind(b"\n") + 1) + 1
-        raise ConfigError(ConfigIssue(display, line, col, f"invalid UTF-8 byte 0x{raw[exc.start]:02x}; "
-                                                          "expected a UTF-8 text file")) from None
+        raise ConfigError(
+            ConfigIssue(display, line, col, f"invalid UTF-8 byte 0x{raw[exc.start]:02x}; expected a UTF-8 text file")
+        ) from None
 
 
 def load(path: str, env: Mapping[str, str] | None = None) -> model.Config:

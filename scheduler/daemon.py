@@ -6,6 +6,7 @@ ask APScheduler to wake us at the next instant the answer changes. Also woken by
 reloads, API calls and a safety-net interval. Nothing here decides *what* happens;
 it only makes it durable and observable.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,10 +18,11 @@ import socket
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import Any, Callable, Optional
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -81,29 +83,38 @@ class Metrics:
         self.ticks = Counter("maintd_ticks_total", "Loop iterations", registry=r)
         self.store_errors = Counter("maintd_store_errors_total", "Failed store operations", registry=r)
         self.store_fault = Gauge("maintd_store_fault", "1 while the store cannot be written", registry=r)
-        self.notices = Counter("maintd_notices_total", "Notice deliveries by result", ["channel", "result"],
-                               registry=r)
+        self.notices = Counter("maintd_notices_total", "Notice deliveries by result", ["channel", "result"], registry=r)
         self.notices_pending = Gauge("maintd_notices_pending", "Deliveries waiting", registry=r)
         self.notices_failed = Gauge("maintd_notices_failed", "Deliveries failed for good", registry=r)
-        self.delivery_seconds = Histogram("maintd_delivery_seconds", "Time from enqueue to delivery",
-                                          ["channel"], registry=r,
-                                          buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 21600))
+        self.delivery_seconds = Histogram(
+            "maintd_delivery_seconds",
+            "Time from enqueue to delivery",
+            ["channel"],
+            registry=r,
+            buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600, 21600),
+        )
         self.hooks = Counter("maintd_hook_runs_total", "Hook runs by result", ["event", "result"], registry=r)
         self.hooks_failed = Gauge("maintd_hooks_failed", "Hook runs failed for good", registry=r)
         self.admissions = Counter("maintd_admissions_total", "Gate decisions", ["result"], registry=r)
         self.leases = Gauge("maintd_leases", "Leases by state", ["state"], registry=r)
-        self.drain_overrun = Gauge("maintd_drain_overruns", "Drained leases still running after deadline",
-                                   registry=r)
+        self.drain_overrun = Gauge("maintd_drain_overruns", "Drained leases still running after deadline", registry=r)
         self.end_checks = Counter("maintd_end_checks_total", "End checks by result", ["result"], registry=r)
-        self.leader = Gauge("maintd_leader", "1 while this instance leads (runs transitions, drains, hooks)",
-                            registry=r)
+        self.leader = Gauge(
+            "maintd_leader", "1 while this instance leads (runs transitions, drains, hooks)", registry=r
+        )
 
 
 class Daemon:
     """One maintd instance. ``clock`` is the only source of time (tests inject one)."""
 
-    def __init__(self, config_path: str, *, dry_run: bool = False, clock: Callable[[], datetime] = utcnow,
-                 env: Optional[dict] = None) -> None:
+    def __init__(
+        self,
+        config_path: str,
+        *,
+        dry_run: bool = False,
+        clock: Callable[[], datetime] = utcnow,
+        env: dict | None = None,
+    ) -> None:
         self.config_path = config_path
         self.dry_run = dry_run
         self.clock = clock
@@ -115,7 +126,7 @@ class Daemon:
         self.faults: dict[str, Fault] = {}
         self.config: Config = config_mod.load(config_path, self.env)  # a daemon needs one good config
         self.loaded_at = self.started_at
-        self.config_error: Optional[str] = None
+        self.config_error: str | None = None
         self.reloaded_at = self.started_at
         self._prepare(self.config)
         self.listen = self.env.get("MAINTD_LISTEN") or self.config.daemon.listen
@@ -129,15 +140,16 @@ class Daemon:
         # Several instances may share one PostgreSQL database; one of them leads.
         self.leadership = Leadership(self.store.engine)
         self.token = self._token()
-        self.evaluation: Optional[plan.Evaluation] = None
-        self.scheduler = BackgroundScheduler(timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1,
-                                                                         "misfire_grace_time": None})
+        self.evaluation: plan.Evaluation | None = None
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
         self._stop = threading.Event()
         self._outbox_wake = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="deliver")
         self._threads: list[threading.Thread] = []
         self._rng = random.Random()
-        self.last_tick: Optional[datetime] = None
+        self.last_tick: datetime | None = None
 
     # -- config ------------------------------------------------------------------
 
@@ -153,14 +165,15 @@ class Daemon:
         self.notifiers = {n.channel: n for n in build_notifiers(cfg.notifiers, cfg.provider.name, renderer)}
         self.compiled = compile_policies(cfg.policies)
 
-    def _token(self) -> Optional[str]:
+    def _token(self) -> str | None:
         token = self.env.get("MAINTD_TOKEN")
         if token:
             return token.strip()
         path = self.config.daemon.token_file
         if path:
-            full = path if os.path.isabs(path) else os.path.join(os.path.dirname(os.path.abspath(self.config_path)),
-                                                                 path)
+            full = (
+                path if os.path.isabs(path) else os.path.join(os.path.dirname(os.path.abspath(self.config_path)), path)
+            )
             try:
                 with open(full, encoding="utf-8") as fh:
                     return fh.read().strip() or None
@@ -168,7 +181,7 @@ class Daemon:
                 self._fault("token", f"cannot read token_file {full}: {exc.strerror or exc}")
         return None
 
-    def reload(self, actor: str = "SIGHUP") -> Optional[str]:
+    def reload(self, actor: str = "SIGHUP") -> str | None:
         """Load the file again; a bad file keeps the last good config. Returns the error."""
         now = self.clock()
         try:
@@ -180,8 +193,9 @@ class Daemon:
                 self.reloaded_at = now
             self.metrics.reloads.labels("error").inc()
             self.metrics.reload_error.set(1)
-            log.error("reload failed, keeping the last good config: %s", self.config_error,
-                      extra={"action": "reload-error"})
+            log.error(
+                "reload failed, keeping the last good config: %s", self.config_error, extra={"action": "reload-error"}
+            )
             self._journal("reload-error", now, message=self.config_error, actor=actor)
             return self.config_error
         with self.lock:
@@ -190,10 +204,10 @@ class Daemon:
             self.config_error = None
         self.metrics.reloads.labels("ok").inc()
         self.metrics.reload_error.set(0)
-        log.info("config reloaded: %d tenants, %d windows", len(cfg.tenants), len(cfg.windows),
-                 extra={"action": "reload"})
-        self._journal("reload", now, message=f"{len(cfg.tenants)} tenants, {len(cfg.windows)} windows",
-                      actor=actor)
+        log.info(
+            "config reloaded: %d tenants, %d windows", len(cfg.tenants), len(cfg.windows), extra={"action": "reload"}
+        )
+        self._journal("reload", now, message=f"{len(cfg.tenants)} tenants, {len(cfg.windows)} windows", actor=actor)
         self.tick("reload")
         return None
 
@@ -231,9 +245,13 @@ class Daemon:
             d = row.get("detail") or {}
             key = (row["window"], row["occurrence"])
             open_occ[key] = plan.OpenOccurrence(
-                window=row["window"], key=row["occurrence"], start=row["at"],
-                end=_parse(d.get("end")) or row["at"], tenants=frozenset(d.get("tenants", ())),
-                title=d.get("title", row["window"]))
+                window=row["window"],
+                key=row["occurrence"],
+                start=row["at"],
+                end=_parse(d.get("end")) or row["at"],
+                tenants=frozenset(d.get("tenants", ())),
+                title=d.get("title", row["window"]),
+            )
         overrides = {k: v["end"] for k, v in self.store.overrides().items()}
         manual = []
         for m in self.store.manual_windows(active_only=False):
@@ -243,24 +261,43 @@ class Daemon:
             if end < since:
                 continue
             tenants = frozenset(m["tenants"]) if m["tenants"] is not None else frozenset(self.config.tenants)
-            manual.append(Window(id=m["id"], title=f"Manual maintenance: {m['reason']}", zone=self.config.provider.zone,
-                                 tenants=tenants, start=m["start"], end=max(end, m["start"] + timedelta(seconds=1)),
-                                 policy=m["policy"] or self.config.provider.policy, manual=True,
-                                 message=None))
+            manual.append(
+                Window(
+                    id=m["id"],
+                    title=f"Manual maintenance: {m['reason']}",
+                    zone=self.config.provider.zone,
+                    tenants=tenants,
+                    start=m["start"],
+                    end=max(end, m["start"] + timedelta(seconds=1)),
+                    policy=m["policy"] or self.config.provider.policy,
+                    manual=True,
+                    message=None,
+                )
+            )
         announced = {}
         for (wid, anc), a in self.store.announcements().items():
             announced[(wid, anc)] = plan.Announcement(
-                start=a["start"], end=a["end"], title=a["title"], sequence=a["sequence"],
-                tenants=frozenset(a["tenants"] or ()), status=a["status"], occurrence=a.get("occurrence_key"))
+                start=a["start"],
+                end=a["end"],
+                title=a["title"],
+                sequence=a["sequence"],
+                tenants=frozenset(a["tenants"] or ()),
+                status=a["status"],
+                occurrence=a.get("occurrence_key"),
+            )
         return plan.Journal(
-            last_tick=self.store.get_meta_time("last_tick"), events=frozenset(events), open=open_occ,
-            overrides=overrides, manual=tuple(manual), announced=announced,
+            last_tick=self.store.get_meta_time("last_tick"),
+            events=frozenset(events),
+            open=open_occ,
+            overrides=overrides,
+            manual=tuple(manual),
+            announced=announced,
             sent_leads=frozenset(self.store.sent_leads(since)),
         )
 
     # -- the loop ----------------------------------------------------------------
 
-    def tick(self, reason: str = "timer") -> Optional[plan.Evaluation]:
+    def tick(self, reason: str = "timer") -> plan.Evaluation | None:
         """One iteration: evaluate, apply in one transaction, schedule the next wake-up."""
         t0 = time.perf_counter()
         with self.lock:
@@ -291,29 +328,43 @@ class Daemon:
         self._outbox_wake.set()
         return ev
 
-    def _wake_at(self, when: Optional[datetime]) -> None:
+    def _wake_at(self, when: datetime | None) -> None:
         if not self.scheduler.running or when is None:
             return
         # never sleep past the safety net, never busy-loop
         when = max(when, self.clock() + timedelta(milliseconds=50))
-        self.scheduler.add_job(self.tick, "date", run_date=when, id="wake", replace_existing=True,
-                               kwargs={"reason": "wake"})
+        self.scheduler.add_job(
+            self.tick, "date", run_date=when, id="wake", replace_existing=True, kwargs={"reason": "wake"}
+        )
 
     def _apply(self, ev: plan.Evaluation, now: datetime) -> None:
         with self.store.transaction() as tx:
             for t in ev.transitions:
-                detail = {"tenants": sorted(t.tenants), "period_tenants": sorted(t.period_tenants),
-                          "title": self._title(t.window), "start": isoz(t.start), "end": isoz(t.end),
-                          "reason": t.reason}
-                if not tx.record_event(t.window, t.occurrence, t.event, at=t.at, recorded_at=now, late=t.late,
-                                       detail=detail):
+                detail = {
+                    "tenants": sorted(t.tenants),
+                    "period_tenants": sorted(t.period_tenants),
+                    "title": self._title(t.window),
+                    "start": isoz(t.start),
+                    "end": isoz(t.end),
+                    "reason": t.reason,
+                }
+                if not tx.record_event(
+                    t.window, t.occurrence, t.event, at=t.at, recorded_at=now, late=t.late, detail=detail
+                ):
                     continue
                 self.metrics.transitions.labels(t.event).inc()
                 late = " (late)" if t.late else ""
-                msg = (f"{t.window} {'started' if t.event == 'start' else 'ended'}{late}: "
-                       f"{len(t.tenants)} tenants" + (f" ({t.reason})" if t.reason != "scheduled" else ""))
-                tx.journal(t.event, at=now, window=t.window, occurrence=t.occurrence, message=msg,
-                           detail={"late": t.late, "at": isoz(t.at), "tenants": len(t.tenants), "reason": t.reason})
+                msg = f"{t.window} {'started' if t.event == 'start' else 'ended'}{late}: {len(t.tenants)} tenants" + (
+                    f" ({t.reason})" if t.reason != "scheduled" else ""
+                )
+                tx.journal(
+                    t.event,
+                    at=now,
+                    window=t.window,
+                    occurrence=t.occurrence,
+                    message=msg,
+                    detail={"late": t.late, "at": isoz(t.at), "tenants": len(t.tenants), "reason": t.reason},
+                )
                 log.info(msg, extra={"action": t.event, "window": t.window})
                 if t.event == "start":
                     tx.supersede(t.window, t.occurrence, "scheduled", now)
@@ -322,21 +373,45 @@ class Daemon:
             rows = []
             for n in ev.notices:
                 rows.extend(self._rows(n, now))
-                tx.journal("notice", at=now, window=n.window, occurrence=n.occurrence,
-                           message=f"{n.kind} notice to {len(n.tenants)} tenants" + (" (late)" if n.late else "")
-                           + (" (dry run: rendered, not sent)" if self.dry_run else ""),
-                           detail={"kind": n.kind, "lead": n.lead, "late": n.late, "tenants": len(n.tenants),
-                                   "dry_run": self.dry_run})
+                tx.journal(
+                    "notice",
+                    at=now,
+                    window=n.window,
+                    occurrence=n.occurrence,
+                    message=f"{n.kind} notice to {len(n.tenants)} tenants"
+                    + (" (late)" if n.late else "")
+                    + (" (dry run: rendered, not sent)" if self.dry_run else ""),
+                    detail={
+                        "kind": n.kind,
+                        "lead": n.lead,
+                        "late": n.late,
+                        "tenants": len(n.tenants),
+                        "dry_run": self.dry_run,
+                    },
+                )
             if rows:
                 tx.enqueue(rows)
             for a in ev.announces:
                 ann = a.announcement
-                tx.announce(a.window, a.anchor, start=ann.start, end=ann.end, title=ann.title,
-                            sequence=ann.sequence, tenants=ann.tenants, status=ann.status, at=now,
-                            occurrence_key=ann.occurrence)
+                tx.announce(
+                    a.window,
+                    a.anchor,
+                    start=ann.start,
+                    end=ann.end,
+                    title=ann.title,
+                    sequence=ann.sequence,
+                    tenants=ann.tenants,
+                    status=ann.status,
+                    at=now,
+                    occurrence_key=ann.occurrence,
+                )
             for lease_id in tx.expire_leases(now):
-                tx.journal("lease-expired", at=now, message=f"lease {lease_id} expired (no heartbeat)",
-                           detail={"lease": lease_id})
+                tx.journal(
+                    "lease-expired",
+                    at=now,
+                    message=f"lease {lease_id} expired (no heartbeat)",
+                    detail={"lease": lease_id},
+                )
             self._order_drains(tx, ev, now)
             tx.set_meta_time("last_tick", now)
 
@@ -344,7 +419,7 @@ class Daemon:
         w = self.config.window(window_id)
         return w.title if w else window_id
 
-    def _hook_for(self, window_id: str, event: str) -> Optional[tuple]:
+    def _hook_for(self, window_id: str, event: str) -> tuple | None:
         w = self._window(window_id)
         if w is None or w.manual:
             hooks = self.config.hooks
@@ -354,7 +429,7 @@ class Daemon:
             return None
         return hooks.on_start if event == "start" else hooks.on_end
 
-    def _window(self, window_id: str) -> Optional[Window]:
+    def _window(self, window_id: str) -> Window | None:
         w = self.config.window(window_id)
         if w is None and self.evaluation is not None:
             for a in self.evaluation.active + self.evaluation.upcoming:
@@ -364,12 +439,14 @@ class Daemon:
 
     # -- notices -----------------------------------------------------------------
 
-    def _message_for(self, window: Optional[Window], tenant: Tenant, start: datetime, end: datetime,
-                     title: str, window_id: str) -> str:
+    def _message_for(
+        self, window: Window | None, tenant: Tenant, start: datetime, end: datetime, title: str, window_id: str
+    ) -> str:
         return tenant_message(self.config, window, tenant, start, end, title, window_id)
 
-    def build_notice(self, n: plan.NoticeAction, tenant: Tenant, *, summary: Optional[dict] = None,
-                     create_secret: bool = True) -> Notice:
+    def build_notice(
+        self, n: plan.NoticeAction, tenant: Tenant, *, summary: dict | None = None, create_secret: bool = True
+    ) -> Notice:
         """The notice ``n`` means for one tenant. ``create_secret=False`` inside a store
         transaction: making a tenant's first page secret is a write of its own, so the link
         is then left for delivery to fill in (see ``_with_link``)."""
@@ -384,8 +461,14 @@ class Daemon:
             summary = self._summary(n, tenant.id)
         return compose_notice(self.config, n, tenant, window=self._window(n.window), link=link, summary=summary)
 
-    def _summary(self, n: plan.NoticeAction, tenant: str, counts: Optional[dict] = None,
-                 started: Optional[dict] = None, now: Optional[datetime] = None) -> dict:
+    def _summary(
+        self,
+        n: plan.NoticeAction,
+        tenant: str,
+        counts: dict | None = None,
+        started: dict | None = None,
+        now: datetime | None = None,
+    ) -> dict:
         """What the tenant's ``completed`` notice reports, from the journal: its jobs refused
         (by kind), drained and stopped during the occurrence, and when maintenance really
         began and ended (later than planned when maintd was down at the edge).
@@ -408,9 +491,13 @@ class Daemon:
         if n.late and now is not None:
             actual_end = max(n.end, now)  # maintd was down at the end: released only now
         mine = counts.get(tenant) or {}
-        return {"actual_start": isoz(actual_start), "actual_end": isoz(actual_end),
-                "refused": dict(sorted((mine.get("refused") or {}).items())),
-                "drained": int(mine.get("drained", 0)), "stopped": int(mine.get("stopped", 0))}
+        return {
+            "actual_start": isoz(actual_start),
+            "actual_end": isoz(actual_end),
+            "refused": dict(sorted((mine.get("refused") or {}).items())),
+            "drained": int(mine.get("drained", 0)),
+            "stopped": int(mine.get("stopped", 0)),
+        }
 
     def _rows(self, n: plan.NoticeAction, now: datetime) -> list[dict]:
         """Outbox rows for one notice action: one per tenant and channel. Runs inside the
@@ -430,12 +517,22 @@ class Daemon:
             for channel, notifier in self.notifiers.items():
                 if not notifier.applies_to(tenant):
                     continue
-                rows.append({
-                    "notice_id": notice.id, "channel": channel, "window": n.window, "occurrence": n.occurrence,
-                    "tenant": tid, "kind": n.kind, "lead": notice.lead, "seq": notice_seq(notice),
-                    "payload": payload, "created_at": now, "late": n.late,
-                    "status": "dry-run" if self.dry_run else "pending",
-                })
+                rows.append(
+                    {
+                        "notice_id": notice.id,
+                        "channel": channel,
+                        "window": n.window,
+                        "occurrence": n.occurrence,
+                        "tenant": tid,
+                        "kind": n.kind,
+                        "lead": notice.lead,
+                        "seq": notice_seq(notice),
+                        "payload": payload,
+                        "created_at": now,
+                        "late": n.late,
+                        "status": "dry-run" if self.dry_run else "pending",
+                    }
+                )
                 if self.dry_run:
                     self._dry_run_render(notifier, notice, tenant)
         return rows
@@ -453,11 +550,19 @@ class Daemon:
             else:
                 what = channel
         except Exception as exc:  # noqa: BLE001 - report it like a send would, never break the tick
-            log.warning("dry-run: %s notice for %s to %s via %s cannot be rendered: %s", notice.kind,
-                        notice.window, tenant.id, channel, exc, extra=extra)
+            log.warning(
+                "dry-run: %s notice for %s to %s via %s cannot be rendered: %s",
+                notice.kind,
+                notice.window,
+                tenant.id,
+                channel,
+                exc,
+                extra=extra,
+            )
             return
-        log.info("dry-run: %s notice for %s to %s not sent (%s)", notice.kind, notice.window, tenant.id, what,
-                 extra=extra)
+        log.info(
+            "dry-run: %s notice for %s to %s not sent (%s)", notice.kind, notice.window, tenant.id, what, extra=extra
+        )
 
     # -- end checks --------------------------------------------------------------
 
@@ -476,27 +581,37 @@ class Daemon:
                 continue
             chk = w.end_check
             timeout = max(1.0, min(chk.every.total_seconds(), 30.0))
-            result = hooks_mod.run(chk.run, timeout=timeout, env=self.env,
-                                   cwd=os.path.dirname(os.path.abspath(self.config_path))) if chk.run else \
-                hooks_mod.probe(chk.url, timeout=timeout)
+            result = (
+                hooks_mod.run(
+                    chk.run, timeout=timeout, env=self.env, cwd=os.path.dirname(os.path.abspath(self.config_path))
+                )
+                if chk.run
+                else hooks_mod.probe(chk.url, timeout=timeout)
+            )
             self.metrics.end_checks.labels("healthy" if result.ok else "failing").inc()
             if result.ok:
                 self._clear(f"end-check:{w.id}")
                 continue
             new_end = min(t.end + chk.every, planned + chk.max)
-            self._fault(f"end-check:{w.id}", f"end check of {w.id} failing ({result.error}); "
-                                              f"extended to {isoz(new_end)}")
+            self._fault(
+                f"end-check:{w.id}", f"end check of {w.id} failing ({result.error}); extended to {isoz(new_end)}"
+            )
             with self.store.transaction() as tx:
                 tx.set_override(w.id, t.occurrence, end=new_end, reason="end-check", at=now, actor="end-check")
-                tx.journal("end-check", at=now, window=w.id, occurrence=t.occurrence,
-                           message=f"end check failing ({result.error}); extended to {isoz(new_end)}",
-                           detail={"error": result.error, "end": isoz(new_end)})
+                tx.journal(
+                    "end-check",
+                    at=now,
+                    window=w.id,
+                    occurrence=t.occurrence,
+                    message=f"end check failing ({result.error}); extended to {isoz(new_end)}",
+                    detail={"error": result.error, "end": isoz(new_end)},
+                )
             extended = True
         if extended:
             return plan.evaluate(self.config, self._snapshot(now), now)
         return ev
 
-    def _planned_end(self, w: Window, key: datetime) -> Optional[datetime]:
+    def _planned_end(self, w: Window, key: datetime) -> datetime | None:
         if w.recurring:
             return key + w.duration if w.duration else None
         return w.end
@@ -513,7 +628,7 @@ class Daemon:
         whole = int(delta.total_seconds())
         return max(1, whole + (whole < delta.total_seconds()))
 
-    def _gatings(self, tenant: Tenant, ev: Optional[plan.Evaluation]) -> tuple[Gating, ...]:
+    def _gatings(self, tenant: Tenant, ev: plan.Evaluation | None) -> tuple[Gating, ...]:
         """The occurrences of ``ev`` that affect ``tenant``, each with the policy in force and
         the end of the tenant's merged period (what a refused job is told to wait for).
 
@@ -537,9 +652,15 @@ class Daemon:
 
     def _gatings_of(self, tenant_id: str, items: Any, cfg: Config) -> tuple[Gating, ...]:
         mine = [a for a in items if tenant_id in a.window.tenants]
-        return tuple(Gating(window=a.window, occurrence=a.occ, policy=self._gate_policy(cfg, a.window),
-                            period_end=plan.period_end(mine, tenant_id, a.occ.start) or a.occ.end)
-                     for a in mine)
+        return tuple(
+            Gating(
+                window=a.window,
+                occurrence=a.occ,
+                policy=self._gate_policy(cfg, a.window),
+                period_end=plan.period_end(mine, tenant_id, a.occ.start) or a.occ.end,
+            )
+            for a in mine
+        )
 
     @staticmethod
     def _gate_policy(cfg: Config, window: Window):
@@ -554,8 +675,11 @@ class Daemon:
         (plus the longest notice lead) ahead, and a long ``expected_duration`` looks further."""
         cfg = self.config
         known = {(a.window.id, a.occ.key) for a in ev.active + ev.upcoming}
-        far = tuple(a for a in plan.effective(cfg, plan.Journal(), ev.now, until)
-                    if a.occ.start > ev.now and (a.window.id, a.occ.key) not in known)
+        far = tuple(
+            a
+            for a in plan.effective(cfg, plan.Journal(), ev.now, until)
+            if a.occ.start > ev.now and (a.window.id, a.occ.key) not in known
+        )
         return self._gatings_of(tenant.id, ev.active + ev.upcoming + far, cfg)
 
     def _order_drains(self, tx, ev: plan.Evaluation, now: datetime) -> None:
@@ -581,7 +705,7 @@ class Daemon:
         if not ev.active:
             return
         cfg = self.config
-        denied_by: dict[tuple, Optional[Gating]] = {}  # (tenant, kind, resource) -> the denying occurrence
+        denied_by: dict[tuple, Gating | None] = {}  # (tenant, kind, resource) -> the denying occurrence
         for lease in running:
             if lease["drain"]:
                 continue
@@ -597,24 +721,46 @@ class Daemon:
             w, occ = gating.window, gating.occurrence
             deadline = occ.start + w.drain.grace if w.drain.then == "stop" else None
             if tx.order_drain([lease["id"]], deadline=deadline, then=w.drain.then):
-                tx.journal("drain", at=now, window=w.id, occurrence=occ.key,
-                           message=f"lease {lease['id']} ({lease['tenant']}/{lease['kind']}) ordered to drain"
-                                   + (f" by {isoz(deadline)}" if deadline else " (may finish)"),
-                           detail={"lease": lease["id"], "tenant": lease["tenant"], "kind": lease["kind"],
-                                   "resource": lease["resource"], "deadline": isoz(deadline),
-                                   "then": w.drain.then})
-                log.info("drain lease %s (%s/%s)%s", lease["id"], lease["tenant"], lease["kind"],
-                         f" by {isoz(deadline)}" if deadline else " (may finish)",
-                         extra={"action": "drain", "window": w.id, "tenant": lease["tenant"]})
+                tx.journal(
+                    "drain",
+                    at=now,
+                    window=w.id,
+                    occurrence=occ.key,
+                    message=f"lease {lease['id']} ({lease['tenant']}/{lease['kind']}) ordered to drain"
+                    + (f" by {isoz(deadline)}" if deadline else " (may finish)"),
+                    detail={
+                        "lease": lease["id"],
+                        "tenant": lease["tenant"],
+                        "kind": lease["kind"],
+                        "resource": lease["resource"],
+                        "deadline": isoz(deadline),
+                        "then": w.drain.then,
+                    },
+                )
+                log.info(
+                    "drain lease %s (%s/%s)%s",
+                    lease["id"],
+                    lease["tenant"],
+                    lease["kind"],
+                    f" by {isoz(deadline)}" if deadline else " (may finish)",
+                    extra={"action": "drain", "window": w.id, "tenant": lease["tenant"]},
+                )
 
-    def _denying(self, tenant: Tenant, kind: str, resource: Optional[str], ev: plan.Evaluation,
-                 now: datetime) -> Optional[Gating]:
+    def _denying(
+        self, tenant: Tenant, kind: str, resource: str | None, ev: plan.Evaluation, now: datetime
+    ) -> Gating | None:
         """The active occurrence whose policy denies this job now (decide()'s choice), or None."""
         active = [g for g in self._gatings(tenant, ev) if g.occurrence.start <= now < g.occurrence.end]
         if not active:
             return None
-        decision = decide(Request(tenant=tenant, kind=kind, resource=resource), active, (), now,
-                          provider=self.config.provider, compiled=self.compiled)
+        decision = decide(
+            Request(tenant=tenant, kind=kind, resource=resource),
+            active,
+            (),
+            now,
+            provider=self.config.provider,
+            compiled=self.compiled,
+        )
         if decision.admitted:
             return None
         return next(g for g in active if g.window.id == decision.window and g.occurrence.key == decision.occurrence)
@@ -655,8 +801,9 @@ class Daemon:
     # Each gate call has a blocking form (threads, tests) and an async one (the API: no trip
     # through the thread pool); both decide the same way and wait for the same commit.
 
-    def admit(self, tenant_id: str, kind: str, resource: Optional[str] = None,
-              expected_duration: Optional[timedelta] = None) -> dict:
+    def admit(
+        self, tenant_id: str, kind: str, resource: str | None = None, expected_duration: timedelta | None = None
+    ) -> dict:
         """The gate: decide, and on admission hand out a lease (``POST /v1/admissions``)."""
         result, write = self._admission(tenant_id, kind, resource, expected_duration)
         try:
@@ -665,12 +812,14 @@ class Daemon:
             return self._unwritten(result, exc)
         return self._admitted(result)
 
-    async def admit_async(self, tenant_id: str, kind: str, resource: Optional[str] = None,
-                          expected_duration: Optional[timedelta] = None) -> dict:
+    async def admit_async(
+        self, tenant_id: str, kind: str, resource: str | None = None, expected_duration: timedelta | None = None
+    ) -> dict:
         if expected_duration is not None and expected_duration > timedelta(days=1):
             # may expand occurrences far ahead (_gatings_until): not on the event loop
             return await asyncio.get_running_loop().run_in_executor(
-                None, self.admit, tenant_id, kind, resource, expected_duration)
+                None, self.admit, tenant_id, kind, resource, expected_duration
+            )
         result, write = self._admission(tenant_id, kind, resource, expected_duration)
         try:
             await self._gate_writer().submit_async(write)
@@ -678,8 +827,9 @@ class Daemon:
             return self._unwritten(result, exc)
         return self._admitted(result)
 
-    def _admission(self, tenant_id: str, kind: str, resource: Optional[str],
-                   expected_duration: Optional[timedelta]) -> tuple[dict, tuple]:
+    def _admission(
+        self, tenant_id: str, kind: str, resource: str | None, expected_duration: timedelta | None
+    ) -> tuple[dict, tuple]:
         """The answer to an admission request, and the write that must commit before it is given.
 
         Takes no lock: a tick holds the daemon lock while it plans (end checks run inside
@@ -700,24 +850,50 @@ class Daemon:
         if expected_duration is not None and ev is not None and now + expected_duration > ev.now + timedelta(days=1):
             gatings = self._gatings_until(tenant, ev, now + expected_duration)
         if gatings:
-            decision = decide(Request(tenant=tenant, kind=kind, resource=resource,
-                                      expected_duration=expected_duration),
-                              [g for g in gatings if g.occurrence.start <= now],
-                              [g for g in gatings if g.occurrence.start > now], now,
-                              provider=cfg.provider, compiled=self.compiled)
+            decision = decide(
+                Request(tenant=tenant, kind=kind, resource=resource, expected_duration=expected_duration),
+                [g for g in gatings if g.occurrence.start <= now],
+                [g for g in gatings if g.occurrence.start > now],
+                now,
+                provider=cfg.provider,
+                compiled=self.compiled,
+            )
             if not decision.admitted:
                 retry = self._whole_seconds(decision.retry_after - now) if decision.retry_after else 60
                 # tenant and kind in `detail`: the completed notice counts refusals per tenant
-                write = ("journal", "refused", dict(
-                    at=now, window=decision.window, occurrence=decision.occurrence,
-                    message=f"{tenant_id}/{kind} refused ({decision.reason})",
-                    detail={"tenant": tenant_id, "kind": kind, "resource": resource, "reason": decision.reason,
-                            "retry_after": retry}))
-                return ({"admitted": False, "reason": decision.reason, "message": decision.message,
-                         "retry_after": retry}, write)
+                write = (
+                    "journal",
+                    "refused",
+                    dict(
+                        at=now,
+                        window=decision.window,
+                        occurrence=decision.occurrence,
+                        message=f"{tenant_id}/{kind} refused ({decision.reason})",
+                        detail={
+                            "tenant": tenant_id,
+                            "kind": kind,
+                            "resource": resource,
+                            "reason": decision.reason,
+                            "retry_after": retry,
+                        },
+                    ),
+                )
+                return (
+                    {"admitted": False, "reason": decision.reason, "message": decision.message, "retry_after": retry},
+                    write,
+                )
         lease_id = "lse_" + secrets.token_hex(12)
-        write = ("lease", {"id": lease_id, "tenant": tenant_id, "kind": kind, "resource": resource,
-                           "admitted_at": now, "interval_s": HEARTBEAT})
+        write = (
+            "lease",
+            {
+                "id": lease_id,
+                "tenant": tenant_id,
+                "kind": kind,
+                "resource": resource,
+                "admitted_at": now,
+                "interval_s": HEARTBEAT,
+            },
+        )
         return {"admitted": True, "lease": lease_id, "heartbeat": HEARTBEAT}, write
 
     def _admitted(self, result: dict) -> dict:
@@ -754,26 +930,40 @@ class Daemon:
                 self._store_failed(exc)
         return result
 
-    def _heartbeat_answer(self, lease_id: str, row: Optional[dict], now: datetime) -> tuple[dict, Optional[tuple]]:
+    def _heartbeat_answer(self, lease_id: str, row: dict | None, now: datetime) -> tuple[dict, tuple | None]:
         if row is None:
             raise NotFoundError(f'unknown or expired lease "{lease_id}"')
         write = self._overrun(row, now) if row.get("overrun") else None
         return {"drain": bool(row["drain"]), "deadline": isoz(row["deadline"])}, write
 
-    def _overrun(self, row: dict, now: datetime) -> Optional[tuple]:
+    def _overrun(self, row: dict, now: datetime) -> tuple | None:
         """Raise the overrun fault of a lease (once); returns the journal write it needs."""
         what = f"overrun:{row['id']}"
         if what in self.faults:
             return None
         late = self._whole_seconds(now - row["deadline"])
-        message = (f"lease {row['id']} ({row['tenant']}/{row['kind']}) still runs {late}s after its drain "
-                   f"deadline {isoz(row['deadline'])}")
+        message = (
+            f"lease {row['id']} ({row['tenant']}/{row['kind']}) still runs {late}s after its drain "
+            f"deadline {isoz(row['deadline'])}"
+        )
         self._fault(what, message)
         self.metrics.drain_overrun.set(sum(1 for f in list(self.faults) if f.startswith("overrun:")))
         log.warning(message, extra={"action": "drain-overrun", "tenant": row["tenant"]})
-        return ("journal", "drain-overrun", dict(
-            at=now, message=message, detail={"lease": row["id"], "tenant": row["tenant"], "kind": row["kind"],
-                                             "resource": row["resource"], "deadline": isoz(row["deadline"])}))
+        return (
+            "journal",
+            "drain-overrun",
+            dict(
+                at=now,
+                message=message,
+                detail={
+                    "lease": row["id"],
+                    "tenant": row["tenant"],
+                    "kind": row["kind"],
+                    "resource": row["resource"],
+                    "deadline": isoz(row["deadline"]),
+                },
+            ),
+        )
 
     def _clear_overrun(self, lease_id: str) -> None:
         if f"overrun:{lease_id}" in self.faults:
@@ -794,8 +984,15 @@ class Daemon:
 
     # -- manual actions ----------------------------------------------------------
 
-    def enter(self, *, reason: str, duration: Optional[timedelta] = None, tenants: Optional[list[str]] = None,
-              policy: Optional[str] = None, actor: str = "api") -> dict:
+    def enter(
+        self,
+        *,
+        reason: str,
+        duration: timedelta | None = None,
+        tenants: list[str] | None = None,
+        policy: str | None = None,
+        actor: str = "api",
+    ) -> dict:
         # Whole seconds: the start is the occurrence key, which the store keeps as isoz() text
         # (seconds). With microseconds the journal's key would never match the plan's again:
         # the occurrence read as "removed" one tick after it started, and its overrides
@@ -814,30 +1011,49 @@ class Daemon:
             mid = "manual-" + now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
             end = now + duration if duration else None
             with self.store.transaction() as tx:
-                tx.add_manual(mid, reason=reason, start=now, end=end, tenants=tenants, policy=policy,
-                              created_at=now, actor=actor)
-                tx.journal("enter", at=now, window=mid, occurrence=now, actor=actor,
-                           message=f"manual maintenance: {reason}" + (f" until {isoz(end)}" if end else ""),
-                           detail={"reason": reason, "tenants": tenants, "end": isoz(end), "policy": policy})
+                tx.add_manual(
+                    mid, reason=reason, start=now, end=end, tenants=tenants, policy=policy, created_at=now, actor=actor
+                )
+                tx.journal(
+                    "enter",
+                    at=now,
+                    window=mid,
+                    occurrence=now,
+                    actor=actor,
+                    message=f"manual maintenance: {reason}" + (f" until {isoz(end)}" if end else ""),
+                    detail={"reason": reason, "tenants": tenants, "end": isoz(end), "policy": policy},
+                )
             self.tick("enter")
-        return {"window": mid, "occurrence": isoz(now), "start": isoz(now), "end": isoz(end),
-                "tenants": sorted(tenants) if tenants else sorted(cfg.tenants)}
+        return {
+            "window": mid,
+            "occurrence": isoz(now),
+            "start": isoz(now),
+            "end": isoz(end),
+            "tenants": sorted(tenants) if tenants else sorted(cfg.tenants),
+        }
 
-    def exit(self, *, window: Optional[str] = None, actor: str = "api") -> dict:
+    def exit(self, *, window: str | None = None, actor: str = "api") -> dict:
         now = self.clock()
         with self.lock:
             ev = self.tick("exit-pre") or self.evaluation
             targets = [a for a in (ev.active if ev else ()) if window is None or a.window.id == window]
             if not targets:
-                raise ConflictError("no maintenance is active" if window is None
-                                    else f'window "{window}" is not active')
+                raise ConflictError(
+                    "no maintenance is active" if window is None else f'window "{window}" is not active'
+                )
             with self.store.transaction() as tx:
                 for a in targets:
                     if a.window.manual:
                         tx.end_manual(a.window.id, now)
                     tx.set_override(a.window.id, a.occ.key, end=now, reason="exit", at=now, actor=actor)
-                    tx.journal("exit", at=now, window=a.window.id, occurrence=a.occ.key, actor=actor,
-                               message=f"{a.window.id} ended early by {actor}")
+                    tx.journal(
+                        "exit",
+                        at=now,
+                        window=a.window.id,
+                        occurrence=a.occ.key,
+                        actor=actor,
+                        message=f"{a.window.id} ended early by {actor}",
+                    )
             self.tick("exit")
         return {"ended": [{"window": a.window.id, "occurrence": isoz(a.occ.key)} for a in targets]}
 
@@ -848,7 +1064,8 @@ class Daemon:
         with self.lock:
             ev = self.tick("extend-pre") or self.evaluation
             known = self.config.window(window_id) is not None or any(
-                a.window.id == window_id for a in (ev.active + ev.upcoming if ev else ()))
+                a.window.id == window_id for a in (ev.active + ev.upcoming if ev else ())
+            )
             target = next((a for a in (ev.active if ev else ()) if a.window.id == window_id), None)
             if target is None:
                 if not known:
@@ -859,20 +1076,36 @@ class Daemon:
             new_end = target.occ.end + by
             with self.store.transaction() as tx:
                 tx.set_override(window_id, target.occ.key, end=new_end, reason="extend", at=now, actor=actor)
-                tx.journal("extend", at=now, window=window_id, occurrence=target.occ.key, actor=actor,
-                           message=f"{window_id} extended by {by} to {isoz(new_end)}",
-                           detail={"by_seconds": int(by.total_seconds()), "end": isoz(new_end)})
+                tx.journal(
+                    "extend",
+                    at=now,
+                    window=window_id,
+                    occurrence=target.occ.key,
+                    actor=actor,
+                    message=f"{window_id} extended by {by} to {isoz(new_end)}",
+                    detail={"by_seconds": int(by.total_seconds()), "end": isoz(new_end)},
+                )
             self.tick("extend")
-        return {"window": window_id, "occurrence": isoz(target.occ.key), "start": isoz(target.occ.start),
-                "end": isoz(new_end)}
+        return {
+            "window": window_id,
+            "occurrence": isoz(target.occ.key),
+            "start": isoz(target.occ.start),
+            "end": isoz(new_end),
+        }
 
     # -- views -------------------------------------------------------------------
 
     def _occ_json(self, a: plan.Active, *, open_ended: bool = False) -> dict:
-        return {"window": a.window.id, "occurrence": isoz(a.occ.key), "start": isoz(a.occ.start),
-                "end": None if open_ended else isoz(a.occ.end), "tenants": sorted(a.window.tenants),
-                "title": a.window.title, "manual": a.window.manual,
-                "policy": a.window.policy or self.config.provider.policy}
+        return {
+            "window": a.window.id,
+            "occurrence": isoz(a.occ.key),
+            "start": isoz(a.occ.start),
+            "end": None if open_ended else isoz(a.occ.end),
+            "tenants": sorted(a.window.tenants),
+            "title": a.window.title,
+            "manual": a.window.manual,
+            "policy": a.window.policy or self.config.provider.policy,
+        }
 
     def status(self) -> dict:
         # Wait for a tick in flight (milliseconds; an end check's few) so the answer is
@@ -886,10 +1119,18 @@ class Daemon:
             cfg = self.config
             items = list(ev.active + ev.upcoming) if ev else []
             active = [a for a in items if now in a.occ]
-            nxt = [a for a in plan.next_occurrences(cfg, plan.Journal(manual=tuple(
-                a.window for a in items if a.window.manual)), now, limit=5)]
-            config = {"path": os.path.abspath(self.config_path), "loaded_at": isoz(self.loaded_at),
-                      "reloaded_at": isoz(self.reloaded_at), "error": self.config_error}
+            nxt = [
+                a
+                for a in plan.next_occurrences(
+                    cfg, plan.Journal(manual=tuple(a.window for a in items if a.window.manual)), now, limit=5
+                )
+            ]
+            config = {
+                "path": os.path.abspath(self.config_path),
+                "loaded_at": isoz(self.loaded_at),
+                "reloaded_at": isoz(self.reloaded_at),
+                "error": self.config_error,
+            }
             faults = [f.to_json() for f in list(self.faults.values())]
         finally:
             if locked:
@@ -902,13 +1143,18 @@ class Daemon:
             open_manual = {m["id"] for m in self.store.manual_windows(active_only=True) if m["end"] is None}
             running = self.store.leases("running")
             draining = [lease for lease in running if lease["drain"]]
-            leases_out = {"running": len(running), "draining": len(draining),
-                          "items": [_lease_json(lease, now) for lease in running[:100]]}
+            leases_out = {
+                "running": len(running),
+                "draining": len(draining),
+                "items": [_lease_json(lease, now) for lease in running[:100]],
+            }
             counts = self.store.notice_counts()
             runs = self.store.hook_runs()
-            hook_info = {"pending": sum(1 for r in runs if r["status"] in ("pending", "running")),
-                         "failed": sum(1 for r in runs if r["status"] == "failed"),
-                         "items": [_hook_json(r) for r in runs if r["status"] != "ok"][:20]}
+            hook_info = {
+                "pending": sum(1 for r in runs if r["status"] in ("pending", "running")),
+                "failed": sum(1 for r in runs if r["status"] == "failed"),
+                "items": [_hook_json(r) for r in runs if r["status"] != "ok"][:20],
+            }
             instances = self._instances(now)
         except StoreError as exc:
             self._store_failed(exc)
@@ -935,8 +1181,13 @@ class Daemon:
         }
 
     def _me(self) -> dict:
-        return {"id": self.instance_id, "listen": self.listen, "leader": self.leadership.leader,
-                "since": isoz(self.leadership.since), "self": True}
+        return {
+            "id": self.instance_id,
+            "listen": self.listen,
+            "leader": self.leadership.leader,
+            "since": isoz(self.leadership.since),
+            "self": True,
+        }
 
     def _instances(self, now: datetime) -> list[dict]:
         """Every live instance on this store; this one's row from its own live state."""
@@ -946,8 +1197,15 @@ class Daemon:
         for i in self.store.instances():
             if i["id"] == self.instance_id or i["heartbeat_at"] < now - INSTANCE_STALE:
                 continue
-            out.append({"id": i["id"], "listen": i["listen"], "leader": bool(i["leader"]),
-                        "since": isoz(i["since"]), "self": False})
+            out.append(
+                {
+                    "id": i["id"],
+                    "listen": i["listen"],
+                    "leader": bool(i["leader"]),
+                    "since": isoz(i["since"]),
+                    "self": False,
+                }
+            )
         return sorted(out, key=lambda i: (not i["leader"], i["listen"]))
 
     def poll_leader(self) -> bool:
@@ -959,8 +1217,9 @@ class Daemon:
         leader = self.leadership.poll(now)
         self.metrics.leader.set(1 if leader else 0)
         try:
-            self.store.register_instance(self.instance_id, listen=self.listen, now=now, leader=leader,
-                                         since=self.leadership.since)
+            self.store.register_instance(
+                self.instance_id, listen=self.listen, now=now, leader=leader, since=self.leadership.since
+            )
         except StoreError as exc:
             self._store_failed(exc)
         if leader and not was:
@@ -981,14 +1240,23 @@ class Daemon:
         out = []
         for w in cfg.windows:
             occ = first.get(w.id)
-            out.append({
-                "id": w.id, "title": w.title, "recurring": w.recurring, "cron": w.cron,
-                "timezone": w.zone.key, "cancelled": w.cancelled, "tenants": sorted(w.tenants),
-                "resources": sorted(w.resources) if w.resources else None,
-                "notify": [w.lead_label(lead) for lead in w.notify], "policy": w.policy,
-                "next": {"occurrence": isoz(occ.occ.key), "start": isoz(occ.occ.start),
-                         "end": isoz(occ.occ.end)} if occ else None,
-            })
+            out.append(
+                {
+                    "id": w.id,
+                    "title": w.title,
+                    "recurring": w.recurring,
+                    "cron": w.cron,
+                    "timezone": w.zone.key,
+                    "cancelled": w.cancelled,
+                    "tenants": sorted(w.tenants),
+                    "resources": sorted(w.resources) if w.resources else None,
+                    "notify": [w.lead_label(lead) for lead in w.notify],
+                    "policy": w.policy,
+                    "next": {"occurrence": isoz(occ.occ.key), "start": isoz(occ.occ.start), "end": isoz(occ.occ.end)}
+                    if occ
+                    else None,
+                }
+            )
         return out
 
     # -- workers -----------------------------------------------------------------
@@ -1026,12 +1294,10 @@ class Daemon:
             return 0
         now = self.clock()
         try:
-            rows = self.store.claim_batch(now, worker=self.instance_id, limit=min(free, CLAIM_BATCH),
-                                          lease=CLAIM_LEASE)
+            rows = self.store.claim_batch(now, worker=self.instance_id, limit=min(free, CLAIM_BATCH), lease=CLAIM_LEASE)
             # One read per batch for what a later reschedule or cancellation made untrue.
             news = [r for r in rows if r["kind"] in ("scheduled", "rescheduled")]
-            changes = self.store.changes_after({r["window"] for r in news}, min(r["id"] for r in news)) \
-                if news else []
+            changes = self.store.changes_after({r["window"] for r in news}, min(r["id"] for r in news)) if news else []
         except StoreError as exc:
             self._store_failed(exc)
             return 0
@@ -1054,7 +1320,7 @@ class Daemon:
             self._write_results()
         return len(rows)
 
-    def _slots(self) -> "_Slots":
+    def _slots(self) -> _Slots:
         slots = self.__dict__.get("_delivery_slots")
         if slots is None:
             with self.lock:
@@ -1073,7 +1339,7 @@ class Daemon:
             return notice
         return replace(notice, link=f"{base}/t/{secret}/")
 
-    def _stale(self, row: dict, notice: Notice, now: datetime, later: Optional[list[dict]] = None) -> Optional[str]:
+    def _stale(self, row: dict, notice: Notice, now: datetime, later: list[dict] | None = None) -> str | None:
         """Why sending this delivery now would be wrong, or None.
 
         Never after the start (SPEC 4): the start supersedes pending ``scheduled`` notices,
@@ -1086,16 +1352,20 @@ class Daemon:
             return "the window started before this notice could be delivered"
         if notice.kind in ("scheduled", "rescheduled"):
             if later is None:
-                later = [c for c in self.store.changes_after([row["window"]], row["id"])
-                         if c["tenant"] == row["tenant"]]
+                later = [
+                    c for c in self.store.changes_after([row["window"]], row["id"]) if c["tenant"] == row["tenant"]
+                ]
             one_off = notice.uid == calendar_uid(notice.window, None, recurring=False)
             for c in later:
-                if c["id"] > row["id"] and c["notice_id"] != row["notice_id"] \
-                        and (one_off or c["occurrence"] == row["occurrence"]):
+                if (
+                    c["id"] > row["id"]
+                    and c["notice_id"] != row["notice_id"]
+                    and (one_off or c["occurrence"] == row["occurrence"])
+                ):
                     return f"a later {c['kind']} notice replaces it"
         return None
 
-    def _deliver(self, row: dict, later: Optional[list[dict]] = None) -> None:
+    def _deliver(self, row: dict, later: list[dict] | None = None) -> None:
         """Send one claimed delivery and queue its result (sent, retry at a backoff, failed,
         superseded) for the outbox writer (``_write_results``)."""
         from .errors import DeliveryError
@@ -1109,22 +1379,35 @@ class Daemon:
         where = {"window": row["window"], "tenant": row["tenant"]}
         try:
             if tenant is None or notifier is None:
-                self._result(row, "failed", now, last_error=f"tenant {row['tenant']} or channel {channel} "
-                                                             "no longer configured")
+                self._result(
+                    row, "failed", now, last_error=f"tenant {row['tenant']} or channel {channel} no longer configured"
+                )
                 return
             if now - row["created_at"] >= cfg.notifiers.max_age:
                 # Sent this late it would be wrong, not merely slow ("starts in 1h", a day later).
-                self._result(row, "failed", now,
-                             last_error=f"not sent: older than notifiers.max_age ({cfg.notifiers.max_age})")
-                log.warning("notice %s to %s via %s expired unsent", row["kind"], row["tenant"], channel,
-                            extra={"action": "notice-failed", **where})
+                self._result(
+                    row, "failed", now, last_error=f"not sent: older than notifiers.max_age ({cfg.notifiers.max_age})"
+                )
+                log.warning(
+                    "notice %s to %s via %s expired unsent",
+                    row["kind"],
+                    row["tenant"],
+                    channel,
+                    extra={"action": "notice-failed", **where},
+                )
                 return
             notice = _notice_from_json(row["payload"])
             why = self._stale(row, notice, now, later)
             if why:
                 self._result(row, "superseded", now, last_error=why)
-                log.info("notice %s to %s via %s not sent: %s", row["kind"], row["tenant"], channel, why,
-                         extra={"action": "notice-superseded", **where})
+                log.info(
+                    "notice %s to %s via %s not sent: %s",
+                    row["kind"],
+                    row["tenant"],
+                    channel,
+                    why,
+                    extra={"action": "notice-superseded", **where},
+                )
                 return
             notice = self._with_link(notice)
         except StoreError as exc:
@@ -1141,28 +1424,48 @@ class Daemon:
         now = self.clock()
         self._result(row, "sent", now, sent_at=now, last_error=None)
         self.metrics.delivery_seconds.labels(channel).observe(max(0.0, (now - row["created_at"]).total_seconds()))
-        log.info("notice %s to %s via %s delivered", row["kind"], row["tenant"], channel,
-                 extra={"action": "notice-sent", **where})
+        log.info(
+            "notice %s to %s via %s delivered",
+            row["kind"],
+            row["tenant"],
+            channel,
+            extra={"action": "notice-sent", **where},
+        )
 
     def _delivery_failed(self, row: dict, exc: Any, attempts: int) -> None:
         cfg = self.config
         channel = row["channel"]
         where = {"window": row["window"], "tenant": row["tenant"]}
         now = self.clock()
-        if exc.permanent or give_up(attempts, row["created_at"], now, cfg.notifiers.max_attempts,
-                                    cfg.notifiers.max_age):
+        if exc.permanent or give_up(
+            attempts, row["created_at"], now, cfg.notifiers.max_attempts, cfg.notifiers.max_age
+        ):
             self._result(row, "failed", now, last_error=str(exc))
-            log.warning("notice %s to %s via %s failed for good after %d attempt%s: %s", row["kind"], row["tenant"],
-                        channel, attempts, "" if attempts == 1 else "s", exc,
-                        extra={"action": "notice-failed", **where})
+            log.warning(
+                "notice %s to %s via %s failed for good after %d attempt%s: %s",
+                row["kind"],
+                row["tenant"],
+                channel,
+                attempts,
+                "" if attempts == 1 else "s",
+                exc,
+                extra={"action": "notice-failed", **where},
+            )
             return
         nxt = next_attempt(attempts, now, base=cfg.notifiers.retry_base, jitter=self._rng.random())
         retry_after = (getattr(exc, "detail", None) or {}).get("retry_after")
         if isinstance(retry_after, int) and retry_after > 0:  # the receiver asked for a pause: honour it, within reason
             nxt = max(nxt, now + min(timedelta(seconds=retry_after), timedelta(hours=1)))
         self._result(row, "pending", now, next_attempt_at=nxt, last_error=str(exc))
-        log.info("notice %s to %s via %s will be retried at %s: %s", row["kind"], row["tenant"], channel,
-                 isoz(nxt), exc, extra={"action": "notice-retry", **where})
+        log.info(
+            "notice %s to %s via %s will be retried at %s: %s",
+            row["kind"],
+            row["tenant"],
+            channel,
+            isoz(nxt),
+            exc,
+            extra={"action": "notice-retry", **where},
+        )
 
     def _result(self, row: dict, status: str, now: datetime, **values: Any) -> None:
         """Queue one delivery's result. The writer records a batch in one transaction:
@@ -1181,8 +1484,9 @@ class Daemon:
         q = self.__dict__.get("_delivery_results")
         if q is None:
             with self.lock:
-                q = self.__dict__.setdefault("_delivery_results",
-                                             {"lock": threading.Lock(), "items": [], "wake": threading.Event()})
+                q = self.__dict__.setdefault(
+                    "_delivery_results", {"lock": threading.Lock(), "items": [], "wake": threading.Event()}
+                )
         return q
 
     def _write_results(self) -> int:
@@ -1203,9 +1507,14 @@ class Daemon:
         for row, values in batch:
             if row["id"] not in done:
                 # Superseded meanwhile (the window started) or re-claimed after our claim ran out.
-                log.info("notice %s to %s via %s: result %s not recorded, its row had moved on", row["kind"],
-                         row["tenant"], row["channel"], values["status"],
-                         extra={"action": "notice-result-stale", "window": row["window"], "tenant": row["tenant"]})
+                log.info(
+                    "notice %s to %s via %s: result %s not recorded, its row had moved on",
+                    row["kind"],
+                    row["tenant"],
+                    row["channel"],
+                    values["status"],
+                    extra={"action": "notice-result-stale", "window": row["window"], "tenant": row["tenant"]},
+                )
         return len(batch)
 
     def _writer_loop(self) -> None:
@@ -1245,15 +1554,20 @@ class Daemon:
         if self.dry_run and argv:
             self.store.finish_hook(key, ok=True, now=self.clock(), error="dry run: not executed")
             with self.store.transaction() as tx:
-                tx.journal("hook", at=self.clock(), window=r["window"], occurrence=r["occurrence"],
-                           message=f"dry run: on_{r['event']} hook {list(argv)} not executed",
-                           detail={"event": r["event"], "dry_run": True})
+                tx.journal(
+                    "hook",
+                    at=self.clock(),
+                    window=r["window"],
+                    occurrence=r["occurrence"],
+                    message=f"dry run: on_{r['event']} hook {list(argv)} not executed",
+                    detail={"event": r["event"], "dry_run": True},
+                )
             return
         if not argv:
             self.store.finish_hook(key, ok=True, now=self.clock(), error="no hook configured any more")
             return
         w = self._window(r["window"])
-        hooks_cfg = (self.config.hooks_for(w) if w and not w.manual else self.config.hooks)
+        hooks_cfg = self.config.hooks_for(w) if w and not w.manual else self.config.hooks
         ev = self.store.events().get((r["window"], r["occurrence"], "start")) or {}
         d = ev.get("detail") or {}
         tenants = d.get("tenants", [])
@@ -1262,13 +1576,26 @@ class Daemon:
         if r["event"] == "end":
             end_ev = self.store.events().get((r["window"], r["occurrence"], "end")) or {}
             end = _parse((end_ev.get("detail") or {}).get("end")) or end
-        message = self._message_for(w, Tenant(id="", name="", zone=self.config.provider.zone), start, end,
-                                    w.title if w else r["window"], r["window"])
-        env = hooks_mod.hook_env(event=r["event"], window=r["window"], occurrence=r["occurrence"], start=start,
-                                 end=end, tenants=tenants, message=message, base=self.env)
+        message = self._message_for(
+            w,
+            Tenant(id="", name="", zone=self.config.provider.zone),
+            start,
+            end,
+            w.title if w else r["window"],
+            r["window"],
+        )
+        env = hooks_mod.hook_env(
+            event=r["event"],
+            window=r["window"],
+            occurrence=r["occurrence"],
+            start=start,
+            end=end,
+            tenants=tenants,
+            message=message,
+            base=self.env,
+        )
         timeout = hooks_cfg.timeout.total_seconds() if hooks_cfg else 120.0
-        result = hooks_mod.run(argv, timeout=timeout, env=env,
-                               cwd=os.path.dirname(os.path.abspath(self.config_path)))
+        result = hooks_mod.run(argv, timeout=timeout, env=env, cwd=os.path.dirname(os.path.abspath(self.config_path)))
         now = self.clock()
         attempts = (r.get("attempts") or 0) + 1
         if result.ok:
@@ -1276,21 +1603,42 @@ class Daemon:
             self.metrics.hooks.labels(r["event"], "ok").inc()
             self._clear(f"hook:{r['window']}:{r['event']}")
         else:
-            nxt = next_attempt(attempts, now, base=timedelta(seconds=5), cap=timedelta(minutes=10),
-                               jitter=self._rng.random()) if attempts < HOOK_ATTEMPTS else None
-            self.store.finish_hook(key, ok=False, now=now, exit_code=result.exit_code, error=result.error,
-                                   next_at=nxt)
+            nxt = (
+                next_attempt(
+                    attempts, now, base=timedelta(seconds=5), cap=timedelta(minutes=10), jitter=self._rng.random()
+                )
+                if attempts < HOOK_ATTEMPTS
+                else None
+            )
+            self.store.finish_hook(key, ok=False, now=now, exit_code=result.exit_code, error=result.error, next_at=nxt)
             self.metrics.hooks.labels(r["event"], "retry" if nxt else "failed").inc()
-            self._fault(f"hook:{r['window']}:{r['event']}",
-                        f"{r['event']} hook of {r['window']} {result.error}"
-                        + (f"; retry at {isoz(nxt)}" if nxt else "; gave up"))
+            self._fault(
+                f"hook:{r['window']}:{r['event']}",
+                f"{r['event']} hook of {r['window']} {result.error}"
+                + (f"; retry at {isoz(nxt)}" if nxt else "; gave up"),
+            )
         with self.store.transaction() as tx:
-            tx.journal("hook", at=now, window=r["window"], occurrence=r["occurrence"],
-                       message=f"on_{r['event']} hook " + ("ok" if result.ok else f"failed: {result.error}"),
-                       detail={"event": r["event"], "ok": result.ok, "exit_code": result.exit_code,
-                               "attempt": attempts, "output": result.output[-500:]})
-        log.info("hook on_%s of %s: %s", r["event"], r["window"], "ok" if result.ok else result.error,
-                 extra={"action": "hook"})
+            tx.journal(
+                "hook",
+                at=now,
+                window=r["window"],
+                occurrence=r["occurrence"],
+                message=f"on_{r['event']} hook " + ("ok" if result.ok else f"failed: {result.error}"),
+                detail={
+                    "event": r["event"],
+                    "ok": result.ok,
+                    "exit_code": result.exit_code,
+                    "attempt": attempts,
+                    "output": result.output[-500:],
+                },
+            )
+        log.info(
+            "hook on_%s of %s: %s",
+            r["event"],
+            r["window"],
+            "ok" if result.ok else result.error,
+            extra={"action": "hook"},
+        )
 
     def _worker_loop(self) -> None:
         """The outbox worker: keeps every delivery slot busy while deliveries are due.
@@ -1344,16 +1692,25 @@ class Daemon:
         self.leadership.poll(now)
         self.metrics.leader.set(1 if self.leadership.leader else 0)
         try:
-            self.store.register_instance(self.instance_id, listen=self.listen, now=now,
-                                         leader=self.leadership.leader, since=self.leadership.since)
+            self.store.register_instance(
+                self.instance_id,
+                listen=self.listen,
+                now=now,
+                leader=self.leadership.leader,
+                since=self.leadership.since,
+            )
         except StoreError as exc:
             self._store_failed(exc)
         try:
             self.store.reset_running_hooks(now)
         except StoreError as exc:
             self._store_failed(exc)
-        self._journal("daemon-start", now, message=f"maintd started ({self.instance_id})"
-                      + (" in dry-run mode" if self.dry_run else ""), actor="daemon")
+        self._journal(
+            "daemon-start",
+            now,
+            message=f"maintd started ({self.instance_id})" + (" in dry-run mode" if self.dry_run else ""),
+            actor="daemon",
+        )
         self.scheduler.start()
         self.scheduler.add_job(self.tick, "interval", seconds=SAFETY_TICK, id="safety", kwargs={"reason": "safety"})
         if self.leadership.postgres:
@@ -1408,7 +1765,7 @@ class _Slots:
             self._used -= 1
 
 
-def _parse(text: Any) -> Optional[datetime]:
+def _parse(text: Any) -> datetime | None:
     if not text:
         return None
     if isinstance(text, datetime):
@@ -1416,28 +1773,55 @@ def _parse(text: Any) -> Optional[datetime]:
     return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
 
 
-def tenant_message(cfg: Config, window: Optional[Window], tenant: Tenant, start: datetime, end: datetime,
-                   title: str, window_id: str) -> str:
+def tenant_message(
+    cfg: Config, window: Window | None, tenant: Tenant, start: datetime, end: datetime, title: str, window_id: str
+) -> str:
     """The tenant-facing message of a window (or the provider's), placeholders filled in."""
     text = (window.message if window and window.message else None) or cfg.provider.message
-    return messages.render(text, provider=cfg.provider.name, title=title, start=start, end=end,
-                           window=window_id, tenant=tenant, zone=tenant.zone)
+    return messages.render(
+        text,
+        provider=cfg.provider.name,
+        title=title,
+        start=start,
+        end=end,
+        window=window_id,
+        tenant=tenant,
+        zone=tenant.zone,
+    )
 
 
-def compose_notice(cfg: Config, n: plan.NoticeAction, tenant: Tenant, *, window: Optional[Window] = None,
-                   link: Optional[str] = None, summary: Optional[dict] = None) -> Notice:
+def compose_notice(
+    cfg: Config,
+    n: plan.NoticeAction,
+    tenant: Tenant,
+    *,
+    window: Window | None = None,
+    link: str | None = None,
+    summary: dict | None = None,
+) -> Notice:
     """The Notice a planned action means for one tenant. Pure: the daemon and ``maintd
     preview`` build notices the same way, so a preview is what would be sent."""
     lead = n.lead if n.kind == "scheduled" else None
     seq_key = n.sequence if n.kind in ("rescheduled", "extended", "cancelled") else 0
     return Notice(
-        id=notice_id(n.window, n.occurrence, tenant.id, n.kind, lead, seq_key), kind=n.kind, window=n.window,
-        occurrence=n.occurrence, tenant=tenant.id, title=n.title, start=n.start, end=n.end,
+        id=notice_id(n.window, n.occurrence, tenant.id, n.kind, lead, seq_key),
+        kind=n.kind,
+        window=n.window,
+        occurrence=n.occurrence,
+        tenant=tenant.id,
+        title=n.title,
+        start=n.start,
+        end=n.end,
         message=tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window),
-        provider=cfg.provider.name, lead=lead, late=n.late,
-        uid=calendar_uid(n.window, n.occurrence, n.recurring), sequence=n.sequence,
-        previous_start=n.previous[0] if n.previous else None, previous_end=n.previous[1] if n.previous else None,
-        summary=summary if n.kind == "completed" else None, link=link,
+        provider=cfg.provider.name,
+        lead=lead,
+        late=n.late,
+        uid=calendar_uid(n.window, n.occurrence, n.recurring),
+        sequence=n.sequence,
+        previous_start=n.previous[0] if n.previous else None,
+        previous_end=n.previous[1] if n.previous else None,
+        summary=summary if n.kind == "completed" else None,
+        link=link,
     )
 
 
@@ -1447,31 +1831,72 @@ def notice_seq(n: Notice) -> int:
 
 def _notice_json(n: Notice) -> dict:
     return {
-        "id": n.id, "kind": n.kind, "window": n.window, "occurrence": isoz(n.occurrence), "tenant": n.tenant,
-        "title": n.title, "start": isoz(n.start), "end": isoz(n.end), "message": n.message,
-        "provider": n.provider, "lead": n.lead, "late": n.late, "uid": n.uid, "sequence": n.sequence,
-        "previous_start": isoz(n.previous_start), "previous_end": isoz(n.previous_end),
-        "summary": dict(n.summary) if n.summary else None, "link": n.link,
+        "id": n.id,
+        "kind": n.kind,
+        "window": n.window,
+        "occurrence": isoz(n.occurrence),
+        "tenant": n.tenant,
+        "title": n.title,
+        "start": isoz(n.start),
+        "end": isoz(n.end),
+        "message": n.message,
+        "provider": n.provider,
+        "lead": n.lead,
+        "late": n.late,
+        "uid": n.uid,
+        "sequence": n.sequence,
+        "previous_start": isoz(n.previous_start),
+        "previous_end": isoz(n.previous_end),
+        "summary": dict(n.summary) if n.summary else None,
+        "link": n.link,
     }
 
 
 def _notice_from_json(d: dict) -> Notice:
     return Notice(
-        id=d["id"], kind=d["kind"], window=d["window"], occurrence=_parse(d["occurrence"]), tenant=d["tenant"],
-        title=d["title"], start=_parse(d["start"]), end=_parse(d["end"]), message=d["message"],
-        provider=d["provider"], lead=d.get("lead"), late=bool(d.get("late")), uid=d.get("uid", ""),
-        sequence=int(d.get("sequence") or 0), previous_start=_parse(d.get("previous_start")),
-        previous_end=_parse(d.get("previous_end")), summary=d.get("summary"), link=d.get("link"),
+        id=d["id"],
+        kind=d["kind"],
+        window=d["window"],
+        occurrence=_parse(d["occurrence"]),
+        tenant=d["tenant"],
+        title=d["title"],
+        start=_parse(d["start"]),
+        end=_parse(d["end"]),
+        message=d["message"],
+        provider=d["provider"],
+        lead=d.get("lead"),
+        late=bool(d.get("late")),
+        uid=d.get("uid", ""),
+        sequence=int(d.get("sequence") or 0),
+        previous_start=_parse(d.get("previous_start")),
+        previous_end=_parse(d.get("previous_end")),
+        summary=d.get("summary"),
+        link=d.get("link"),
     )
 
 
 def _lease_json(lease: dict, now: datetime) -> dict:
     overrun = bool(lease.get("drain") and lease.get("deadline") and lease["deadline"] < now)
-    return {"id": lease["id"], "tenant": lease["tenant"], "kind": lease["kind"], "resource": lease["resource"],
-            "admitted_at": isoz(lease["admitted_at"]), "heartbeat_at": isoz(lease["heartbeat_at"]),
-            "drain": bool(lease["drain"]), "deadline": isoz(lease["deadline"]), "overrun": overrun}
+    return {
+        "id": lease["id"],
+        "tenant": lease["tenant"],
+        "kind": lease["kind"],
+        "resource": lease["resource"],
+        "admitted_at": isoz(lease["admitted_at"]),
+        "heartbeat_at": isoz(lease["heartbeat_at"]),
+        "drain": bool(lease["drain"]),
+        "deadline": isoz(lease["deadline"]),
+        "overrun": overrun,
+    }
 
 
 def _hook_json(r: dict) -> dict:
-    return {"window": r["window"], "occurrence": isoz(r["occurrence"]), "event": r["event"], "status": r["status"],
-            "attempts": r["attempts"], "error": r["last_error"], "next_attempt_at": isoz(r["next_attempt_at"])}
+    return {
+        "window": r["window"],
+        "occurrence": isoz(r["occurrence"]),
+        "event": r["event"],
+        "status": r["status"],
+        "attempts": r["attempts"],
+        "error": r["last_error"],
+        "next_attempt_at": isoz(r["next_attempt_at"]),
+    }

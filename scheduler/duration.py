@@ -1,4 +1,5 @@
 """Durations as written in windows.yaml: ``30s``, ``10m``, ``4h``, ``7d``, ``1h30m``."""
+
 from __future__ import annotations
 
 import re

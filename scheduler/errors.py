@@ -2,6 +2,7 @@
 
 Nothing here imports anything else of ours (DESIGN.md layer rule).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

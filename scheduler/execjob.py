@@ -12,6 +12,7 @@ When the daemon cannot be reached (or fails with a 5xx) ``--if-unreachable`` dec
 backups) runs CMD with a warning, ``deny`` exits 75. A 4xx refusal (unknown tenant, a
 bad request) is an error: exit 1 with the daemon's message.
 """
+
 from __future__ import annotations
 
 import os
@@ -20,8 +21,8 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
-from typing import Any, Optional
+from datetime import UTC, datetime
+from typing import Any
 
 from .errors import MaintdError, RefusedError
 
@@ -35,14 +36,22 @@ def _warn(msg: str) -> None:
     print(f"maintd exec: {msg}", file=sys.stderr, flush=True)
 
 
-def run_gated(client: Any, *, tenant: str, kind: str, resource: Optional[str], expected_duration: Optional[str],
-              if_unreachable: str, cmd: list[str]) -> int:
+def run_gated(
+    client: Any,
+    *,
+    tenant: str,
+    kind: str,
+    resource: str | None,
+    expected_duration: str | None,
+    if_unreachable: str,
+    cmd: list[str],
+) -> int:
     body: dict[str, Any] = {"tenant": tenant, "kind": kind}
     if resource:
         body["resource"] = resource
     if expected_duration:
         body["expected_duration"] = expected_duration
-    lease: Optional[str] = None
+    lease: str | None = None
     interval = 10.0
     try:
         status, out = client.call("POST", "/v1/admissions", json_body=body, ok_statuses=(423,), timeout=10)
@@ -81,8 +90,9 @@ def run_gated(client: Any, *, tenant: str, kind: str, resource: Optional[str], e
     done = threading.Event()
     beat = None
     if lease:
-        beat = threading.Thread(target=_heartbeat, args=(client, lease, interval, proc, done), daemon=True,
-                                name="heartbeat")
+        beat = threading.Thread(
+            target=_heartbeat, args=(client, lease, interval, proc, done), daemon=True, name="heartbeat"
+        )
         beat.start()
     code = proc.wait()
     done.set()
@@ -99,7 +109,7 @@ def _signal_group(proc: subprocess.Popen, signum: int) -> None:
         pass
 
 
-def _release(client: Any, lease: Optional[str]) -> None:
+def _release(client: Any, lease: str | None) -> None:
     if not lease:
         return
     try:
@@ -116,7 +126,7 @@ def _heartbeat(client: Any, lease: str, interval: float, proc: subprocess.Popen,
     can only see while it hears from it. SIGKILL is timed by this process's own clock, so
     it happens at the deadline even when the daemon is down by then.
     """
-    kill_at: Optional[float] = None  # time.monotonic() of the SIGKILL, once a stop drain is ordered
+    kill_at: float | None = None  # time.monotonic() of the SIGKILL, once a stop drain is ordered
     drained = False
     failing = False
     lost = False
@@ -162,11 +172,11 @@ def _heartbeat(client: Any, lease: str, interval: float, proc: subprocess.Popen,
         _signal_group(proc, signal.SIGTERM)
 
 
-def _parse(text: Any) -> Optional[datetime]:
+def _parse(text: Any) -> datetime | None:
     if not text:
         return None
     try:
         ts = datetime.fromisoformat(str(text).replace("Z", "+00:00"))
     except ValueError:
         return None
-    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)

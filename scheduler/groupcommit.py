@@ -14,12 +14,14 @@ thread pool, and a batch is one wake-up of the loop, not one per request).
 
 Only threading and asyncio here; the caller's ``run`` knows the store.
 """
+
 from __future__ import annotations
 
 import asyncio
 import logging
 import threading
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 log = logging.getLogger("maintd")
 
@@ -27,13 +29,14 @@ log = logging.getLogger("maintd")
 class _Ticket:
     __slots__ = ("op", "result", "error", "wake", "loop", "future")
 
-    def __init__(self, op: Any, loop: Optional[asyncio.AbstractEventLoop] = None,
-                 future: Optional[asyncio.Future] = None) -> None:
+    def __init__(
+        self, op: Any, loop: asyncio.AbstractEventLoop | None = None, future: asyncio.Future | None = None
+    ) -> None:
         self.op = op
         self.result: Any = None
-        self.error: Optional[BaseException] = None
+        self.error: BaseException | None = None
         self.loop, self.future = loop, future
-        self.wake: Optional[threading.Lock] = None
+        self.wake: threading.Lock | None = None
         if future is None:
             self.wake = threading.Lock()
             self.wake.acquire()  # released by the writer once the op is committed (or failed)
@@ -43,14 +46,15 @@ class GroupCommit:
     """``run(ops)`` performs a batch in one transaction and returns one result per op; if
     it raises, each op of the batch is run alone, so one bad op fails only itself."""
 
-    def __init__(self, run: Callable[[Sequence[Any]], Sequence[Any]], *, max_batch: int = 512,
-                 name: str = "group-commit") -> None:
+    def __init__(
+        self, run: Callable[[Sequence[Any]], Sequence[Any]], *, max_batch: int = 512, name: str = "group-commit"
+    ) -> None:
         self._run = run
         self._max = max_batch
         self._name = name
         self._cond = threading.Condition(threading.Lock())
         self._pending: list[_Ticket] = []
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self._gathering: dict[asyncio.AbstractEventLoop, list[_Ticket]] = {}  # touched by each loop's thread only
 
     def submit(self, op: Any) -> Any:
@@ -93,7 +97,7 @@ class GroupCommit:
             with self._cond:
                 while not self._pending:
                     self._cond.wait()
-                batch, self._pending = self._pending[:self._max], self._pending[self._max:]
+                batch, self._pending = self._pending[: self._max], self._pending[self._max :]
             try:
                 self._write(batch)
             except BaseException as exc:  # noqa: BLE001 - the writer must outlive anything

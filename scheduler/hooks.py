@@ -3,14 +3,15 @@
 Used by the daemon only. A hook runs in its own process group so that a timeout kills
 whatever it started too (``pwsh`` spawning children, say).
 """
+
 from __future__ import annotations
 
 import os
 import signal
 import subprocess
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Iterable, Mapping, Optional
 
 from .model import isoz
 
@@ -20,37 +21,54 @@ OUTPUT_TAIL = 2000  # characters of a failed command's output kept for status an
 @dataclass(frozen=True)
 class Result:
     ok: bool
-    exit_code: Optional[int] = None
-    error: Optional[str] = None
+    exit_code: int | None = None
+    error: str | None = None
     output: str = ""
 
 
-def hook_env(*, event: str, window: str, occurrence: datetime, start: datetime, end: datetime,
-             tenants: Iterable[str], message: str, base: Mapping[str, str] | None = None) -> dict[str, str]:
+def hook_env(
+    *,
+    event: str,
+    window: str,
+    occurrence: datetime,
+    start: datetime,
+    end: datetime,
+    tenants: Iterable[str],
+    message: str,
+    base: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     """The environment SPEC section 5 promises a hook."""
     env = dict(os.environ if base is None else base)
     # A hook is the provider's script, not a client of the API: it gets no credentials.
     for secret in ("MAINTD_TOKEN",):
         env.pop(secret, None)
-    env.update({
-        "MAINTD_EVENT": event,
-        "MAINTD_WINDOW": window,
-        "MAINTD_OCCURRENCE": isoz(occurrence) or "",
-        "MAINTD_START": isoz(start) or "",
-        "MAINTD_END": isoz(end) or "",
-        "MAINTD_TENANTS": ",".join(sorted(tenants)),
-        "MAINTD_MESSAGE": message,
-    })
+    env.update(
+        {
+            "MAINTD_EVENT": event,
+            "MAINTD_WINDOW": window,
+            "MAINTD_OCCURRENCE": isoz(occurrence) or "",
+            "MAINTD_START": isoz(start) or "",
+            "MAINTD_END": isoz(end) or "",
+            "MAINTD_TENANTS": ",".join(sorted(tenants)),
+            "MAINTD_MESSAGE": message,
+        }
+    )
     return env
 
 
-def run(argv: Iterable[str], *, timeout: float, env: Mapping[str, str] | None = None,
-        cwd: str | None = None) -> Result:
+def run(argv: Iterable[str], *, timeout: float, env: Mapping[str, str] | None = None, cwd: str | None = None) -> Result:
     """Run ``argv`` to completion or ``timeout`` seconds; never raises for a failing command."""
     argv = list(argv)
     try:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                env=dict(env) if env is not None else None, cwd=cwd, start_new_session=True)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=dict(env) if env is not None else None,
+            cwd=cwd,
+            start_new_session=True,
+        )
     except (OSError, ValueError) as exc:
         return Result(ok=False, error=f"cannot run {argv[0]!r}: {getattr(exc, 'strerror', None) or exc}")
     try:
@@ -64,8 +82,12 @@ def run(argv: Iterable[str], *, timeout: float, env: Mapping[str, str] | None = 
     if proc.returncode == 0:
         return Result(ok=True, exit_code=0, output=tail)
     last = tail.strip().splitlines()[-1] if tail.strip() else ""
-    return Result(ok=False, exit_code=proc.returncode,
-                  error=f"exited with {proc.returncode}" + (f": {last[:200]}" if last else ""), output=tail)
+    return Result(
+        ok=False,
+        exit_code=proc.returncode,
+        error=f"exited with {proc.returncode}" + (f": {last[:200]}" if last else ""),
+        output=tail,
+    )
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

@@ -9,12 +9,12 @@
   poll; everything a leader writes is idempotent by key anyway (events, outbox, hook runs),
   so an overlap could not double work.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 from datetime import datetime
-from typing import Optional
 
 import sqlalchemy as sa
 
@@ -29,11 +29,11 @@ class Leadership:
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
         self.postgres = engine.dialect.name == "postgresql"
-        self._conn: Optional[sa.Connection] = None
+        self._conn: sa.Connection | None = None
         self._lock = threading.Lock()
         self.leader = not self.postgres
-        self.since: Optional[datetime] = None
-        self.error: Optional[str] = None
+        self.since: datetime | None = None
+        self.error: str | None = None
 
     def poll(self, now: datetime) -> bool:
         with self._lock:
@@ -48,9 +48,13 @@ class Leadership:
                     self._conn.execution_options(isolation_level="AUTOCOMMIT")
                 if self.leader:
                     # Still holding it? The lock is ours only while this session lives.
-                    held = self._conn.execute(sa.text(
-                        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k "
-                        "AND pid = pg_backend_pid() AND granted"), {"k": LOCK_KEY}).scalar()
+                    held = self._conn.execute(
+                        sa.text(
+                            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objid = :k "
+                            "AND pid = pg_backend_pid() AND granted"
+                        ),
+                        {"k": LOCK_KEY},
+                    ).scalar()
                     if not held:
                         self._step_down("lost the advisory lock")
                 else:

@@ -5,6 +5,7 @@ on every message at load, so :func:`render` only ever sees checked templates in
 practice; it still never raises, because it runs on the gate's deny path and a
 refused job must get *some* answer at 2 a.m.
 """
+
 from __future__ import annotations
 
 import re
@@ -87,8 +88,10 @@ def _format_local(ts: datetime, zone: ZoneInfo) -> str:
     if ts.tzinfo is None or ts.utcoffset() is None:
         raise ValueError(f"format_local needs an aware datetime, got {ts!r}")
     local = ts.astimezone(zone)
-    return (f"{_WEEKDAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year} "
-            f"{local.hour:02d}:{local.minute:02d} {local.tzname()}")
+    return (
+        f"{_WEEKDAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year} "
+        f"{local.hour:02d}:{local.minute:02d} {local.tzname()}"
+    )
 
 
 def format_local(ts: datetime, zone: ZoneInfo) -> str:
@@ -100,8 +103,17 @@ def format_local(ts: datetime, zone: ZoneInfo) -> str:
     return _format_local(ts, zone)
 
 
-def render(text: str, *, provider: str, title: str, start: datetime, end: datetime, window: str,
-           tenant: Tenant | None, zone: ZoneInfo) -> str:
+def render(
+    text: str,
+    *,
+    provider: str,
+    title: str,
+    start: datetime,
+    end: datetime,
+    window: str,
+    tenant: Tenant | None,
+    zone: ZoneInfo,
+) -> str:
     """Fill the placeholders of ``text``; ``{start}``/``{end}`` are shown in ``zone``.
 
     ``{tenant}`` is the tenant's name, or its id when it has no name, or "" when there
@@ -117,7 +129,13 @@ def render(text: str, *, provider: str, title: str, start: datetime, end: dateti
     else:
         who = tenant.name or tenant.id
     try:
-        return text.format(provider=provider, title=title, start=format_local(start, zone),
-                           end=format_local(end, zone), window=window, tenant=who)
+        return text.format(
+            provider=provider,
+            title=title,
+            start=format_local(start, zone),
+            end=format_local(end, zone),
+            window=window,
+            tenant=who,
+        )
     except (ValueError, KeyError, IndexError, AttributeError, TypeError):
         return text

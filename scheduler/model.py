@@ -3,16 +3,17 @@
 All instants are timezone-aware UTC datetimes unless a name says ``local``.
 Intervals are half-open: ``[start, end)``.
 """
+
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
-from typing import Mapping, Optional
 from zoneinfo import ZoneInfo
 
-UTC = timezone.utc
+UTC = UTC
 
 NOTICE_KINDS = ("scheduled", "started", "extended", "completed", "rescheduled", "cancelled")
 
@@ -43,7 +44,7 @@ class Tenant:
     zone: ZoneInfo
     labels: Mapping[str, str] = field(default_factory=dict)
     email: tuple[str, ...] = ()
-    webhook: Optional[Webhook] = None
+    webhook: Webhook | None = None
     line: int = 0  # where it is declared, for messages
 
     def __hash__(self) -> int:
@@ -53,10 +54,10 @@ class Tenant:
 @dataclass(frozen=True, kw_only=True)
 class Rule:
     effect: str  # "allow" | "deny"
-    kinds: Optional[frozenset[str]] = None  # None: any kind
-    resources: Optional[frozenset[str]] = None  # None: any resource
+    kinds: frozenset[str] | None = None  # None: any kind
+    resources: frozenset[str] | None = None  # None: any resource
     labels: Mapping[str, str] = field(default_factory=dict)  # tenant labels that must all match
-    message: Optional[str] = None  # tenant-facing text for a deny (placeholders allowed)
+    message: str | None = None  # tenant-facing text for a deny (placeholders allowed)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,15 +79,15 @@ class Drain:
 
 @dataclass(frozen=True, kw_only=True)
 class Hooks:
-    on_start: Optional[tuple[str, ...]] = None
-    on_end: Optional[tuple[str, ...]] = None
+    on_start: tuple[str, ...] | None = None
+    on_end: tuple[str, ...] | None = None
     timeout: timedelta = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, kw_only=True)
 class EndCheck:
-    run: Optional[tuple[str, ...]] = None
-    url: Optional[str] = None
+    run: tuple[str, ...] | None = None
+    url: str | None = None
     every: timedelta = timedelta(minutes=10)
     max: timedelta = timedelta(hours=2)
 
@@ -99,20 +100,20 @@ class Window:
     title: str
     zone: ZoneInfo
     tenants: frozenset[str]  # resolved at load from all | [ids] | {labels: ...}
-    start: Optional[datetime] = None  # one-off: UTC instant (local times resolved at load)
-    end: Optional[datetime] = None  # one-off with explicit end
-    duration: Optional[timedelta] = None  # recurring always; one-off when given
-    cron: Optional[str] = None
-    resources: Optional[frozenset[str]] = None
+    start: datetime | None = None  # one-off: UTC instant (local times resolved at load)
+    end: datetime | None = None  # one-off with explicit end
+    duration: timedelta | None = None  # recurring always; one-off when given
+    cron: str | None = None
+    resources: frozenset[str] | None = None
     notify: tuple[timedelta, ...] = ()  # lead times, longest first
     lead_labels: Mapping[timedelta, str] = field(default_factory=dict)  # as written: "24h" stays "24h"
-    policy: Optional[str] = None
+    policy: str | None = None
     drain: Drain = field(default_factory=Drain)
-    message: Optional[str] = None
+    message: str | None = None
     cancelled: bool = False
-    hooks: Optional[Hooks] = None
+    hooks: Hooks | None = None
     skip: frozenset[date] = frozenset()
-    end_check: Optional[EndCheck] = None
+    end_check: EndCheck | None = None
     manual: bool = False  # created by `maintd enter`, not declared in windows.yaml
     line: int = 0
 
@@ -128,8 +129,13 @@ class Window:
         label = self.lead_labels.get(lead)
         if label is None:
             seconds = int(lead.total_seconds())
-            label = f"{seconds // 3600}h" if seconds % 3600 == 0 else f"{seconds // 60}m" if seconds % 60 == 0 \
+            label = (
+                f"{seconds // 3600}h"
+                if seconds % 3600 == 0
+                else f"{seconds // 60}m"
+                if seconds % 60 == 0
                 else f"{seconds}s"
+            )
         return label
 
 
@@ -159,7 +165,7 @@ class Provider:
     name: str
     zone: ZoneInfo
     message: str = "{provider} is under scheduled maintenance until {end}."
-    policy: Optional[str] = None
+    policy: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -168,8 +174,8 @@ class EmailSettings:
     port: int = 25
     starttls: bool = False
     ssl: bool = False
-    username: Optional[str] = None
-    password: Optional[str] = None
+    username: str | None = None
+    password: str | None = None
     sender: str = "maintd <maintd@localhost>"
     timeout: timedelta = timedelta(seconds=10)
 
@@ -181,9 +187,9 @@ class WebhookSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class Notifiers:
-    email: Optional[EmailSettings] = None
+    email: EmailSettings | None = None
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
-    templates: Optional[str] = None  # a provider's own template directory (absolute)
+    templates: str | None = None  # a provider's own template directory (absolute)
     max_attempts: int = 8
     max_age: timedelta = timedelta(hours=24)
     retry_base: timedelta = timedelta(seconds=30)  # first retry delay; doubles per attempt, up to 1h
@@ -193,8 +199,8 @@ class Notifiers:
 class DaemonSettings:
     listen: str = "127.0.0.1:8787"
     database: str = "maintd.db"  # resolved: absolute SQLite path or a SQLAlchemy URL
-    token_file: Optional[str] = None
-    public_url: Optional[str] = None
+    token_file: str | None = None
+    public_url: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -206,10 +212,10 @@ class Config:
     policies: Mapping[str, Policy]
     notifiers: Notifiers = field(default_factory=Notifiers)
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
-    hooks: Optional[Hooks] = None
+    hooks: Hooks | None = None
     warnings: tuple[str, ...] = ()
 
-    def window(self, window_id: str) -> Optional[Window]:
+    def window(self, window_id: str) -> Window | None:
         for w in self.windows:
             if w.id == window_id:
                 return w
@@ -221,12 +227,11 @@ class Config:
             return DENY_ALL
         return self.policies[name]
 
-    def hooks_for(self, window: Window) -> Optional[Hooks]:
+    def hooks_for(self, window: Window) -> Hooks | None:
         return window.hooks if window.hooks is not None else self.hooks
 
 
-def notice_id(window: str, occurrence: datetime, tenant: str, kind: str, lead: str | None = None,
-              seq: int = 0) -> str:
+def notice_id(window: str, occurrence: datetime, tenant: str, kind: str, lead: str | None = None, seq: int = 0) -> str:
     """Deterministic notice id: the same on every retry and on every instance."""
     raw = f"{window}|{isoz(occurrence)}|{tenant}|{kind}|{lead or ''}|{seq}"
     return "ntc_" + hashlib.sha256(raw.encode()).hexdigest()[:24]
@@ -254,14 +259,14 @@ class Notice:
     end: datetime
     message: str  # tenant-facing, placeholders already filled in
     provider: str
-    lead: Optional[str] = None  # "24h" for scheduled notices
+    lead: str | None = None  # "24h" for scheduled notices
     late: bool = False
     uid: str = ""
     sequence: int = 0
-    previous_start: Optional[datetime] = None  # for rescheduled
-    previous_end: Optional[datetime] = None
-    summary: Optional[Mapping] = None  # for completed: jobs refused/drained, actual times
-    link: Optional[str] = None  # tenant page when daemon.public_url is set
+    previous_start: datetime | None = None  # for rescheduled
+    previous_end: datetime | None = None
+    summary: Mapping | None = None  # for completed: jobs refused/drained, actual times
+    link: str | None = None  # tenant page when daemon.public_url is set
 
     def payload(self) -> dict:
         """The webhook JSON body of SPEC section 4."""
@@ -290,8 +295,8 @@ class Notice:
 @dataclass(frozen=True, kw_only=True)
 class Decision:
     admitted: bool
-    reason: Optional[str] = None  # "maintenance" | "would-overlap"
-    message: Optional[str] = None
-    retry_after: Optional[datetime] = None  # when to ask again (end of the merged period)
-    window: Optional[str] = None
-    occurrence: Optional[datetime] = None
+    reason: str | None = None  # "maintenance" | "would-overlap"
+    message: str | None = None
+    retry_after: datetime | None = None  # when to ask again (end of the merged period)
+    window: str | None = None
+    occurrence: datetime | None = None

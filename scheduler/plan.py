@@ -13,14 +13,15 @@ Intervals are half-open ``[start, end)``. A tenant's *maintenance period* is the
 of the occurrences that affect it, where overlapping **or touching** occurrences merge:
 the tenant is not released in between.
 """
+
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Iterable, Iterator, Mapping, NamedTuple, Optional
+from typing import NamedTuple
 
 from . import recurrence
 from .model import UTC, Config, Occurrence, Window, isoz
@@ -49,7 +50,7 @@ class Announcement:
     sequence: int
     tenants: frozenset[str]
     status: str = "scheduled"  # "scheduled" | "cancelled"
-    occurrence: Optional[datetime] = None  # the occurrence key last announced
+    occurrence: datetime | None = None  # the occurrence key last announced
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +69,7 @@ class OpenOccurrence:
 class Journal:
     """The part of the store that planning depends on (a snapshot, read once per tick)."""
 
-    last_tick: Optional[datetime] = None
+    last_tick: datetime | None = None
     events: frozenset = frozenset()  # {(window, key, "start"|"end")}
     open: Mapping[tuple[str, datetime], OpenOccurrence] = field(default_factory=dict)
     overrides: Mapping[tuple[str, datetime], datetime] = field(default_factory=dict)  # new effective end
@@ -99,8 +100,8 @@ class Transition:
     tenants: frozenset[str]  # everyone the occurrence affects
     period_tenants: frozenset[str]  # those whose maintenance period it opens / closes
     reason: str = "scheduled"  # "scheduled" | "removed" | "cancelled"
-    start: Optional[datetime] = None
-    end: Optional[datetime] = None
+    start: datetime | None = None
+    end: datetime | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,10 +113,10 @@ class NoticeAction:
     start: datetime
     end: datetime
     title: str
-    lead: Optional[str] = None
+    lead: str | None = None
     late: bool = False
     sequence: int = 0
-    previous: Optional[tuple[datetime, datetime]] = None
+    previous: tuple[datetime, datetime] | None = None
     recurring: bool = False
 
 
@@ -134,12 +135,12 @@ class Evaluation:
     transitions: tuple[Transition, ...]
     notices: tuple[NoticeAction, ...]
     announces: tuple[Announce, ...]
-    next_wakeup: Optional[datetime]
+    next_wakeup: datetime | None
 
     def active_for(self, tenant: str) -> list[Active]:
         return [a for a in self.active if tenant in a.window.tenants]
 
-    def period_end(self, tenant: str, at: Optional[datetime] = None) -> Optional[datetime]:
+    def period_end(self, tenant: str, at: datetime | None = None) -> datetime | None:
         """End of the tenant's merged maintenance period containing ``at`` (default now)."""
         return period_end(list(self.active) + list(self.upcoming), tenant, at or self.now)
 
@@ -173,16 +174,19 @@ def occurrences(window: Window, frm: datetime, to: datetime) -> list[Occurrence]
     return [seen[k] for k in sorted(seen)]
 
 
-def effective(config: Config, journal: Journal, frm: datetime, to: datetime,
-              *, include_cancelled: bool = False) -> list[Active]:
+def effective(
+    config: Config, journal: Journal, frm: datetime, to: datetime, *, include_cancelled: bool = False
+) -> list[Active]:
     """Occurrences of every window (declared and manual) intersecting ``[frm, to)``, with
     journal overrides applied to their ends; sorted by (start, window id)."""
-    return _effective(list(config.windows) + list(journal.manual), journal, frm, to,
-                      include_cancelled=include_cancelled)
+    return _effective(
+        list(config.windows) + list(journal.manual), journal, frm, to, include_cancelled=include_cancelled
+    )
 
 
-def _effective(windows: Iterable[Window], journal: Journal, frm: datetime, to: datetime,
-               *, include_cancelled: bool = False) -> list[Active]:
+def _effective(
+    windows: Iterable[Window], journal: Journal, frm: datetime, to: datetime, *, include_cancelled: bool = False
+) -> list[Active]:
     out: list[Active] = []
     for w in windows:
         if w.cancelled and not include_cancelled:
@@ -199,10 +203,10 @@ def _effective(windows: Iterable[Window], journal: Journal, frm: datetime, to: d
     return out
 
 
-def period_end(items: list[Active], tenant: str, at: datetime) -> Optional[datetime]:
+def period_end(items: list[Active], tenant: str, at: datetime) -> datetime | None:
     """End of the tenant's merged (overlapping or touching) period containing ``at``."""
     mine = sorted((a.occ for a in items if tenant in a.window.tenants), key=lambda o: o.start)
-    end: Optional[datetime] = None
+    end: datetime | None = None
     for o in mine:
         if end is None:
             if o.start <= at < o.end:
@@ -249,9 +253,16 @@ def evaluate(config: Config, journal: Journal, now: datetime) -> Evaluation:
     # leads shrink): beyond the horizon it would otherwise look removed and be cancelled
     # instead of rescheduled.
     planned = {a.window.id for a in items}
-    far = [w for w in config.windows
-           if not w.recurring and not w.cancelled and w.id not in planned and w.end is not None
-           and w.end > horizon and (w.id, EPOCH) in journal.announced]
+    far = [
+        w
+        for w in config.windows
+        if not w.recurring
+        and not w.cancelled
+        and w.id not in planned
+        and w.end is not None
+        and w.end > horizon
+        and (w.id, EPOCH) in journal.announced
+    ]
     if far:
         items += _effective(far, journal, horizon, max(w.end for w in far) + timedelta(seconds=1))
         items.sort(key=lambda a: (a.occ.start, a.window.id))
@@ -263,23 +274,37 @@ def evaluate(config: Config, journal: Journal, now: datetime) -> Evaluation:
     active = tuple(a for a in items if now in a.occ)
     upcoming = tuple(a for a in items if a.occ.start > now)
 
-    def told(a: Active) -> Optional[Announcement]:
+    def told(a: Active) -> Announcement | None:
         k = (a.window.id, anchor(a.window, a.occ))
         return announces.get(k) or journal.announced.get(k)
 
-    def remember(a: Active, *, tenants: frozenset[str], sequence: Optional[int] = None,
-                 status: str = "scheduled") -> None:
+    def remember(a: Active, *, tenants: frozenset[str], sequence: int | None = None, status: str = "scheduled") -> None:
         prev = told(a)
         announces[(a.window.id, anchor(a.window, a.occ))] = Announcement(
-            start=a.occ.start, end=a.occ.end, title=a.window.title,
+            start=a.occ.start,
+            end=a.occ.end,
+            title=a.window.title,
             sequence=sequence if sequence is not None else (prev.sequence if prev else 0),
-            tenants=(prev.tenants if prev else frozenset()) | tenants, status=status, occurrence=a.occ.key)
+            tenants=(prev.tenants if prev else frozenset()) | tenants,
+            status=status,
+            occurrence=a.occ.key,
+        )
 
     def notice(kind: str, a: Active, tenants: frozenset[str], **kw) -> None:
         if tenants:
-            notices.append(NoticeAction(kind=kind, window=a.window.id, occurrence=a.occ.key, tenants=tenants,
-                                        start=a.occ.start, end=a.occ.end, title=a.window.title,
-                                        recurring=a.window.recurring, **kw))
+            notices.append(
+                NoticeAction(
+                    kind=kind,
+                    window=a.window.id,
+                    occurrence=a.occ.key,
+                    tenants=tenants,
+                    start=a.occ.start,
+                    end=a.occ.end,
+                    title=a.window.title,
+                    recurring=a.window.recurring,
+                    **kw,
+                )
+            )
 
     # Transitions: starts and ends at or before now that the journal does not have.
     for a in items:
@@ -288,9 +313,19 @@ def evaluate(config: Config, journal: Journal, now: datetime) -> Evaluation:
         if not started and floor <= o.start <= now or (not started and o.start <= now < o.end):
             opened = w.tenants - _covered(items, a, o.start, opening=True)
             ends_too = o.end <= now
-            transitions.append(Transition(event="start", window=w.id, occurrence=o.key, at=o.start,
-                                          late=now - o.start > LATE_SLACK, tenants=w.tenants,
-                                          period_tenants=opened, start=o.start, end=o.end))
+            transitions.append(
+                Transition(
+                    event="start",
+                    window=w.id,
+                    occurrence=o.key,
+                    at=o.start,
+                    late=now - o.start > LATE_SLACK,
+                    tenants=w.tenants,
+                    period_tenants=opened,
+                    start=o.start,
+                    end=o.end,
+                )
+            )
             if not ends_too:  # a window missed entirely gets only its `completed`
                 prev = told(a)
                 seq = prev.sequence if prev else 0
@@ -299,9 +334,19 @@ def evaluate(config: Config, journal: Journal, now: datetime) -> Evaluation:
             started = True
         if started and o.end <= now and (w.id, o.key, "end") not in journal.events:
             closed = w.tenants - _covered(items, a, o.end, opening=False)
-            transitions.append(Transition(event="end", window=w.id, occurrence=o.key, at=o.end,
-                                          late=now - o.end > LATE_SLACK, tenants=w.tenants,
-                                          period_tenants=closed, start=o.start, end=o.end))
+            transitions.append(
+                Transition(
+                    event="end",
+                    window=w.id,
+                    occurrence=o.key,
+                    at=o.end,
+                    late=now - o.end > LATE_SLACK,
+                    tenants=w.tenants,
+                    period_tenants=closed,
+                    start=o.start,
+                    end=o.end,
+                )
+            )
             prev = told(a)
             notice("completed", a, closed, late=now - o.end > LATE_SLACK, sequence=prev.sequence if prev else 0)
             remember(a, tenants=closed)
@@ -318,11 +363,31 @@ def evaluate(config: Config, journal: Journal, now: datetime) -> Evaluation:
             continue  # the clock went back before its start: it is simply not active now
         others = [x for x in items if x.occ.start <= now < x.occ.end]
         still = frozenset().union(*(x.window.tenants for x in others)) if others else frozenset()
-        transitions.append(Transition(event="end", window=wid, occurrence=key, at=now, late=False,
-                                      tenants=op.tenants, period_tenants=op.tenants - still,
-                                      reason="removed", start=op.start, end=now))
-        notices.append(NoticeAction(kind="completed", window=wid, occurrence=key, tenants=op.tenants - still,
-                                    start=op.start, end=now, title=op.title or wid))
+        transitions.append(
+            Transition(
+                event="end",
+                window=wid,
+                occurrence=key,
+                at=now,
+                late=False,
+                tenants=op.tenants,
+                period_tenants=op.tenants - still,
+                reason="removed",
+                start=op.start,
+                end=now,
+            )
+        )
+        notices.append(
+            NoticeAction(
+                kind="completed",
+                window=wid,
+                occurrence=key,
+                tenants=op.tenants - still,
+                start=op.start,
+                end=now,
+                title=op.title or wid,
+            )
+        )
 
     # Advance notices, reschedules and extensions of what is known.
     for a in items:
@@ -330,8 +395,13 @@ def evaluate(config: Config, journal: Journal, now: datetime) -> Evaluation:
         prev = told(a)
         if o.start > now:
             if prev is not None and prev.status == "scheduled" and (prev.start, prev.end) != (o.start, o.end):
-                notice("rescheduled", a, prev.tenants & w.tenants, sequence=prev.sequence + 1,
-                       previous=(prev.start, prev.end))
+                notice(
+                    "rescheduled",
+                    a,
+                    prev.tenants & w.tenants,
+                    sequence=prev.sequence + 1,
+                    previous=(prev.start, prev.end),
+                )
                 remember(a, tenants=frozenset(), sequence=prev.sequence + 1)
                 gone = prev.tenants - w.tenants
                 if gone:
@@ -344,22 +414,37 @@ def evaluate(config: Config, journal: Journal, now: datetime) -> Evaluation:
                 told_now = prev.tenants if prev else frozenset()
                 late = now - at > LATE_SLACK
                 if (w.id, o.key, label) not in journal.sent_leads and (not late or not told_now):
-                    notice("scheduled", a, w.tenants, lead=label, late=late,
-                           sequence=prev.sequence if prev else 0)
+                    notice("scheduled", a, w.tenants, lead=label, late=late, sequence=prev.sequence if prev else 0)
                     remember(a, tenants=w.tenants)
                 elif told_now and w.tenants - told_now:
-                    notice("scheduled", a, w.tenants - told_now, lead=label, late=True,
-                           sequence=prev.sequence if prev else 0)
+                    notice(
+                        "scheduled",
+                        a,
+                        w.tenants - told_now,
+                        lead=label,
+                        late=True,
+                        sequence=prev.sequence if prev else 0,
+                    )
                     remember(a, tenants=w.tenants)
                 elif prev is not None and prev.tenants - w.tenants:
                     notice("cancelled", a, prev.tenants - w.tenants, sequence=prev.sequence + 1)
                     announces[(w.id, anchor(w, o))] = Announcement(
-                        start=o.start, end=o.end, title=w.title, sequence=prev.sequence + 1,
-                        tenants=prev.tenants & w.tenants, status="scheduled", occurrence=o.key)
-        elif now in o and prev is not None and prev.status == "scheduled" and o.end > prev.end \
-                and (w.id, o.key, "start") in journal.events:
-            notice("extended", a, prev.tenants & w.tenants, sequence=prev.sequence + 1,
-                   previous=(prev.start, prev.end))
+                        start=o.start,
+                        end=o.end,
+                        title=w.title,
+                        sequence=prev.sequence + 1,
+                        tenants=prev.tenants & w.tenants,
+                        status="scheduled",
+                        occurrence=o.key,
+                    )
+        elif (
+            now in o
+            and prev is not None
+            and prev.status == "scheduled"
+            and o.end > prev.end
+            and (w.id, o.key, "start") in journal.events
+        ):
+            notice("extended", a, prev.tenants & w.tenants, sequence=prev.sequence + 1, previous=(prev.start, prev.end))
             remember(a, tenants=frozenset(), sequence=prev.sequence + 1)
 
     # Announced occurrences that no longer exist (window removed, cancelled: true, cron
@@ -375,12 +460,28 @@ def evaluate(config: Config, journal: Journal, now: datetime) -> Evaluation:
         if w is not None and not w.cancelled and w.recurring and anc > horizon:
             continue  # beyond what this tick expanded
         key = ann.occurrence or anc
-        notices.append(NoticeAction(kind="cancelled", window=wid, occurrence=key, tenants=ann.tenants,
-                                    start=ann.start, end=ann.end, title=ann.title, sequence=ann.sequence + 1,
-                                    recurring=anc != EPOCH))
-        announces[(wid, anc)] = Announcement(start=ann.start, end=ann.end, title=ann.title,
-                                             sequence=ann.sequence + 1, tenants=ann.tenants,
-                                             status="cancelled", occurrence=key)
+        notices.append(
+            NoticeAction(
+                kind="cancelled",
+                window=wid,
+                occurrence=key,
+                tenants=ann.tenants,
+                start=ann.start,
+                end=ann.end,
+                title=ann.title,
+                sequence=ann.sequence + 1,
+                recurring=anc != EPOCH,
+            )
+        )
+        announces[(wid, anc)] = Announcement(
+            start=ann.start,
+            end=ann.end,
+            title=ann.title,
+            sequence=ann.sequence + 1,
+            tenants=ann.tenants,
+            status="cancelled",
+            occurrence=key,
+        )
 
     # The next instant at which any answer above changes.
     candidates: list[datetime] = []
@@ -404,7 +505,11 @@ def evaluate(config: Config, journal: Journal, now: datetime) -> Evaluation:
                 if later and (next_wakeup is None or min(later) < next_wakeup):
                     next_wakeup = min(later)
     return Evaluation(
-        now=now, active=active, upcoming=upcoming, transitions=tuple(transitions), notices=tuple(notices),
+        now=now,
+        active=active,
+        upcoming=upcoming,
+        transitions=tuple(transitions),
+        notices=tuple(notices),
         announces=tuple(Announce(window=k[0], anchor=k[1], announcement=v) for k, v in announces.items()),
         next_wakeup=next_wakeup,
     )
@@ -427,14 +532,19 @@ class Event(NamedTuple):
     event: str  # "notice" | "start" | "end"
     window: str
     occurrence: datetime
-    kind: Optional[str] = None
-    lead: Optional[str] = None
+    kind: str | None = None
+    lead: str | None = None
     late: bool = False
 
     def to_json(self) -> dict:
         """SPEC section 2's object for this event."""
-        d = {"at": _iso(self.at), "event": self.event, "window": self.window,
-             "occurrence": _iso(self.occurrence), "tenant": self.tenant}
+        d = {
+            "at": _iso(self.at),
+            "event": self.event,
+            "window": self.window,
+            "occurrence": _iso(self.occurrence),
+            "tenant": self.tenant,
+        }
         if self.event == "notice":
             d.update(kind=self.kind, lead=self.lead, late=self.late)
         return d
@@ -448,14 +558,16 @@ def _iso(ts: datetime) -> str:
 _EVENT_NAMES = ("notice", "start", "end")
 
 
-def _json_text(at: datetime, event: str, window: str, occurrence: datetime, kind: Optional[str],
-               lead: Optional[str], late: bool) -> tuple[str, str]:
+def _json_text(
+    at: datetime, event: str, window: str, occurrence: datetime, kind: str | None, lead: str | None, late: bool
+) -> tuple[str, str]:
     """The JSON of an event before and after its tenant (``tenant`` sits in the middle)."""
     text = _JSON
-    head = (f'{{"at": {text(_iso(at))}, "event": {text(event)}, "window": {text(window)}, '
-            f'"occurrence": {text(_iso(occurrence))}, "tenant": ')
-    tail = (f', "kind": {text(kind)}, "lead": {text(lead)}, "late": {text(late)}}}'
-            if event == "notice" else "}")
+    head = (
+        f'{{"at": {text(_iso(at))}, "event": {text(event)}, "window": {text(window)}, '
+        f'"occurrence": {text(_iso(occurrence))}, "tenant": '
+    )
+    tail = f', "kind": {text(kind)}, "lead": {text(lead)}, "late": {text(late)}}}' if event == "notice" else "}"
     return head, tail
 
 
@@ -469,7 +581,7 @@ def json_lines(events: Iterable[Event]) -> Iterator[str]:
         yield from events.json_lines()
         return
     text = _JSON
-    last: Optional[tuple] = None
+    last: tuple | None = None
     head = tail = ""
     for e in events:
         at, rank, tenant, event, window, occurrence, kind, lead, late = e
@@ -494,7 +606,7 @@ class Timeline(Sequence):
     def __init__(self, batches: list[tuple[tuple, list[str]]]) -> None:
         self._batches = batches  # [((at, rank, window, occurrence, kind, lead, late), tenants)]
         self._len = sum(len(tenants) for _, tenants in batches)
-        self._list: Optional[list[Event]] = None
+        self._list: list[Event] | None = None
 
     def __len__(self) -> int:
         return self._len
@@ -552,8 +664,9 @@ def merge_periods(occs: list[tuple[datetime, datetime, str, datetime]]) -> list[
     return [tuple(p) for p in periods]
 
 
-def timeline(config: Config, frm: datetime, to: datetime, *, tenant: Optional[str] = None,
-             journal: Optional[Journal] = None) -> Timeline:
+def timeline(
+    config: Config, frm: datetime, to: datetime, *, tenant: str | None = None, journal: Journal | None = None
+) -> Timeline:
     """Every notice, start and end in ``[frm, to)``, per tenant, sorted by ``at``.
 
     At the same instant notices come first, then starts, then ends; then by window,
@@ -621,8 +734,9 @@ def timeline(config: Config, frm: datetime, to: datetime, *, tenant: Optional[st
     return Timeline(ordered)
 
 
-def next_occurrences(config: Config, journal: Journal, now: datetime, *, limit: int = 5,
-                     within: timedelta = timedelta(days=60)) -> list[Active]:
+def next_occurrences(
+    config: Config, journal: Journal, now: datetime, *, limit: int = 5, within: timedelta = timedelta(days=60)
+) -> list[Active]:
     """The next occurrences that start after ``now`` (for status), soonest first."""
     items = [a for a in effective(config, journal, now, now + within) if a.occ.start > now]
     return items[:limit]

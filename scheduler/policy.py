@@ -7,11 +7,12 @@ ends exactly at an occurrence's ``start`` does not overlap it.
 Policies are compiled once per reload (:func:`compile_policy`) because the gate is the
 hot path: every tenant job start asks it, and most answers are "yes, no window".
 """
+
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Mapping, Optional, Sequence
 
 from scheduler import messages
 from scheduler.errors import MaintdError
@@ -26,8 +27,8 @@ class Request:
 
     tenant: Tenant
     kind: str
-    resource: Optional[str] = None
-    expected_duration: Optional[timedelta] = None
+    resource: str | None = None
+    expected_duration: timedelta | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,8 +62,9 @@ class CompiledPolicy:
 
     __slots__ = ("policy", "_by_kind", "_any_kind", "_default")
 
-    def __init__(self, policy: Policy, by_kind: dict[str, tuple[_Rule, ...]],
-                 any_kind: tuple[_Rule, ...], default: bool) -> None:
+    def __init__(
+        self, policy: Policy, by_kind: dict[str, tuple[_Rule, ...]], any_kind: tuple[_Rule, ...], default: bool
+    ) -> None:
         self.policy = policy
         self._by_kind = by_kind
         self._any_kind = any_kind
@@ -104,23 +106,20 @@ def _effect(value: str, policy: Policy, what: str) -> bool:
     try:
         return _EFFECTS[value]
     except (KeyError, TypeError):
-        raise MaintdError(
-            f'policy "{policy.name}": {what} must be "allow" or "deny", not "{value}"') from None
+        raise MaintdError(f'policy "{policy.name}": {what} must be "allow" or "deny", not "{value}"') from None
 
 
 def compile_policy(policy: Policy) -> CompiledPolicy:
     """Index ``policy``'s rules by kind; call once per reload, not per request."""
     default = _effect(policy.default, policy, "default")
-    rules = [(rule, _Rule(rule, _effect(rule.effect, policy, f"rule {i + 1} effect")))
-             for i, rule in enumerate(policy.rules)]
+    rules = [
+        (rule, _Rule(rule, _effect(rule.effect, policy, f"rule {i + 1} effect"))) for i, rule in enumerate(policy.rules)
+    ]
     kinds = set()
     for rule, _ in rules:
         if rule.kinds is not None:
             kinds.update(rule.kinds)
-    by_kind = {
-        kind: tuple(c for rule, c in rules if rule.kinds is None or kind in rule.kinds)
-        for kind in kinds
-    }
+    by_kind = {kind: tuple(c for rule, c in rules if rule.kinds is None or kind in rule.kinds) for kind in kinds}
     any_kind = tuple(c for rule, c in rules if rule.kinds is None)
     return CompiledPolicy(policy, by_kind, any_kind, default)
 
@@ -153,29 +152,49 @@ def _applies(window: Window, resource: str | None) -> bool:
     return scope is None or (resource is not None and resource in scope)
 
 
-def _evaluate(request: Request, gating: Gating,
-              compiled: Mapping[str, CompiledPolicy] | None) -> tuple[bool, Rule | None]:
+def _evaluate(
+    request: Request, gating: Gating, compiled: Mapping[str, CompiledPolicy] | None
+) -> tuple[bool, Rule | None]:
     return _compiled_for(gating.policy, compiled).evaluate(request.tenant, request.kind, request.resource)
 
 
-def _refuse(request: Request, gating: Gating, rule: Rule | None, reason: str,
-            provider: Provider) -> Decision:
+def _refuse(request: Request, gating: Gating, rule: Rule | None, reason: str, provider: Provider) -> Decision:
     window = gating.window
     text = (rule.message if rule is not None else None) or window.message or provider.message
     tenant = request.tenant
     message = messages.render(
-        text, provider=provider.name, title=window.title, start=gating.occurrence.start,
+        text,
+        provider=provider.name,
+        title=window.title,
+        start=gating.occurrence.start,
         # {end} is when the tenant can really go again: the merged period's end.
-        end=gating.period_end, window=window.id, tenant=tenant, zone=tenant.zone)
-    return Decision(admitted=False, reason=reason, message=message, retry_after=gating.period_end,
-                    window=window.id, occurrence=gating.occurrence.key)
+        end=gating.period_end,
+        window=window.id,
+        tenant=tenant,
+        zone=tenant.zone,
+    )
+    return Decision(
+        admitted=False,
+        reason=reason,
+        message=message,
+        retry_after=gating.period_end,
+        window=window.id,
+        occurrence=gating.occurrence.key,
+    )
 
 
 _ADMITTED = Decision(admitted=True)
 
 
-def decide(request: Request, active: Sequence[Gating], upcoming: Sequence[Gating], now: datetime, *,
-           provider: Provider, compiled: Mapping[str, CompiledPolicy] | None = None) -> Decision:
+def decide(
+    request: Request,
+    active: Sequence[Gating],
+    upcoming: Sequence[Gating],
+    now: datetime,
+    *,
+    provider: Provider,
+    compiled: Mapping[str, CompiledPolicy] | None = None,
+) -> Decision:
     """Admit or refuse ``request`` at ``now``.
 
     ``active`` are the occurrences affecting the tenant at ``now`` (``start <= now <
@@ -200,7 +219,7 @@ def decide(request: Request, active: Sequence[Gating], upcoming: Sequence[Gating
     since) is compiled on the spot.
     """
     resource = request.resource
-    denied: Optional[Gating] = None
+    denied: Gating | None = None
     denied_by: Rule | None = None
     for group in (active, upcoming):  # one in `upcoming` that has in fact begun is active too
         for g in group:

@@ -9,6 +9,7 @@ croniter 7 yields a repeated local time twice on a fall-back day (``30 2 * * *``
 no DST, so every fire time comes out once and :func:`resolve_local` alone applies
 SPEC's gap and fold rules.
 """
+
 from __future__ import annotations
 
 import re
@@ -154,8 +155,7 @@ def occurrences(window: Window, frm: datetime, to: datetime) -> list[Occurrence]
     _aware("frm", frm)
     _aware("to", to)
     if window.start is not None and not window.recurring:
-        occ = Occurrence(start=window.start, end=_end(window, window.start), window=window.id,
-                         key=window.start)
+        occ = Occurrence(start=window.start, end=_end(window, window.start), window=window.id, key=window.start)
         return [occ] if occ.end > frm and occ.start < to else []
     if window.cron is None:
         raise ValueError(f"window {window.id!r} has neither a start nor a cron expression")
@@ -176,8 +176,7 @@ def next_start_after(window: Window, ts: datetime) -> Occurrence | None:
     _aware("ts", ts)
     if window.start is not None and not window.recurring:
         if window.start > ts:
-            return Occurrence(start=window.start, end=_end(window, window.start),
-                              window=window.id, key=window.start)
+            return Occurrence(start=window.start, end=_end(window, window.start), window=window.id, key=window.start)
         return None
     if window.cron is None or window.duration is None:
         raise ValueError(f"recurring window {window.id!r} needs a cron expression and a duration")

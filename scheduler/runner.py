@@ -3,6 +3,7 @@
 The API server runs in a thread; the main thread owns the signals: SIGHUP reloads (in
 a thread, so a slow reload never blocks signal delivery), SIGTERM/SIGINT stop gracefully.
 """
+
 from __future__ import annotations
 
 import gc
@@ -12,7 +13,7 @@ import signal
 import socket
 import sys
 import threading
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from .errors import MaintdError
 
@@ -25,9 +26,12 @@ class JsonFormatter(logging.Formatter):
     FIELDS = ("action", "window", "tenant")
 
     def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": datetime.fromtimestamp(record.created, timezone.utc).isoformat(timespec="milliseconds")
-               .replace("+00:00", "Z"), "level": record.levelname.lower(), "logger": record.name,
-               "msg": record.getMessage()}
+        out = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "msg": record.getMessage(),
+        }
         for f in self.FIELDS:
             if hasattr(record, f):
                 out[f] = getattr(record, f)
@@ -45,8 +49,11 @@ class TextFormatter(logging.Formatter):
 
 def setup_logging(fmt: str, level: str) -> None:
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter() if fmt == "json" else
-                         TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z"))
+    handler.setFormatter(
+        JsonFormatter()
+        if fmt == "json"
+        else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
+    )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
@@ -67,8 +74,9 @@ def bind(listen: str) -> socket.socket:
         sock.bind((host, int(port)))
     except (OSError, ValueError) as exc:
         sock.close()
-        raise MaintdError(f"cannot listen on {listen}: {getattr(exc, 'strerror', None) or exc} "
-                          "(set daemon.listen or MAINTD_LISTEN)") from None
+        raise MaintdError(
+            f"cannot listen on {listen}: {getattr(exc, 'strerror', None) or exc} (set daemon.listen or MAINTD_LISTEN)"
+        ) from None
     sock.listen(128)
     sock.set_inheritable(True)
     return sock
@@ -77,10 +85,9 @@ def bind(listen: str) -> socket.socket:
 def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", log_level: str = "info") -> None:
     import uvicorn
 
+    from . import config as config_mod
     from .api import create_app
     from .daemon import Daemon
-
-    from . import config as config_mod
 
     setup_logging(log_format, log_level)
     # Bind before opening the store: a port in use must not leave a fresh database behind.
@@ -90,8 +97,11 @@ def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", 
     except BaseException:
         sock.close()
         raise
-    server = uvicorn.Server(uvicorn.Config(create_app(daemon), log_level="warning", access_log=False,
-                                           lifespan="off", timeout_graceful_shutdown=5))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(daemon), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
+        )
+    )
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True)
     stop = threading.Event()
 
@@ -111,11 +121,18 @@ def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", 
     # them (hundreds of thousands of objects with 10,000 tenants) and stalls requests.
     gc.freeze()
     thread.start()
-    log.info("maintd listening on http://%s (config %s%s)", daemon.listen, config_path,
-             ", dry run" if dry_run else "", extra={"action": "listen"})
+    log.info(
+        "maintd listening on http://%s (config %s%s)",
+        daemon.listen,
+        config_path,
+        ", dry run" if dry_run else "",
+        extra={"action": "listen"},
+    )
     if not daemon.token:
-        log.warning("no token configured (MAINTD_TOKEN or daemon.token_file): state-changing API calls "
-                    "are refused", extra={"action": "no-token"})
+        log.warning(
+            "no token configured (MAINTD_TOKEN or daemon.token_file): state-changing API calls are refused",
+            extra={"action": "no-token"},
+        )
     while not stop.wait(0.5):
         if not thread.is_alive():
             log.error("API server stopped unexpectedly", extra={"action": "api-died"})

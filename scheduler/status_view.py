@@ -1,4 +1,5 @@
 """The at-a-glance ``maintd status`` for ops at 2 a.m. (rich)."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -60,9 +61,13 @@ def render_status(st: dict[str, Any], now: datetime) -> None:
         t.add_column("ends", no_wrap=True)
         t.add_column("tenants")
         for a in st["active"]:
-            t.add_row(a["window"], a.get("title", ""), _short(a["start"]),
-                      f"{_short(a['end']) if a['end'] else 'on exit'}\n{_left(a['end'], now)}",
-                      _tenants(a["tenants"]))
+            t.add_row(
+                a["window"],
+                a.get("title", ""),
+                _short(a["start"]),
+                f"{_short(a['end']) if a['end'] else 'on exit'}\n{_left(a['end'], now)}",
+                _tenants(a["tenants"]),
+            )
         console.print(t)
     if st["next"]:
         t = Table(title="next", title_justify="left")
@@ -72,20 +77,30 @@ def render_status(st: dict[str, Any], now: datetime) -> None:
         t.add_column("end", no_wrap=True)
         t.add_column("tenants")
         for a in st["next"]:
-            t.add_row(a["window"], a.get("title", ""), f"{_short(a['start'])}\n{_until(a['start'], now)}",
-                      _short(a["end"]),
-                      _tenants(a["tenants"]))
+            t.add_row(
+                a["window"],
+                a.get("title", ""),
+                f"{_short(a['start'])}\n{_until(a['start'], now)}",
+                _short(a["end"]),
+                _tenants(a["tenants"]),
+            )
         console.print(t)
     leases, notices = st["leases"], st["notices"]
-    console.print(f"jobs: {leases['running']} running, "
-                  f"[{'red' if leases['draining'] else 'default'}]{leases['draining']} draining[/]")
+    console.print(
+        f"jobs: {leases['running']} running, "
+        f"[{'red' if leases['draining'] else 'default'}]{leases['draining']} draining[/]"
+    )
     for lease in leases.get("items", []):
         if lease["drain"]:
             flag = " [red]OVERRUN[/]" if lease.get("overrun") else ""
-            console.print(f"  draining {lease['id']} {lease['tenant']}/{lease['kind']} "
-                          f"deadline {lease['deadline'] or 'none (may finish)'}{flag}")
-    console.print(f"notices: {notices['sent']} sent, {notices['pending']} pending, "
-                  f"[{'red' if notices['failed'] else 'default'}]{notices['failed']} failed[/]")
+            console.print(
+                f"  draining {lease['id']} {lease['tenant']}/{lease['kind']} "
+                f"deadline {lease['deadline'] or 'none (may finish)'}{flag}"
+            )
+    console.print(
+        f"notices: {notices['sent']} sent, {notices['pending']} pending, "
+        f"[{'red' if notices['failed'] else 'default'}]{notices['failed']} failed[/]"
+    )
     hooks = st.get("hooks") or {}
     if hooks.get("pending") or hooks.get("failed"):
         console.print(f"hooks: {hooks.get('pending', 0)} pending, {hooks.get('failed', 0)} failed")
@@ -93,7 +108,9 @@ def render_status(st: dict[str, Any], now: datetime) -> None:
     line = f"config: {cfg['path']} loaded {cfg['loaded_at']}"
     console.print(line)
     if cfg.get("error"):
-        console.print(f"[bold red]last reload failed ({cfg.get('reloaded_at')}), still running the config "
-                      f"loaded {cfg['loaded_at']}:[/] {cfg['error']}")
+        console.print(
+            f"[bold red]last reload failed ({cfg.get('reloaded_at')}), still running the config "
+            f"loaded {cfg['loaded_at']}:[/] {cfg['error']}"
+        )
     for f in st.get("faults", []):
         console.print(f"[red]fault[/] {f['what']}: {f['message']} (since {f['since']})")

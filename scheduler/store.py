@@ -21,14 +21,16 @@ Rules this module keeps:
   :class:`Store` stays usable: the next call works once the cause is gone.
 * Nothing here reads the clock for decisions: callers pass ``now``.
 """
+
 from __future__ import annotations
 
 import json
 import os
 import secrets
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Callable, Iterable, Iterator, Mapping
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -41,8 +43,15 @@ from .errors import StoreError
 from .model import UTC, isoz
 
 __all__ = [
-    "LATEST_VERSION", "MIGRATIONS", "Store", "Tx", "database_url", "give_up", "make_engine",
-    "migrate", "next_attempt",
+    "LATEST_VERSION",
+    "MIGRATIONS",
+    "Store",
+    "Tx",
+    "database_url",
+    "give_up",
+    "make_engine",
+    "migrate",
+    "next_attempt",
 ]
 
 
@@ -109,13 +118,15 @@ class JSONText(sa.TypeDecorator):
 metadata = sa.MetaData()
 
 meta = sa.Table(
-    "meta", metadata,
+    "meta",
+    metadata,
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
 
 journal = sa.Table(
-    "journal", metadata,
+    "journal",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("at", UTCDateTime, nullable=False),
     sa.Column("kind", sa.String(32), nullable=False),
@@ -128,7 +139,8 @@ journal = sa.Table(
 )
 
 occurrence_events = sa.Table(
-    "occurrence_events", metadata,
+    "occurrence_events",
+    metadata,
     sa.Column("window", sa.String(200), primary_key=True),
     sa.Column("occurrence", OccurrenceKey, primary_key=True),
     sa.Column("event", sa.String(8), primary_key=True),  # "start" | "end"
@@ -139,7 +151,8 @@ occurrence_events = sa.Table(
 )
 
 announcements = sa.Table(
-    "announcements", metadata,
+    "announcements",
+    metadata,
     sa.Column("window", sa.String(200), primary_key=True),
     sa.Column("occurrence", OccurrenceKey, primary_key=True),
     sa.Column("start", UTCDateTime, nullable=False),
@@ -155,7 +168,8 @@ announcements = sa.Table(
 )
 
 overrides = sa.Table(
-    "overrides", metadata,
+    "overrides",
+    metadata,
     sa.Column("window", sa.String(200), primary_key=True),
     sa.Column("occurrence", OccurrenceKey, primary_key=True),
     sa.Column("end", UTCDateTime, nullable=False),  # the new effective end
@@ -165,7 +179,8 @@ overrides = sa.Table(
 )
 
 manual = sa.Table(
-    "manual", metadata,
+    "manual",
+    metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("start", UTCDateTime, nullable=False),
@@ -178,7 +193,8 @@ manual = sa.Table(
 )
 
 outbox = sa.Table(
-    "outbox", metadata,
+    "outbox",
+    metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
     sa.Column("notice_id", sa.String(64), nullable=False),
     sa.Column("channel", sa.String(32), nullable=False),
@@ -201,13 +217,13 @@ outbox = sa.Table(
     sa.Column("late", sa.Boolean, nullable=False, server_default=sa.false()),  # v2
     # "Nothing sent twice", in the schema. NULL never equals NULL in a UNIQUE key, which
     # is why `lead` is '' when there is none.
-    sa.UniqueConstraint("window", "occurrence", "tenant", "kind", "lead", "seq", "channel",
-                        name="uq_outbox_delivery"),
+    sa.UniqueConstraint("window", "occurrence", "tenant", "kind", "lead", "seq", "channel", name="uq_outbox_delivery"),
     sa.Index("ix_outbox_due", "status", "next_attempt_at"),  # v2
 )
 
 leases = sa.Table(
-    "leases", metadata,
+    "leases",
+    metadata,
     sa.Column("id", sa.String(64), primary_key=True),
     sa.Column("tenant", sa.String(200), nullable=False),
     sa.Column("kind", sa.String(200), nullable=False),
@@ -228,7 +244,8 @@ leases = sa.Table(
 )
 
 hook_runs = sa.Table(
-    "hook_runs", metadata,
+    "hook_runs",
+    metadata,
     sa.Column("window", sa.String(200), primary_key=True),
     sa.Column("occurrence", OccurrenceKey, primary_key=True),
     sa.Column("event", sa.String(8), primary_key=True),
@@ -241,14 +258,16 @@ hook_runs = sa.Table(
 )
 
 tenant_secrets = sa.Table(
-    "tenant_secrets", metadata,
+    "tenant_secrets",
+    metadata,
     sa.Column("tenant", sa.String(200), primary_key=True),
     sa.Column("secret", sa.String(200), nullable=False, unique=True),
     sa.Column("created_at", UTCDateTime, nullable=False),
 )
 
 instances = sa.Table(
-    "instances", metadata,
+    "instances",
+    metadata,
     sa.Column("id", sa.String(200), primary_key=True),
     sa.Column("listen", sa.String(200), nullable=False),
     sa.Column("started_at", UTCDateTime, nullable=False),
@@ -268,82 +287,141 @@ def _v1_base_tables(conn: Connection) -> None:
     md = sa.MetaData()
     dt, key, js = UTCDateTime, OccurrenceKey, JSONText
     S = sa.String
-    sa.Table("journal", md,
-             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-             sa.Column("at", dt, nullable=False), sa.Column("kind", S(32), nullable=False),
-             sa.Column("window", S(200)), sa.Column("occurrence", key), sa.Column("actor", S(200)),
-             sa.Column("message", sa.Text, nullable=False, server_default=""),
-             sa.Column("detail", js))
-    sa.Table("occurrence_events", md,
-             sa.Column("window", S(200), primary_key=True),
-             sa.Column("occurrence", key, primary_key=True),
-             sa.Column("event", S(8), primary_key=True),
-             sa.Column("at", dt, nullable=False), sa.Column("recorded_at", dt, nullable=False),
-             sa.Column("late", sa.Boolean, nullable=False, server_default=sa.false()),
-             sa.Column("detail", js))
-    sa.Table("announcements", md,
-             sa.Column("window", S(200), primary_key=True),
-             sa.Column("occurrence", key, primary_key=True),
-             sa.Column("start", dt, nullable=False), sa.Column("end", dt, nullable=False),
-             sa.Column("title", sa.Text, nullable=False),
-             sa.Column("sequence", sa.Integer, nullable=False, server_default="0"),
-             sa.Column("tenants", js, nullable=False), sa.Column("status", S(16), nullable=False),
-             sa.Column("updated_at", dt, nullable=False))
-    sa.Table("overrides", md,
-             sa.Column("window", S(200), primary_key=True),
-             sa.Column("occurrence", key, primary_key=True),
-             sa.Column("end", dt, nullable=False), sa.Column("reason", S(16), nullable=False),
-             sa.Column("at", dt, nullable=False), sa.Column("actor", S(200)))
-    sa.Table("manual", md,
-             sa.Column("id", S(64), primary_key=True), sa.Column("reason", sa.Text, nullable=False),
-             sa.Column("start", dt, nullable=False), sa.Column("end", dt),
-             sa.Column("tenants", js), sa.Column("policy", S(200)),
-             sa.Column("created_at", dt, nullable=False), sa.Column("ended_at", dt),
-             sa.Column("actor", S(200)))
-    sa.Table("outbox", md,
-             sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-             sa.Column("notice_id", S(64), nullable=False), sa.Column("channel", S(32), nullable=False),
-             sa.Column("window", S(200), nullable=False), sa.Column("occurrence", key, nullable=False),
-             sa.Column("tenant", S(200), nullable=False), sa.Column("kind", S(16), nullable=False),
-             sa.Column("lead", S(32), nullable=False, server_default=""),
-             sa.Column("seq", sa.Integer, nullable=False, server_default="0"),
-             sa.Column("payload", js, nullable=False),
-             sa.Column("status", S(16), nullable=False, server_default="pending"),
-             sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-             sa.Column("next_attempt_at", dt, nullable=False), sa.Column("last_error", sa.Text),
-             sa.Column("created_at", dt, nullable=False), sa.Column("updated_at", dt, nullable=False),
-             sa.Column("sent_at", dt), sa.Column("claimed_by", S(200)), sa.Column("claimed_until", dt),
-             sa.UniqueConstraint("window", "occurrence", "tenant", "kind", "lead", "seq", "channel",
-                                 name="uq_outbox_delivery"))
-    sa.Table("leases", md,
-             sa.Column("id", S(64), primary_key=True), sa.Column("tenant", S(200), nullable=False),
-             sa.Column("kind", S(200), nullable=False), sa.Column("resource", S(200)),
-             sa.Column("window", S(200)), sa.Column("occurrence", key),
-             sa.Column("admitted_at", dt, nullable=False), sa.Column("heartbeat_at", dt, nullable=False),
-             sa.Column("interval_s", sa.Integer, nullable=False),
-             sa.Column("expires_at", dt, nullable=False),
-             sa.Column("drain", sa.Boolean, nullable=False, server_default=sa.false()),
-             sa.Column("deadline", dt), sa.Column("then", S(8)),
-             sa.Column("status", S(16), nullable=False, server_default="running"),
-             sa.Column("released_at", dt),
-             sa.Column("overrun", sa.Boolean, nullable=False, server_default=sa.false()))
-    sa.Table("hook_runs", md,
-             sa.Column("window", S(200), primary_key=True),
-             sa.Column("occurrence", key, primary_key=True),
-             sa.Column("event", S(8), primary_key=True),
-             sa.Column("status", S(16), nullable=False, server_default="pending"),
-             sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-             sa.Column("next_attempt_at", dt, nullable=False), sa.Column("last_error", sa.Text),
-             sa.Column("exit_code", sa.Integer), sa.Column("updated_at", dt, nullable=False))
-    sa.Table("tenant_secrets", md,
-             sa.Column("tenant", S(200), primary_key=True),
-             sa.Column("secret", S(200), nullable=False, unique=True),
-             sa.Column("created_at", dt, nullable=False))
-    sa.Table("instances", md,
-             sa.Column("id", S(200), primary_key=True), sa.Column("listen", S(200), nullable=False),
-             sa.Column("started_at", dt, nullable=False), sa.Column("heartbeat_at", dt, nullable=False),
-             sa.Column("leader", sa.Boolean, nullable=False, server_default=sa.false()),
-             sa.Column("since", dt))
+    sa.Table(
+        "journal",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("at", dt, nullable=False),
+        sa.Column("kind", S(32), nullable=False),
+        sa.Column("window", S(200)),
+        sa.Column("occurrence", key),
+        sa.Column("actor", S(200)),
+        sa.Column("message", sa.Text, nullable=False, server_default=""),
+        sa.Column("detail", js),
+    )
+    sa.Table(
+        "occurrence_events",
+        md,
+        sa.Column("window", S(200), primary_key=True),
+        sa.Column("occurrence", key, primary_key=True),
+        sa.Column("event", S(8), primary_key=True),
+        sa.Column("at", dt, nullable=False),
+        sa.Column("recorded_at", dt, nullable=False),
+        sa.Column("late", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("detail", js),
+    )
+    sa.Table(
+        "announcements",
+        md,
+        sa.Column("window", S(200), primary_key=True),
+        sa.Column("occurrence", key, primary_key=True),
+        sa.Column("start", dt, nullable=False),
+        sa.Column("end", dt, nullable=False),
+        sa.Column("title", sa.Text, nullable=False),
+        sa.Column("sequence", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("tenants", js, nullable=False),
+        sa.Column("status", S(16), nullable=False),
+        sa.Column("updated_at", dt, nullable=False),
+    )
+    sa.Table(
+        "overrides",
+        md,
+        sa.Column("window", S(200), primary_key=True),
+        sa.Column("occurrence", key, primary_key=True),
+        sa.Column("end", dt, nullable=False),
+        sa.Column("reason", S(16), nullable=False),
+        sa.Column("at", dt, nullable=False),
+        sa.Column("actor", S(200)),
+    )
+    sa.Table(
+        "manual",
+        md,
+        sa.Column("id", S(64), primary_key=True),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("start", dt, nullable=False),
+        sa.Column("end", dt),
+        sa.Column("tenants", js),
+        sa.Column("policy", S(200)),
+        sa.Column("created_at", dt, nullable=False),
+        sa.Column("ended_at", dt),
+        sa.Column("actor", S(200)),
+    )
+    sa.Table(
+        "outbox",
+        md,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("notice_id", S(64), nullable=False),
+        sa.Column("channel", S(32), nullable=False),
+        sa.Column("window", S(200), nullable=False),
+        sa.Column("occurrence", key, nullable=False),
+        sa.Column("tenant", S(200), nullable=False),
+        sa.Column("kind", S(16), nullable=False),
+        sa.Column("lead", S(32), nullable=False, server_default=""),
+        sa.Column("seq", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("payload", js, nullable=False),
+        sa.Column("status", S(16), nullable=False, server_default="pending"),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("next_attempt_at", dt, nullable=False),
+        sa.Column("last_error", sa.Text),
+        sa.Column("created_at", dt, nullable=False),
+        sa.Column("updated_at", dt, nullable=False),
+        sa.Column("sent_at", dt),
+        sa.Column("claimed_by", S(200)),
+        sa.Column("claimed_until", dt),
+        sa.UniqueConstraint(
+            "window", "occurrence", "tenant", "kind", "lead", "seq", "channel", name="uq_outbox_delivery"
+        ),
+    )
+    sa.Table(
+        "leases",
+        md,
+        sa.Column("id", S(64), primary_key=True),
+        sa.Column("tenant", S(200), nullable=False),
+        sa.Column("kind", S(200), nullable=False),
+        sa.Column("resource", S(200)),
+        sa.Column("window", S(200)),
+        sa.Column("occurrence", key),
+        sa.Column("admitted_at", dt, nullable=False),
+        sa.Column("heartbeat_at", dt, nullable=False),
+        sa.Column("interval_s", sa.Integer, nullable=False),
+        sa.Column("expires_at", dt, nullable=False),
+        sa.Column("drain", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("deadline", dt),
+        sa.Column("then", S(8)),
+        sa.Column("status", S(16), nullable=False, server_default="running"),
+        sa.Column("released_at", dt),
+        sa.Column("overrun", sa.Boolean, nullable=False, server_default=sa.false()),
+    )
+    sa.Table(
+        "hook_runs",
+        md,
+        sa.Column("window", S(200), primary_key=True),
+        sa.Column("occurrence", key, primary_key=True),
+        sa.Column("event", S(8), primary_key=True),
+        sa.Column("status", S(16), nullable=False, server_default="pending"),
+        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+        sa.Column("next_attempt_at", dt, nullable=False),
+        sa.Column("last_error", sa.Text),
+        sa.Column("exit_code", sa.Integer),
+        sa.Column("updated_at", dt, nullable=False),
+    )
+    sa.Table(
+        "tenant_secrets",
+        md,
+        sa.Column("tenant", S(200), primary_key=True),
+        sa.Column("secret", S(200), nullable=False, unique=True),
+        sa.Column("created_at", dt, nullable=False),
+    )
+    sa.Table(
+        "instances",
+        md,
+        sa.Column("id", S(200), primary_key=True),
+        sa.Column("listen", S(200), nullable=False),
+        sa.Column("started_at", dt, nullable=False),
+        sa.Column("heartbeat_at", dt, nullable=False),
+        sa.Column("leader", sa.Boolean, nullable=False, server_default=sa.false()),
+        sa.Column("since", dt),
+    )
     md.create_all(conn)
 
 
@@ -372,7 +450,8 @@ MIGRATIONS: list[Callable[[Connection], None]] = [
 LATEST_VERSION = len(MIGRATIONS)
 
 _meta_v0 = sa.Table(  # the version bookkeeping itself; it never changes shape
-    "meta", sa.MetaData(),
+    "meta",
+    sa.MetaData(),
     sa.Column("key", sa.String(64), primary_key=True),
     sa.Column("value", sa.Text, nullable=False),
 )
@@ -387,8 +466,9 @@ def _schema_version(conn: Connection) -> int:
 
 def _refuse_newer(version: int, where: str) -> None:
     if version > LATEST_VERSION:
-        raise StoreError(f"database {where} has schema version {version}, "
-                         f"this maintd knows up to {LATEST_VERSION}; upgrade maintd")
+        raise StoreError(
+            f"database {where} has schema version {version}, this maintd knows up to {LATEST_VERSION}; upgrade maintd"
+        )
 
 
 def migrate(conn: Connection, *, target: int | None = None, where: str = "") -> int:
@@ -407,8 +487,7 @@ def migrate(conn: Connection, *, target: int | None = None, where: str = "") -> 
         step(conn)
         version += 1
         # Update-or-insert by hand: this runs before the rest of the module may assume anything.
-        if conn.execute(meta.update().where(meta.c.key == "schema_version")
-                        .values(value=str(version))).rowcount == 0:
+        if conn.execute(meta.update().where(meta.c.key == "schema_version").values(value=str(version))).rowcount == 0:
             conn.execute(meta.insert().values(key="schema_version", value=str(version)))
     return version
 
@@ -509,8 +588,14 @@ def _key(table: sa.Table, window: str, occurrence: datetime) -> Any:
 # --------------------------------------------------------------------------- retry policy
 
 
-def next_attempt(attempts: int, now: datetime, *, base: timedelta = timedelta(seconds=30),
-                 cap: timedelta = timedelta(hours=1), jitter: float = 0.0) -> datetime:
+def next_attempt(
+    attempts: int,
+    now: datetime,
+    *,
+    base: timedelta = timedelta(seconds=30),
+    cap: timedelta = timedelta(hours=1),
+    jitter: float = 0.0,
+) -> datetime:
     """When to try again after ``attempts`` failed tries: ``base * 2**(attempts-1)``, at most ``cap``.
 
     ``jitter`` (0..1, drawn by the caller so this stays pure) takes up to half the delay
@@ -520,12 +605,11 @@ def next_attempt(attempts: int, now: datetime, *, base: timedelta = timedelta(se
     if not 0.0 <= jitter <= 1.0:
         raise ValueError(f"jitter must be between 0 and 1, got {jitter}")
     exponent = min(max(attempts - 1, 0), 62)  # 2**62 * 30 s is far past any cap
-    delay = min(cap.total_seconds(), base.total_seconds() * 2.0 ** exponent)
+    delay = min(cap.total_seconds(), base.total_seconds() * 2.0**exponent)
     return now + timedelta(seconds=delay * (1.0 - jitter / 2.0))
 
 
-def give_up(attempts: int, first_created_at: datetime, now: datetime, max_attempts: int,
-            max_age: timedelta) -> bool:
+def give_up(attempts: int, first_created_at: datetime, now: datetime, max_attempts: int, max_age: timedelta) -> bool:
     """True when a notice has had ``max_attempts`` tries or is older than ``max_age``.
 
     The age bound matters as much as the count: a "starts in 1h" notice delivered a day
@@ -551,71 +635,133 @@ class Tx:
     def _run(self, action: str, statement: Any, params: Any = None) -> sa.CursorResult:
         with self._store._guard(action):
             # rowcount after an INSERT (did ON CONFLICT skip it?) is kept only when asked for
-            return self._conn.execute(statement, params,
-                                      execution_options={"preserve_rowcount": True})
+            return self._conn.execute(statement, params, execution_options={"preserve_rowcount": True})
 
     # journal ---------------------------------------------------------------
 
-    def journal(self, kind: str, *, at: datetime, window: str | None = None,
-                occurrence: datetime | None = None, actor: str | None = None, message: str = "",
-                detail: Mapping[str, Any] | None = None) -> int:
+    def journal(
+        self,
+        kind: str,
+        *,
+        at: datetime,
+        window: str | None = None,
+        occurrence: datetime | None = None,
+        actor: str | None = None,
+        message: str = "",
+        detail: Mapping[str, Any] | None = None,
+    ) -> int:
         """Append one history entry; returns its id."""
-        result = self._run("write the journal", journal.insert().values(
-            at=at, kind=kind, window=window, occurrence=occurrence, actor=actor,
-            message=message, detail=detail))
+        result = self._run(
+            "write the journal",
+            journal.insert().values(
+                at=at, kind=kind, window=window, occurrence=occurrence, actor=actor, message=message, detail=detail
+            ),
+        )
         return int(result.inserted_primary_key[0])
 
     # occurrences -----------------------------------------------------------
 
-    def record_event(self, window: str, occurrence: datetime, event: str, *, at: datetime,
-                     recorded_at: datetime, late: bool, detail: Any = None) -> bool:
+    def record_event(
+        self,
+        window: str,
+        occurrence: datetime,
+        event: str,
+        *,
+        at: datetime,
+        recorded_at: datetime,
+        late: bool,
+        detail: Any = None,
+    ) -> bool:
         """Record that an occurrence started or ended; False if it already was (the key says so)."""
         if event not in ("start", "end"):
             raise ValueError(f"occurrence event must be 'start' or 'end', got {event!r}")
-        statement = _insert(self._conn, occurrence_events).values(
-            window=window, occurrence=occurrence, event=event, at=at, recorded_at=recorded_at,
-            late=late, detail=detail).on_conflict_do_nothing()
+        statement = (
+            _insert(self._conn, occurrence_events)
+            .values(
+                window=window,
+                occurrence=occurrence,
+                event=event,
+                at=at,
+                recorded_at=recorded_at,
+                late=late,
+                detail=detail,
+            )
+            .on_conflict_do_nothing()
+        )
         return self._run("record an occurrence event", statement).rowcount == 1
 
-    def announce(self, window: str, occurrence: datetime, *, start: datetime, end: datetime,
-                 title: str, sequence: int, tenants: Iterable[str], status: str,
-                 at: datetime, occurrence_key: datetime | None = None) -> None:
+    def announce(
+        self,
+        window: str,
+        occurrence: datetime,
+        *,
+        start: datetime,
+        end: datetime,
+        title: str,
+        sequence: int,
+        tenants: Iterable[str],
+        status: str,
+        at: datetime,
+        occurrence_key: datetime | None = None,
+    ) -> None:
         """Remember what tenants were told about an occurrence (for reschedules and cancels)."""
-        values = dict(start=start, end=end, title=title, sequence=sequence,
-                      tenants=sorted(set(tenants)), status=status, updated_at=at,
-                      occurrence_key=occurrence_key)
-        statement = _insert(self._conn, announcements).values(
-            window=window, occurrence=occurrence, **values)
-        statement = statement.on_conflict_do_update(
-            index_elements=["window", "occurrence"], set_=values)
+        values = dict(
+            start=start,
+            end=end,
+            title=title,
+            sequence=sequence,
+            tenants=sorted(set(tenants)),
+            status=status,
+            updated_at=at,
+            occurrence_key=occurrence_key,
+        )
+        statement = _insert(self._conn, announcements).values(window=window, occurrence=occurrence, **values)
+        statement = statement.on_conflict_do_update(index_elements=["window", "occurrence"], set_=values)
         self._run("record an announcement", statement)
 
-    def set_override(self, window: str, occurrence: datetime, *, end: datetime, reason: str,
-                     at: datetime, actor: str | None = None) -> None:
+    def set_override(
+        self, window: str, occurrence: datetime, *, end: datetime, reason: str, at: datetime, actor: str | None = None
+    ) -> None:
         """Set the effective end of an occurrence (extend, exit early, failing end check)."""
         values = dict(end=end, reason=reason, at=at, actor=actor)
-        statement = _insert(self._conn, overrides).values(
-            window=window, occurrence=occurrence, **values)
-        statement = statement.on_conflict_do_update(
-            index_elements=["window", "occurrence"], set_=values)
+        statement = _insert(self._conn, overrides).values(window=window, occurrence=occurrence, **values)
+        statement = statement.on_conflict_do_update(index_elements=["window", "occurrence"], set_=values)
         self._run("record an override", statement)
 
     # manual maintenance ------------------------------------------------------
 
-    def add_manual(self, id: str, *, reason: str, start: datetime, end: datetime | None = None,
-                   tenants: Iterable[str] | None = None, policy: str | None = None,
-                   created_at: datetime, actor: str | None = None) -> bool:
+    def add_manual(
+        self,
+        id: str,
+        *,
+        reason: str,
+        start: datetime,
+        end: datetime | None = None,
+        tenants: Iterable[str] | None = None,
+        policy: str | None = None,
+        created_at: datetime,
+        actor: str | None = None,
+    ) -> bool:
         """Record a ``maintd enter``; False if that id exists already (the same request twice)."""
-        statement = _insert(self._conn, manual).values(
-            id=id, reason=reason, start=start, end=end,
-            tenants=None if tenants is None else sorted(set(tenants)), policy=policy,
-            created_at=created_at, actor=actor).on_conflict_do_nothing()
+        statement = (
+            _insert(self._conn, manual)
+            .values(
+                id=id,
+                reason=reason,
+                start=start,
+                end=end,
+                tenants=None if tenants is None else sorted(set(tenants)),
+                policy=policy,
+                created_at=created_at,
+                actor=actor,
+            )
+            .on_conflict_do_nothing()
+        )
         return self._run("record manual maintenance", statement).rowcount == 1
 
     def end_manual(self, id: str, at: datetime) -> bool:
         """End a manual window (``maintd exit``); False if unknown or already ended."""
-        statement = (manual.update().where(manual.c.id == id, manual.c.ended_at.is_(None))
-                     .values(ended_at=at))
+        statement = manual.update().where(manual.c.id == id, manual.c.ended_at.is_(None)).values(ended_at=at)
         return self._run("end manual maintenance", statement).rowcount == 1
 
     # outbox ----------------------------------------------------------------
@@ -630,70 +776,110 @@ class Tx:
         """
         if not rows:
             return 0
-        required = ("notice_id", "channel", "window", "occurrence", "tenant", "kind", "payload",
-                    "created_at")
+        required = ("notice_id", "channel", "window", "occurrence", "tenant", "kind", "payload", "created_at")
         params = []
         for row in rows:
             missing = [k for k in required if k not in row]
             if missing:
                 raise ValueError(f"outbox row lacks {', '.join(missing)}: {dict(row)!r}")
-            params.append({
-                **{k: row[k] for k in required},
-                "lead": row.get("lead") or "",
-                "seq": row.get("seq", 0),
-                "status": row.get("status", "pending"),
-                "attempts": 0,
-                "next_attempt_at": row.get("next_attempt_at") or row["created_at"],
-                "updated_at": row["created_at"],
-                "late": bool(row.get("late", False)),
-            })
+            params.append(
+                {
+                    **{k: row[k] for k in required},
+                    "lead": row.get("lead") or "",
+                    "seq": row.get("seq", 0),
+                    "status": row.get("status", "pending"),
+                    "attempts": 0,
+                    "next_attempt_at": row.get("next_attempt_at") or row["created_at"],
+                    "updated_at": row["created_at"],
+                    "late": bool(row.get("late", False)),
+                }
+            )
         statement = _insert(self._conn, outbox).on_conflict_do_nothing()
         if self._conn.dialect.insert_executemany_returning:
             # Counting the returned ids is exact on every driver; executemany rowcounts are not.
             return len(self._run("enqueue notices", statement.returning(outbox.c.id), params).all())
         return self._run("enqueue notices", statement, params).rowcount
 
-    def supersede(self, window: str, occurrence: datetime, kind: str, now: datetime,
-                  tenant: str | None = None) -> int:
+    def supersede(self, window: str, occurrence: datetime, kind: str, now: datetime, tenant: str | None = None) -> int:
         """Stop still-undelivered notices of one kind (e.g. a reschedule replaces them)."""
-        conditions = [_key(outbox, window, occurrence), outbox.c.kind == kind,
-                      outbox.c.status.in_(("pending", "sending"))]
+        conditions = [
+            _key(outbox, window, occurrence),
+            outbox.c.kind == kind,
+            outbox.c.status.in_(("pending", "sending")),
+        ]
         if tenant is not None:
             conditions.append(outbox.c.tenant == tenant)
-        statement = outbox.update().where(*conditions).values(
-            status="superseded", updated_at=now, claimed_by=None, claimed_until=None)
+        statement = (
+            outbox.update()
+            .where(*conditions)
+            .values(status="superseded", updated_at=now, claimed_by=None, claimed_until=None)
+        )
         return self._run("supersede notices", statement).rowcount
 
     # leases ----------------------------------------------------------------
 
-    def add_lease(self, id: str, *, tenant: str, kind: str, admitted_at: datetime, interval_s: int,
-                  resource: str | None = None, window: str | None = None,
-                  occurrence: datetime | None = None) -> None:
+    def add_lease(
+        self,
+        id: str,
+        *,
+        tenant: str,
+        kind: str,
+        admitted_at: datetime,
+        interval_s: int,
+        resource: str | None = None,
+        window: str | None = None,
+        occurrence: datetime | None = None,
+    ) -> None:
         """Record an admitted job; it expires unless heartbeated within 3 intervals."""
-        self._run("record a lease", leases.insert().values(
-            id=id, tenant=tenant, kind=kind, resource=resource, window=window,
-            occurrence=occurrence, admitted_at=admitted_at, heartbeat_at=admitted_at,
-            interval_s=interval_s, expires_at=admitted_at + timedelta(seconds=3 * interval_s),
-            status="running"))
+        self._run(
+            "record a lease",
+            leases.insert().values(
+                id=id,
+                tenant=tenant,
+                kind=kind,
+                resource=resource,
+                window=window,
+                occurrence=occurrence,
+                admitted_at=admitted_at,
+                heartbeat_at=admitted_at,
+                interval_s=interval_s,
+                expires_at=admitted_at + timedelta(seconds=3 * interval_s),
+                status="running",
+            ),
+        )
 
     def add_leases(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """:meth:`add_lease` for many jobs in one statement; each row has its keywords
         (``id``, ``tenant``, ``kind``, ``admitted_at``, ``interval_s``, optional ``resource``).
         The gate's group commit writes the admissions that arrived together this way."""
-        params = [{"id": r["id"], "tenant": r["tenant"], "kind": r["kind"], "resource": r.get("resource"),
-                   "window": r.get("window"), "occurrence": r.get("occurrence"),
-                   "admitted_at": r["admitted_at"], "heartbeat_at": r["admitted_at"],
-                   "interval_s": r["interval_s"],
-                   "expires_at": r["admitted_at"] + timedelta(seconds=3 * r["interval_s"]),
-                   "status": "running"} for r in rows]
+        params = [
+            {
+                "id": r["id"],
+                "tenant": r["tenant"],
+                "kind": r["kind"],
+                "resource": r.get("resource"),
+                "window": r.get("window"),
+                "occurrence": r.get("occurrence"),
+                "admitted_at": r["admitted_at"],
+                "heartbeat_at": r["admitted_at"],
+                "interval_s": r["interval_s"],
+                "expires_at": r["admitted_at"] + timedelta(seconds=3 * r["interval_s"]),
+                "status": "running",
+            }
+            for r in rows
+        ]
         if params:
             self._run("record leases", leases.insert(), params)
         return len(params)
 
     def heartbeat(self, id: str, now: datetime) -> dict | None:
         """:meth:`Store.heartbeat` inside this transaction."""
-        row = self._run("record a heartbeat", sa.select(leases.c.interval_s, leases.c.drain, leases.c.deadline)
-                        .where(leases.c.id == id, leases.c.status == "running", leases.c.expires_at > now)).first()
+        row = self._run(
+            "record a heartbeat",
+            sa.select(leases.c.interval_s, leases.c.drain, leases.c.deadline).where(
+                leases.c.id == id, leases.c.status == "running", leases.c.expires_at > now
+            ),
+        ).first()
         if row is None:
             return None
         values: dict[str, Any] = dict(heartbeat_at=now, expires_at=now + timedelta(seconds=3 * row.interval_s))
@@ -704,18 +890,33 @@ class Tx:
 
     def release(self, id: str, now: datetime) -> bool:
         """:meth:`Store.release` inside this transaction."""
-        return self._run("release a lease", leases.update().where(
-            leases.c.id == id, leases.c.status == "running").values(
-            status="released", released_at=now)).rowcount == 1
+        return (
+            self._run(
+                "release a lease",
+                leases.update()
+                .where(leases.c.id == id, leases.c.status == "running")
+                .values(status="released", released_at=now),
+            ).rowcount
+            == 1
+        )
 
     def expire_leases(self, now: datetime) -> list[str]:
         """Mark running leases whose ``expires_at`` has passed as expired; return their ids."""
-        ids = list(self._run("expire leases", sa.select(leases.c.id).where(
-            leases.c.status == "running", leases.c.expires_at <= now).order_by(leases.c.id)).scalars())
+        ids = list(
+            self._run(
+                "expire leases",
+                sa.select(leases.c.id)
+                .where(leases.c.status == "running", leases.c.expires_at <= now)
+                .order_by(leases.c.id),
+            ).scalars()
+        )
         if ids:
-            self._run("expire leases", leases.update().where(
-                leases.c.id.in_(ids), leases.c.status == "running").values(
-                status="expired", released_at=now))
+            self._run(
+                "expire leases",
+                leases.update()
+                .where(leases.c.id.in_(ids), leases.c.status == "running")
+                .values(status="expired", released_at=now),
+            )
         return ids
 
     def order_drain(self, ids: Iterable[str], *, deadline: datetime | None, then: str) -> int:
@@ -726,9 +927,15 @@ class Tx:
         ids = list(ids)
         if not ids:
             return 0
-        statement = leases.update().where(
-            leases.c.id.in_(ids), leases.c.status == "running", leases.c.drain.is_(sa.false()),
-        ).values(drain=True, deadline=deadline, then=then)
+        statement = (
+            leases.update()
+            .where(
+                leases.c.id.in_(ids),
+                leases.c.status == "running",
+                leases.c.drain.is_(sa.false()),
+            )
+            .values(drain=True, deadline=deadline, then=then)
+        )
         return self._run("order a drain", statement).rowcount
 
     def resume_leases(self, now: datetime) -> int:
@@ -738,14 +945,20 @@ class Tx:
         must not expire their leases (with their drain orders and deadlines) the moment it
         is back. A client that really is gone still expires 3 intervals later.
         """
-        intervals = list(self._run("resume leases", sa.select(leases.c.interval_s).where(
-            leases.c.status == "running").distinct()).scalars())
+        intervals = list(
+            self._run(
+                "resume leases", sa.select(leases.c.interval_s).where(leases.c.status == "running").distinct()
+            ).scalars()
+        )
         resumed = 0
         for interval_s in intervals:
             until = now + timedelta(seconds=3 * interval_s)
-            resumed += self._run("resume leases", leases.update().where(
-                leases.c.status == "running", leases.c.interval_s == interval_s,
-                leases.c.expires_at < until).values(expires_at=until)).rowcount
+            resumed += self._run(
+                "resume leases",
+                leases.update()
+                .where(leases.c.status == "running", leases.c.interval_s == interval_s, leases.c.expires_at < until)
+                .values(expires_at=until),
+            ).rowcount
         return resumed
 
     # hooks -----------------------------------------------------------------
@@ -753,15 +966,28 @@ class Tx:
     def set_meta_time(self, key: str, value: datetime) -> None:
         """Remember an instant under ``key`` (e.g. ``last_tick``, the catch-up floor)."""
         text = _aware(value).isoformat()
-        statement = _insert(self._conn, meta).values(key=key, value=text).on_conflict_do_update(
-            index_elements=["key"], set_={"value": text})
+        statement = (
+            _insert(self._conn, meta)
+            .values(key=key, value=text)
+            .on_conflict_do_update(index_elements=["key"], set_={"value": text})
+        )
         self._run("record " + key, statement)
 
     def add_hook_run(self, window: str, occurrence: datetime, event: str, *, now: datetime) -> bool:
         """Plan the hook of one occurrence event, once: False if it was planned before."""
-        statement = _insert(self._conn, hook_runs).values(
-            window=window, occurrence=occurrence, event=event, status="pending", attempts=0,
-            next_attempt_at=now, updated_at=now).on_conflict_do_nothing()
+        statement = (
+            _insert(self._conn, hook_runs)
+            .values(
+                window=window,
+                occurrence=occurrence,
+                event=event,
+                status="pending",
+                attempts=0,
+                next_attempt_at=now,
+                updated_at=now,
+            )
+            .on_conflict_do_nothing()
+        )
         return self._run("plan a hook run", statement).rowcount == 1
 
 
@@ -859,8 +1085,14 @@ class Store:
 
     # journal ---------------------------------------------------------------
 
-    def history(self, *, limit: int = 200, kinds: Iterable[str] | None = None,
-                window: str | None = None, since: datetime | None = None) -> list[dict]:
+    def history(
+        self,
+        *,
+        limit: int = 200,
+        kinds: Iterable[str] | None = None,
+        window: str | None = None,
+        since: datetime | None = None,
+    ) -> list[dict]:
         """Journal entries, newest first, as JSON-ready dicts (instants as ``isoz`` strings)."""
         query = sa.select(journal).order_by(journal.c.at.desc(), journal.c.id.desc()).limit(limit)
         if kinds is not None:
@@ -892,9 +1124,14 @@ class Store:
         ended = occurrence_events.alias("ended")
         query = (
             sa.select(occurrence_events)
-            .outerjoin(ended, sa.and_(ended.c.window == occurrence_events.c.window,
-                                      ended.c.occurrence == occurrence_events.c.occurrence,
-                                      ended.c.event == "end"))
+            .outerjoin(
+                ended,
+                sa.and_(
+                    ended.c.window == occurrence_events.c.window,
+                    ended.c.occurrence == occurrence_events.c.occurrence,
+                    ended.c.event == "end",
+                ),
+            )
             .where(occurrence_events.c.event == "start", ended.c.window.is_(None))
             .order_by(occurrence_events.c.at, occurrence_events.c.window)
         )
@@ -935,24 +1172,41 @@ class Store:
             sa.and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= now),
             sa.and_(outbox.c.status == "sending", outbox.c.claimed_until < now),
         )
-        query = (sa.select(outbox.c.id, outbox.c.status, outbox.c.claimed_until).where(due)
-                 .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit))
+        query = (
+            sa.select(outbox.c.id, outbox.c.status, outbox.c.claimed_until)
+            .where(due)
+            .order_by(outbox.c.next_attempt_at, outbox.c.id)
+            .limit(limit)
+        )
         claimed: list[int] = []
         with self._connect("claim notices", write=True) as conn:
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)  # others skip rows we hold
             for row in conn.execute(query).all():
-                result = conn.execute(outbox.update().where(
-                    outbox.c.id == row.id, outbox.c.status == row.status,
-                    outbox.c.claimed_until.is_not_distinct_from(row.claimed_until),
-                ).values(status="sending", claimed_by=worker, claimed_until=now + lease,
-                         attempts=outbox.c.attempts + 1, updated_at=now))
+                result = conn.execute(
+                    outbox.update()
+                    .where(
+                        outbox.c.id == row.id,
+                        outbox.c.status == row.status,
+                        outbox.c.claimed_until.is_not_distinct_from(row.claimed_until),
+                    )
+                    .values(
+                        status="sending",
+                        claimed_by=worker,
+                        claimed_until=now + lease,
+                        attempts=outbox.c.attempts + 1,
+                        updated_at=now,
+                    )
+                )
                 if result.rowcount == 1:
                     claimed.append(row.id)
             if not claimed:
                 return []
-            rows = _dicts(conn.execute(sa.select(outbox).where(outbox.c.id.in_(claimed))
-                                       .order_by(outbox.c.next_attempt_at, outbox.c.id)))
+            rows = _dicts(
+                conn.execute(
+                    sa.select(outbox).where(outbox.c.id.in_(claimed)).order_by(outbox.c.next_attempt_at, outbox.c.id)
+                )
+            )
         return rows
 
     def _finish(self, action: str, id: int, worker: str | None, values: dict) -> bool:
@@ -960,39 +1214,44 @@ class Store:
         if worker is not None:
             conditions.append(outbox.c.claimed_by == worker)
         with self._connect(action, write=True) as conn:
-            result = conn.execute(outbox.update().where(*conditions).values(
-                claimed_by=None, claimed_until=None, **values))
+            result = conn.execute(
+                outbox.update().where(*conditions).values(claimed_by=None, claimed_until=None, **values)
+            )
             return result.rowcount == 1
 
     def mark_sent(self, id: int, now: datetime, *, worker: str | None = None) -> bool:
         """``sending`` -> ``sent``. False if the row is not ``sending`` (superseded, re-claimed)."""
-        return self._finish("mark a notice sent", id, worker,
-                            dict(status="sent", sent_at=now, updated_at=now, last_error=None))
+        return self._finish(
+            "mark a notice sent", id, worker, dict(status="sent", sent_at=now, updated_at=now, last_error=None)
+        )
 
-    def mark_retry(self, id: int, now: datetime, error: str, next_at: datetime, *,
-                   worker: str | None = None) -> bool:
+    def mark_retry(self, id: int, now: datetime, error: str, next_at: datetime, *, worker: str | None = None) -> bool:
         """``sending`` -> ``pending`` again at ``next_at``, keeping the error for ``notices``."""
-        return self._finish("reschedule a notice", id, worker,
-                            dict(status="pending", next_attempt_at=next_at, last_error=error,
-                                 updated_at=now))
+        return self._finish(
+            "reschedule a notice",
+            id,
+            worker,
+            dict(status="pending", next_attempt_at=next_at, last_error=error, updated_at=now),
+        )
 
     def mark_failed(self, id: int, now: datetime, error: str, *, worker: str | None = None) -> bool:
         """``sending`` -> ``failed`` for good (permanent error, or out of attempts)."""
-        return self._finish("mark a notice failed", id, worker,
-                            dict(status="failed", last_error=error, updated_at=now))
+        return self._finish("mark a notice failed", id, worker, dict(status="failed", last_error=error, updated_at=now))
 
     def notice_counts(self) -> dict[str, int]:
         """Deliveries by state for ``status``: ``pending`` includes those being sent."""
         with self._connect("count notices") as conn:
-            rows = conn.execute(sa.select(outbox.c.status, sa.func.count())
-                                .group_by(outbox.c.status)).all()
+            rows = conn.execute(sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)).all()
         by_status = {status: n for status, n in rows}
-        return {"sent": by_status.get("sent", 0),
-                "pending": by_status.get("pending", 0) + by_status.get("sending", 0),
-                "failed": by_status.get("failed", 0)}
+        return {
+            "sent": by_status.get("sent", 0),
+            "pending": by_status.get("pending", 0) + by_status.get("sending", 0),
+            "failed": by_status.get("failed", 0),
+        }
 
-    def notices(self, *, failed_only: bool = False, limit: int = 500, window: str | None = None,
-                tenant: str | None = None) -> list[dict]:
+    def notices(
+        self, *, failed_only: bool = False, limit: int = 500, window: str | None = None, tenant: str | None = None
+    ) -> list[dict]:
         """The delivery log, newest first."""
         query = sa.select(outbox).order_by(outbox.c.created_at.desc(), outbox.c.id.desc()).limit(limit)
         if failed_only:
@@ -1004,17 +1263,18 @@ class Store:
         with self._connect("read notices") as conn:
             return _dicts(conn.execute(query))
 
-    def was_notified(self, window: str, occurrence: datetime, *,
-                     include_dry_run: bool = False) -> set[str]:
+    def was_notified(self, window: str, occurrence: datetime, *, include_dry_run: bool = False) -> set[str]:
         """Tenants with a live ``scheduled`` notice for the occurrence: they get cancellations.
 
         Superseded and failed rows do not count. Dry-run rows count only when asked: a
         tenant "told" by a dry run was never told.
         """
         statuses = ["pending", "sending", "sent"] + (["dry-run"] if include_dry_run else [])
-        query = sa.select(outbox.c.tenant).distinct().where(
-            _key(outbox, window, occurrence), outbox.c.kind == "scheduled",
-            outbox.c.status.in_(statuses))
+        query = (
+            sa.select(outbox.c.tenant)
+            .distinct()
+            .where(_key(outbox, window, occurrence), outbox.c.kind == "scheduled", outbox.c.status.in_(statuses))
+        )
         with self._connect("read notified tenants") as conn:
             return set(conn.execute(query).scalars())
 
@@ -1058,20 +1318,27 @@ class Store:
     def sent_leads(self, since: datetime) -> set[tuple[str, datetime, str]]:
         """``(window, occurrence, lead)`` of scheduled notices already enqueued for occurrences
         from ``since`` on: the planner does not enqueue the same lead twice."""
-        query = (sa.select(outbox.c.window, outbox.c.occurrence, outbox.c.lead).distinct()
-                 .where(outbox.c.kind == "scheduled", outbox.c.occurrence >= since))
+        query = (
+            sa.select(outbox.c.window, outbox.c.occurrence, outbox.c.lead)
+            .distinct()
+            .where(outbox.c.kind == "scheduled", outbox.c.occurrence >= since)
+        )
         with self._connect("read sent leads") as conn:
             return {(w, o, lead) for w, o, lead in conn.execute(query)}
 
     def reset_running_hooks(self, now: datetime) -> int:
         """Hook runs left ``running`` by a crashed instance go back to ``pending``."""
         with self._connect("reset hook runs", write=True) as conn:
-            return conn.execute(hook_runs.update().where(hook_runs.c.status == "running").values(
-                status="pending", next_attempt_at=now, updated_at=now)).rowcount
+            return conn.execute(
+                hook_runs.update()
+                .where(hook_runs.c.status == "running")
+                .values(status="pending", next_attempt_at=now, updated_at=now)
+            ).rowcount
 
     def hook_runs(self, status: str | None = None) -> list[dict]:
-        query = sa.select(hook_runs).order_by(hook_runs.c.next_attempt_at, hook_runs.c.window,
-                                              hook_runs.c.occurrence, hook_runs.c.event)
+        query = sa.select(hook_runs).order_by(
+            hook_runs.c.next_attempt_at, hook_runs.c.window, hook_runs.c.occurrence, hook_runs.c.event
+        )
         if status is not None:
             query = query.where(hook_runs.c.status == status)
         with self._connect("read hook runs") as conn:
@@ -1080,32 +1347,58 @@ class Store:
     def claim_hook(self, window: str, occurrence: datetime, event: str, now: datetime) -> bool:
         """``pending`` and due -> ``running``; False if another instance or tick got it first."""
         with self._connect("claim a hook run", write=True) as conn:
-            return conn.execute(hook_runs.update().where(
-                _key(hook_runs, window, occurrence), hook_runs.c.event == event,
-                hook_runs.c.status == "pending", hook_runs.c.next_attempt_at <= now,
-            ).values(status="running", attempts=hook_runs.c.attempts + 1,
-                     updated_at=now)).rowcount == 1
+            return (
+                conn.execute(
+                    hook_runs.update()
+                    .where(
+                        _key(hook_runs, window, occurrence),
+                        hook_runs.c.event == event,
+                        hook_runs.c.status == "pending",
+                        hook_runs.c.next_attempt_at <= now,
+                    )
+                    .values(status="running", attempts=hook_runs.c.attempts + 1, updated_at=now)
+                ).rowcount
+                == 1
+            )
 
-    def finish_hook(self, key: tuple[str, datetime, str], *, ok: bool, now: datetime,
-                    exit_code: int | None = None, error: str | None = None,
-                    next_at: datetime | None = None) -> bool:
+    def finish_hook(
+        self,
+        key: tuple[str, datetime, str],
+        *,
+        ok: bool,
+        now: datetime,
+        exit_code: int | None = None,
+        error: str | None = None,
+        next_at: datetime | None = None,
+    ) -> bool:
         """``running`` -> ``ok``; or ``pending`` again at ``next_at``; or ``failed`` without one."""
         window, occurrence, event = key
         status = "ok" if ok else ("pending" if next_at is not None else "failed")
-        values: dict[str, Any] = dict(status=status, exit_code=exit_code, last_error=error,
-                                      updated_at=now)
+        values: dict[str, Any] = dict(status=status, exit_code=exit_code, last_error=error, updated_at=now)
         if status == "pending":
             values["next_attempt_at"] = next_at
         with self._connect("record a hook result", write=True) as conn:
-            return conn.execute(hook_runs.update().where(
-                _key(hook_runs, window, occurrence), hook_runs.c.event == event,
-                hook_runs.c.status == "running").values(**values)).rowcount == 1
+            return (
+                conn.execute(
+                    hook_runs.update()
+                    .where(
+                        _key(hook_runs, window, occurrence), hook_runs.c.event == event, hook_runs.c.status == "running"
+                    )
+                    .values(**values)
+                ).rowcount
+                == 1
+            )
 
     # tenant secrets --------------------------------------------------------
 
-    def tenant_secret(self, tenant: str, create: bool = True,
-                      token_factory: Callable[[], str] = secrets.token_urlsafe, *,
-                      now: datetime | None = None) -> str | None:
+    def tenant_secret(
+        self,
+        tenant: str,
+        create: bool = True,
+        token_factory: Callable[[], str] = secrets.token_urlsafe,
+        *,
+        now: datetime | None = None,
+    ) -> str | None:
         """The secret in a tenant's page and calendar URLs, made on first use when ``create``.
 
         ``now`` defaults to the clock: ``created_at`` is a record, not an input to any decision.
@@ -1114,35 +1407,48 @@ class Store:
         with self._connect("read a tenant secret", write=create) as conn:
             secret = conn.execute(query).scalar()
             if secret is None and create:
-                conn.execute(_insert(conn, tenant_secrets).values(
-                    tenant=tenant, secret=token_factory(), created_at=now or datetime.now(UTC),
-                ).on_conflict_do_nothing(index_elements=["tenant"]))
+                conn.execute(
+                    _insert(conn, tenant_secrets)
+                    .values(
+                        tenant=tenant,
+                        secret=token_factory(),
+                        created_at=now or datetime.now(UTC),
+                    )
+                    .on_conflict_do_nothing(index_elements=["tenant"])
+                )
                 secret = conn.execute(query).scalar()
             return secret
 
-    def rotate_secret(self, tenant: str, token_factory: Callable[[], str] = secrets.token_urlsafe, *,
-                      now: datetime | None = None) -> str:
+    def rotate_secret(
+        self, tenant: str, token_factory: Callable[[], str] = secrets.token_urlsafe, *, now: datetime | None = None
+    ) -> str:
         """A new secret for the tenant; the old URLs stop working at once."""
         values = dict(secret=token_factory(), created_at=now or datetime.now(UTC))
         with self._connect("rotate a tenant secret", write=True) as conn:
-            conn.execute(_insert(conn, tenant_secrets).values(tenant=tenant, **values)
-                         .on_conflict_do_update(index_elements=["tenant"], set_=values))
+            conn.execute(
+                _insert(conn, tenant_secrets)
+                .values(tenant=tenant, **values)
+                .on_conflict_do_update(index_elements=["tenant"], set_=values)
+            )
         return values["secret"]
 
     def tenant_for_secret(self, secret: str) -> str | None:
         with self._connect("read a tenant secret") as conn:
-            return conn.execute(sa.select(tenant_secrets.c.tenant)
-                                .where(tenant_secrets.c.secret == secret)).scalar()
+            return conn.execute(sa.select(tenant_secrets.c.tenant).where(tenant_secrets.c.secret == secret)).scalar()
 
     # instances -------------------------------------------------------------
 
-    def register_instance(self, id: str, *, listen: str, now: datetime, leader: bool = False,
-                          since: datetime | None = None) -> None:
+    def register_instance(
+        self, id: str, *, listen: str, now: datetime, leader: bool = False, since: datetime | None = None
+    ) -> None:
         """Announce this instance (and heartbeat it: call again every tick)."""
         values = dict(listen=listen, heartbeat_at=now, leader=leader, since=since)
         with self._connect("register the instance", write=True) as conn:
-            conn.execute(_insert(conn, instances).values(id=id, started_at=now, **values)
-                         .on_conflict_do_update(index_elements=["id"], set_=values))
+            conn.execute(
+                _insert(conn, instances)
+                .values(id=id, started_at=now, **values)
+                .on_conflict_do_update(index_elements=["id"], set_=values)
+            )
 
     def remove_instance(self, id: str) -> None:
         """A clean stop: the instance leaves the list at once instead of going stale."""
@@ -1164,17 +1470,24 @@ class Store:
         deadline, else as ``drained`` (finished in its grace, or allowed to finish).
         Tenants with nothing to report are absent.
         """
-        query = (sa.select(journal.c.kind, journal.c.detail)
-                 .where(_key(journal, window, occurrence), journal.c.kind.in_(("refused", "drain")))
-                 .order_by(journal.c.id))
+        query = (
+            sa.select(journal.c.kind, journal.c.detail)
+            .where(_key(journal, window, occurrence), journal.c.kind.in_(("refused", "drain")))
+            .order_by(journal.c.id)
+        )
         with self._connect("read the journal of an occurrence") as conn:
             rows = conn.execute(query).all()
             lease_ids = sorted({(d or {}).get("lease") for k, d in rows if k == "drain"} - {None})
             ended = {}
             if lease_ids:
-                ended = {r.id: r for r in conn.execute(
-                    sa.select(leases.c.id, leases.c.status, leases.c.released_at, leases.c.deadline)
-                    .where(leases.c.id.in_(lease_ids)))}
+                ended = {
+                    r.id: r
+                    for r in conn.execute(
+                        sa.select(leases.c.id, leases.c.status, leases.c.released_at, leases.c.deadline).where(
+                            leases.c.id.in_(lease_ids)
+                        )
+                    )
+                }
         out: dict[str, dict[str, Any]] = {}
         seen_leases: set[str] = set()
         for kind, detail in rows:
@@ -1192,8 +1505,11 @@ class Store:
                 continue  # one job is one job, however often its drain was journaled
             seen_leases.add(lease_id)
             lease = ended.get(lease_id)
-            finished_in_time = (lease is not None and lease.status == "released"
-                                and (lease.deadline is None or lease.released_at <= lease.deadline))
+            finished_in_time = (
+                lease is not None
+                and lease.status == "released"
+                and (lease.deadline is None or lease.released_at <= lease.deadline)
+            )
             if detail.get("then") == "stop" and not finished_in_time:
                 entry["stopped"] += 1
             else:
@@ -1210,21 +1526,25 @@ class Store:
         windows = sorted(set(windows))
         if not windows:
             return []
-        query = (sa.select(outbox.c.id, outbox.c.notice_id, outbox.c.window, outbox.c.occurrence,
-                           outbox.c.tenant, outbox.c.kind)
-                 .where(outbox.c.window.in_(windows), outbox.c.id > after_id,
-                        outbox.c.kind.in_(("rescheduled", "cancelled")))
-                 .order_by(outbox.c.id))
+        query = (
+            sa.select(
+                outbox.c.id, outbox.c.notice_id, outbox.c.window, outbox.c.occurrence, outbox.c.tenant, outbox.c.kind
+            )
+            .where(
+                outbox.c.window.in_(windows), outbox.c.id > after_id, outbox.c.kind.in_(("rescheduled", "cancelled"))
+            )
+            .order_by(outbox.c.id)
+        )
         with self._connect("read changed notices") as conn:
             return _dicts(conn.execute(query))
 
     def mark_superseded(self, id: int, now: datetime, reason: str, *, worker: str | None = None) -> bool:
         """``sending`` -> ``superseded``: claimed, but newer news makes sending it wrong."""
-        return self._finish("supersede a notice", id, worker,
-                            dict(status="superseded", last_error=reason, updated_at=now))
+        return self._finish(
+            "supersede a notice", id, worker, dict(status="superseded", last_error=reason, updated_at=now)
+        )
 
-    def finish_many(self, results: Iterable[tuple[int, Mapping[str, Any]]], *,
-                    worker: str | None = None) -> set[int]:
+    def finish_many(self, results: Iterable[tuple[int, Mapping[str, Any]]], *, worker: str | None = None) -> set[int]:
         """Record many delivery results in one transaction: ``(id, values)`` with ``values``
         holding the new ``status`` (``sent``, ``pending`` for a retry, ``failed``,
         ``superseded``), ``updated_at``, and as the status needs ``sent_at``,
@@ -1238,27 +1558,47 @@ class Store:
         params = []
         for id, values in results:
             unknown = set(values) - {"status", "sent_at", "next_attempt_at", "last_error", "updated_at"}
-            if unknown or values.get("status") not in ("sent", "pending", "failed", "superseded") \
-                    or "updated_at" not in values:
+            if (
+                unknown
+                or values.get("status") not in ("sent", "pending", "failed", "superseded")
+                or "updated_at" not in values
+            ):
                 raise ValueError(f"not a delivery result: {dict(values)!r}")
-            params.append({"b_id": id, "b_status": values["status"], "b_sent_at": values.get("sent_at"),
-                           "b_next": values.get("next_attempt_at"), "b_error": values.get("last_error"),
-                           "b_updated": values["updated_at"]})
+            params.append(
+                {
+                    "b_id": id,
+                    "b_status": values["status"],
+                    "b_sent_at": values.get("sent_at"),
+                    "b_next": values.get("next_attempt_at"),
+                    "b_error": values.get("last_error"),
+                    "b_updated": values["updated_at"],
+                }
+            )
         if not params:
             return set()
         held = [outbox.c.status == "sending"] + ([outbox.c.claimed_by == worker] if worker is not None else [])
-        statement = outbox.update().where(outbox.c.id == sa.bindparam("b_id"), *held).values(
-            status=sa.bindparam("b_status"),
-            sent_at=sa.func.coalesce(sa.bindparam("b_sent_at", type_=UTCDateTime), outbox.c.sent_at),
-            next_attempt_at=sa.func.coalesce(sa.bindparam("b_next", type_=UTCDateTime), outbox.c.next_attempt_at),
-            last_error=sa.bindparam("b_error", type_=sa.Text), updated_at=sa.bindparam("b_updated", type_=UTCDateTime),
-            claimed_by=None, claimed_until=None)
+        statement = (
+            outbox.update()
+            .where(outbox.c.id == sa.bindparam("b_id"), *held)
+            .values(
+                status=sa.bindparam("b_status"),
+                sent_at=sa.func.coalesce(sa.bindparam("b_sent_at", type_=UTCDateTime), outbox.c.sent_at),
+                next_attempt_at=sa.func.coalesce(sa.bindparam("b_next", type_=UTCDateTime), outbox.c.next_attempt_at),
+                last_error=sa.bindparam("b_error", type_=sa.Text),
+                updated_at=sa.bindparam("b_updated", type_=UTCDateTime),
+                claimed_by=None,
+                claimed_until=None,
+            )
+        )
         with self._connect("record notice results", write=True) as conn:
             ids = [p["b_id"] for p in params]
             mine: set[int] = set()
             for chunk in range(0, len(ids), 500):  # under every driver's bound-parameter limit
-                mine |= set(conn.execute(sa.select(outbox.c.id).where(
-                    outbox.c.id.in_(ids[chunk:chunk + 500]), *held)).scalars())
+                mine |= set(
+                    conn.execute(
+                        sa.select(outbox.c.id).where(outbox.c.id.in_(ids[chunk : chunk + 500]), *held)
+                    ).scalars()
+                )
             todo = [p for p in params if p["b_id"] in mine]
             if todo:
                 conn.execute(statement, todo)
@@ -1278,18 +1618,33 @@ class Store:
             sa.and_(outbox.c.status == "sending", outbox.c.claimed_until < now),
         )
         until = now + lease
-        query = (sa.select(outbox.c.id).where(due)
-                 .order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit))
+        query = sa.select(outbox.c.id).where(due).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
         with self._connect("claim notices", write=True) as conn:
             if conn.dialect.name == "postgresql":
                 query = query.with_for_update(skip_locked=True)  # others skip rows we hold
             ids = list(conn.execute(query).scalars())
             if not ids:
                 return []
-            conn.execute(outbox.update().where(outbox.c.id.in_(ids), due).values(
-                status="sending", claimed_by=worker, claimed_until=until,
-                attempts=outbox.c.attempts + 1, updated_at=now))
-            return _dicts(conn.execute(
-                sa.select(outbox).where(outbox.c.id.in_(ids), outbox.c.status == "sending",
-                                        outbox.c.claimed_by == worker, outbox.c.claimed_until == until)
-                .order_by(outbox.c.next_attempt_at, outbox.c.id)))
+            conn.execute(
+                outbox.update()
+                .where(outbox.c.id.in_(ids), due)
+                .values(
+                    status="sending",
+                    claimed_by=worker,
+                    claimed_until=until,
+                    attempts=outbox.c.attempts + 1,
+                    updated_at=now,
+                )
+            )
+            return _dicts(
+                conn.execute(
+                    sa.select(outbox)
+                    .where(
+                        outbox.c.id.in_(ids),
+                        outbox.c.status == "sending",
+                        outbox.c.claimed_by == worker,
+                        outbox.c.claimed_until == until,
+                    )
+                    .order_by(outbox.c.next_attempt_at, outbox.c.id)
+                )
+            )

@@ -1,4 +1,5 @@
 """Shared fixtures: a real `maintd run` subprocess on a free port, driven over HTTP and the CLI."""
+
 from __future__ import annotations
 
 import json
@@ -9,10 +10,10 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Optional
 
 import pytest
 import requests
@@ -44,9 +45,9 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def iso_in(seconds: float, now: Optional[datetime] = None) -> str:
+def iso_in(seconds: float, now: datetime | None = None) -> str:
     """A UTC instant ``seconds`` from now, as windows.yaml takes it (whole seconds, Z)."""
-    now = now or datetime.now(timezone.utc)
+    now = now or datetime.now(UTC)
     return (now + timedelta(seconds=seconds)).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -56,21 +57,25 @@ class DaemonProc:
     port: int
     env: dict
     args: tuple = ()
-    proc: Optional[subprocess.Popen] = None
-    log_path: Optional[Path] = None
+    proc: subprocess.Popen | None = None
+    log_path: Path | None = None
     _logs: list = field(default_factory=list)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, wait: bool = True) -> "DaemonProc":
+    def start(self, wait: bool = True) -> DaemonProc:
         self.log_path = self.config_path.parent / f"daemon-{len(self._logs)}.log"
         self._logs.append(self.log_path)
         fh = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(maintd_argv() + ["--config", str(self.config_path), "run", *self.args],
-                                     env=self.env, stdout=fh, stderr=subprocess.STDOUT,
-                                     cwd=self.config_path.parent)
+        self.proc = subprocess.Popen(
+            maintd_argv() + ["--config", str(self.config_path), "run", *self.args],
+            env=self.env,
+            stdout=fh,
+            stderr=subprocess.STDOUT,
+            cwd=self.config_path.parent,
+        )
         if wait:
             self.wait_ready()
         return self
@@ -94,11 +99,11 @@ class DaemonProc:
     def get(self, path: str, **kw) -> requests.Response:
         return requests.get(self.url + path, timeout=10, **kw)
 
-    def post(self, path: str, json_body=None, token: Optional[str] = TOKEN, **kw) -> requests.Response:
+    def post(self, path: str, json_body=None, token: str | None = TOKEN, **kw) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return requests.post(self.url + path, json=json_body, headers=headers, timeout=10, **kw)
 
-    def delete(self, path: str, token: Optional[str] = TOKEN, **kw) -> requests.Response:
+    def delete(self, path: str, token: str | None = TOKEN, **kw) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return requests.delete(self.url + path, headers=headers, timeout=10, **kw)
 
@@ -110,14 +115,21 @@ class DaemonProc:
     def history(self) -> list:
         return self.get("/v1/history", params={"limit": 1000}).json()
 
-    def cli(self, *args: str, env: Optional[dict] = None, timeout: float = 30,
-            input: Optional[str] = None) -> subprocess.CompletedProcess:
+    def cli(
+        self, *args: str, env: dict | None = None, timeout: float = 30, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         e = dict(self.env)
         e["MAINTD_URL"] = self.url
         e.update(env or {})
-        return subprocess.run(maintd_argv() + ["--config", str(self.config_path), *args], env=e,
-                              capture_output=True, text=True, timeout=timeout, input=input,
-                              cwd=self.config_path.parent)
+        return subprocess.run(
+            maintd_argv() + ["--config", str(self.config_path), *args],
+            env=e,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
+            cwd=self.config_path.parent,
+        )
 
     def wait_for(self, predicate: Callable[[dict], bool], timeout: float = 15.0, what: str = "") -> dict:
         deadline = time.time() + timeout
@@ -130,8 +142,10 @@ class DaemonProc:
             except requests.RequestException:
                 pass
             time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what or predicate}; last status:\n"
-                             f"{json.dumps(last, indent=1)[:3000]}\nlog:\n{self.log()[-4000:]}")
+        raise AssertionError(
+            f"timed out waiting for {what or predicate}; last status:\n"
+            f"{json.dumps(last, indent=1)[:3000]}\nlog:\n{self.log()[-4000:]}"
+        )
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)
@@ -151,7 +165,7 @@ class DaemonProc:
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
 
-    def restart(self) -> "DaemonProc":
+    def restart(self) -> DaemonProc:
         return self.start()
 
 
@@ -161,14 +175,20 @@ def daemon_factory(tmp_path: Path):
     `maintd run` as a real subprocess; every daemon is stopped at the end of the test."""
     started: list[DaemonProc] = []
 
-    def start(config_text: str, *, env: Optional[dict] = None, args: tuple = (), wait: bool = True,
-              name: str = "windows.yaml", port: Optional[int] = None) -> DaemonProc:
+    def start(
+        config_text: str,
+        *,
+        env: dict | None = None,
+        args: tuple = (),
+        wait: bool = True,
+        name: str = "windows.yaml",
+        port: int | None = None,
+    ) -> DaemonProc:
         port = port or free_port()
         path = tmp_path / name
         path.write_text(config_text.replace("{listen}", f"127.0.0.1:{port}"))
         e = {k: v for k, v in os.environ.items() if not k.startswith("MAINTD_")}
-        e.update({"MAINTD_TOKEN": TOKEN, "MAINTD_SAFETY_TICK": "1", "MAINTD_HEARTBEAT": "1",
-                  "PYTHONUNBUFFERED": "1"})
+        e.update({"MAINTD_TOKEN": TOKEN, "MAINTD_SAFETY_TICK": "1", "MAINTD_HEARTBEAT": "1", "PYTHONUNBUFFERED": "1"})
         e.update(env or {})
         d = DaemonProc(config_path=path, port=port, env=e, args=args)
         started.append(d)

@@ -3,6 +3,7 @@
 Import the fixtures into a test module (``from notifier_fixtures import ...``); pytest
 picks them up from the module's namespace.
 """
+
 from __future__ import annotations
 
 import base64
@@ -10,9 +11,9 @@ import email
 import email.policy
 import os
 import socket
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta, timezone
-from typing import Callable
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -22,7 +23,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from notifiers import EmailNotifier, Renderer, WebhookNotifier
 from scheduler.model import EmailSettings, Notice, Tenant, Webhook, WebhookSettings, notice_id
 
-UTC = timezone.utc
+UTC = UTC
 START = datetime(2026, 12, 5, 21, 0, tzinfo=UTC)  # 22:00 in Berlin, 16:00 in New York
 END = START + timedelta(hours=4)
 PROVIDER = "Example Cloud"
@@ -40,27 +41,35 @@ def free_port() -> int:
 
 
 def make_tenant(**overrides) -> Tenant:
-    base = dict(id="acme", name="ACME Corp", zone=ZoneInfo("Europe/Berlin"),
-                email=("ops@acme.example",), webhook=None)
+    base = dict(id="acme", name="ACME Corp", zone=ZoneInfo("Europe/Berlin"), email=("ops@acme.example",), webhook=None)
     base.update(overrides)
     return Tenant(**base)
 
 
 def make_notice(kind: str = "scheduled", **overrides) -> Notice:
     base = dict(
-        kind=kind, window="storage-firmware", occurrence=START, tenant="acme",
-        title="Storage firmware update", start=START, end=END,
+        kind=kind,
+        window="storage-firmware",
+        occurrence=START,
+        tenant="acme",
+        title="Storage firmware update",
+        start=START,
+        end=END,
         message="Example Cloud is under scheduled maintenance until Sun 6 Dec 2026 02:00 CET.",
-        provider=PROVIDER, lead="24h" if kind == "scheduled" else None,
-        uid="storage-firmware@maintd", sequence=0,
+        provider=PROVIDER,
+        lead="24h" if kind == "scheduled" else None,
+        uid="storage-firmware@maintd",
+        sequence=0,
     )
     base.update(overrides)
-    base.setdefault("id", notice_id(base["window"], base["occurrence"], base["tenant"], kind,
-                                    base["lead"], base["sequence"]))
+    base.setdefault(
+        "id", notice_id(base["window"], base["occurrence"], base["tenant"], kind, base["lead"], base["sequence"])
+    )
     return Notice(**base)
 
 
 # --- SMTP ------------------------------------------------------------------------------
+
 
 class Inbox:
     """aiosmtpd handler that keeps what it receives and can be told to refuse."""
@@ -86,8 +95,11 @@ class Inbox:
 
 
 def _authenticator(server, session, envelope, mechanism, auth_data):
-    ok = (isinstance(auth_data, LoginPassword)
-          and auth_data.login == SMTP_USER.encode() and auth_data.password == SMTP_PASSWORD.encode())
+    ok = (
+        isinstance(auth_data, LoginPassword)
+        and auth_data.login == SMTP_USER.encode()
+        and auth_data.password == SMTP_PASSWORD.encode()
+    )
     # handled=False: let aiosmtpd answer 535 itself.
     return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
@@ -98,8 +110,9 @@ class SmtpServer:
     port: int
 
     def settings(self, **overrides) -> EmailSettings:
-        base = dict(host="127.0.0.1", port=self.port, sender="Example Cloud NOC <noc@example.com>",
-                    timeout=timedelta(seconds=2))
+        base = dict(
+            host="127.0.0.1", port=self.port, sender="Example Cloud NOC <noc@example.com>", timeout=timedelta(seconds=2)
+        )
         base.update(overrides)
         return EmailSettings(**base)
 
@@ -133,6 +146,7 @@ def renderer() -> Renderer:
 
 # --- the contract: one receiver per channel ---------------------------------------------
 
+
 @dataclass
 class Receiver:
     """A channel's notifier wired to a real receiver that can be told how to answer."""
@@ -153,9 +167,13 @@ def email_receiver(smtp_server, renderer) -> Receiver:
         inbox.data_reply = "451 4.3.0 Try again later" if outcome == "temporary" else None
 
     tenant = make_tenant()
-    return Receiver(notifier=EmailNotifier(smtp_server.settings(), renderer), tenant=tenant,
-                    answer=answer, received=lambda: inbox.messages,
-                    without_channel=replace(tenant, email=()))
+    return Receiver(
+        notifier=EmailNotifier(smtp_server.settings(), renderer),
+        tenant=tenant,
+        answer=answer,
+        received=lambda: inbox.messages,
+        without_channel=replace(tenant, email=()),
+    )
 
 
 @pytest.fixture
@@ -167,7 +185,10 @@ def webhook_receiver(httpserver) -> Receiver:
 
     answer("ok")
     tenant = make_tenant(webhook=Webhook(url=httpserver.url_for("/hooks/maintd"), secret=new_secret()))
-    return Receiver(notifier=WebhookNotifier(WebhookSettings(timeout=timedelta(seconds=2))),
-                    tenant=tenant, answer=answer,
-                    received=lambda: [req for req, resp in httpserver.log if resp.status_code < 300],
-                    without_channel=replace(tenant, webhook=None))
+    return Receiver(
+        notifier=WebhookNotifier(WebhookSettings(timeout=timedelta(seconds=2))),
+        tenant=tenant,
+        answer=answer,
+        received=lambda: [req for req, resp in httpserver.log if resp.status_code < 300],
+        without_channel=replace(tenant, webhook=None),
+    )

@@ -3,6 +3,7 @@
 Installs Debian's postgresql package when it is missing (CI runs as root on a fresh
 machine); runs the server as the ``postgres`` user because PostgreSQL refuses root.
 """
+
 from __future__ import annotations
 
 import glob
@@ -12,10 +13,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from typing import Optional
 
 
-def _bindir() -> Optional[str]:
+def _bindir() -> str | None:
     found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
     return os.path.dirname(found[-1]) if found else None
 
@@ -25,8 +25,9 @@ def ensure_installed() -> str:
     if bindir is None:
         env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
         subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-qq", "postgresql"], check=True, capture_output=True,
-                       timeout=900, env=env)
+        subprocess.run(
+            ["apt-get", "install", "-y", "-qq", "postgresql"], check=True, capture_output=True, timeout=900, env=env
+        )
         bindir = _bindir()
     if bindir is None:
         raise RuntimeError("PostgreSQL binaries not found after installing Debian's postgresql package")
@@ -57,12 +58,22 @@ class PostgresServer:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         return subprocess.run(cmd, check=check, capture_output=True, text=True, timeout=timeout)
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         if not os.path.exists(self.data):
             self._run(f"{self.bindir}/initdb", "-D", self.data, "-A", "trust", "-U", "postgres", "--no-sync")
-        self._run(f"{self.bindir}/pg_ctl", "-D", self.data, "-l", os.path.join(self.root, "log"), "-w", "-t", "60",
-                  "-o", f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off "
-                        f"-c max_connections=200", "start")
+        self._run(
+            f"{self.bindir}/pg_ctl",
+            "-D",
+            self.data,
+            "-l",
+            os.path.join(self.root, "log"),
+            "-w",
+            "-t",
+            "60",
+            "-o",
+            f"-p {self.port} -k {self.root} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+            "start",
+        )
         self._wait()
         return self
 

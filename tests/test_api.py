@@ -4,6 +4,7 @@ Fast tables run FastAPI's TestClient against ``create_app(Daemon(...))`` built o
 tmp config with an injected clock; the schemathesis run and the streamed huge body go
 to a real ``maintd run`` (the ``daemon_factory`` fixture of conftest.py).
 """
+
 from __future__ import annotations
 
 import shutil
@@ -14,13 +15,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from conftest import TOKEN, Clock, iso_in
 from fastapi.testclient import TestClient
 
 from scheduler.api import MAX_BODY, create_app
 from scheduler.daemon import Daemon
 from scheduler.model import UTC
-
-from conftest import TOKEN, Clock, iso_in
 
 T0 = datetime(2027, 3, 10, 12, 0, tzinfo=UTC)  # "now" of the in-process daemon
 
@@ -106,18 +106,42 @@ BAD_INPUT = [
     ("POST", "/v1/admissions", {"tenant": "acme"}, 422, "kind: Field required"),
     ("POST", "/v1/admissions", {"tenant": "acme", "kind": None}, 422, "kind: "),
     ("POST", "/v1/admissions", {"tenant": "", "kind": "backup"}, 422, "tenant: "),
-    ("POST", "/v1/admissions", {"tenant": "acme", "kind": "backup", "expected_duration": "soon"}, 422,
-     "expected a duration"),
-    ("POST", "/v1/admissions", {"tenant": "acme", "kind": "backup", "expected_duration": -5}, 422,
-     "must not be negative"),
-    ("POST", "/v1/admissions", {"tenant": "acme", "kind": "backup", "expected_duration": True}, 422,
-     "expected_duration"),
-    ("POST", "/v1/admissions", {"tenant": "acme", "kind": "backup", "expected_duration": 1e300}, 422,
-     "at most 3650d"),
-    ("POST", "/v1/admissions", {"tenant": "acme", "kind": "backup", "expected_duration": "99999999999d"}, 422,
-     "at most"),
-    ("POST", "/v1/admissions", {"tenant": "acme", "kind": "backup", "colour": "red"}, 422,
-     "colour: Extra inputs are not permitted"),
+    (
+        "POST",
+        "/v1/admissions",
+        {"tenant": "acme", "kind": "backup", "expected_duration": "soon"},
+        422,
+        "expected a duration",
+    ),
+    (
+        "POST",
+        "/v1/admissions",
+        {"tenant": "acme", "kind": "backup", "expected_duration": -5},
+        422,
+        "must not be negative",
+    ),
+    (
+        "POST",
+        "/v1/admissions",
+        {"tenant": "acme", "kind": "backup", "expected_duration": True},
+        422,
+        "expected_duration",
+    ),
+    ("POST", "/v1/admissions", {"tenant": "acme", "kind": "backup", "expected_duration": 1e300}, 422, "at most 3650d"),
+    (
+        "POST",
+        "/v1/admissions",
+        {"tenant": "acme", "kind": "backup", "expected_duration": "99999999999d"},
+        422,
+        "at most",
+    ),
+    (
+        "POST",
+        "/v1/admissions",
+        {"tenant": "acme", "kind": "backup", "colour": "red"},
+        422,
+        "colour: Extra inputs are not permitted",
+    ),
     ("POST", "/v1/admissions", ["acme", "backup"], 422, "valid dictionary"),
     ("POST", "/v1/admissions", b"{not json", 422, "JSON"),
     ("POST", "/v1/admissions", {"tenant": "nobody", "kind": "backup"}, 404, 'unknown tenant "nobody"'),
@@ -149,8 +173,9 @@ BAD_INPUT = [
 ]
 
 
-@pytest.mark.parametrize("method,path,body,status,needle", BAD_INPUT,
-                         ids=[f"{m} {p} -> {s} {str(b)[:40]}" for m, p, b, s, _ in BAD_INPUT])
+@pytest.mark.parametrize(
+    "method,path,body,status,needle", BAD_INPUT, ids=[f"{m} {p} -> {s} {str(b)[:40]}" for m, p, b, s, _ in BAD_INPUT]
+)
 def test_bad_input_is_a_4xx_json_error(client: TestClient, method, path, body, status, needle) -> None:
     kw: dict = {"headers": dict(AUTH)}
     if isinstance(body, bytes):
@@ -175,20 +200,28 @@ def test_large_query_values_are_clamped_not_errors(client: TestClient) -> None:
 def test_repeated_extends_stop_far_from_the_calendar_limit(client: TestClient) -> None:
     for _ in range(2):
         assert client.post("/v1/windows/running/extend", json={"by": "3000d"}, headers=AUTH).status_code == 200
-    assert_json_error(client.post("/v1/windows/running/extend", json={"by": "3000d"}, headers=AUTH), 400,
-                      "cannot extend running more than 7300 days ahead")
+    assert_json_error(
+        client.post("/v1/windows/running/extend", json={"by": "3000d"}, headers=AUTH),
+        400,
+        "cannot extend running more than 7300 days ahead",
+    )
 
 
 # --------------------------------------------------------------------------- access
 
 
-@pytest.mark.parametrize("method,path,body", [
-    ("POST", "/v1/maintenance", {"reason": "x"}),
-    ("DELETE", "/v1/maintenance", None),
-    ("POST", "/v1/windows/running/extend", {"by": "30m"}),
-], ids=["enter", "exit", "extend"])
-@pytest.mark.parametrize("header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer"],
-                         ids=["none", "wrong", "not-bearer", "empty"])
+@pytest.mark.parametrize(
+    "method,path,body",
+    [
+        ("POST", "/v1/maintenance", {"reason": "x"}),
+        ("DELETE", "/v1/maintenance", None),
+        ("POST", "/v1/windows/running/extend", {"by": "30m"}),
+    ],
+    ids=["enter", "exit", "extend"],
+)
+@pytest.mark.parametrize(
+    "header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer"], ids=["none", "wrong", "not-bearer", "empty"]
+)
 def test_state_changes_need_the_token(client: TestClient, daemon: Daemon, method, path, body, header) -> None:
     headers = {"Authorization": header} if header else {}
     resp = client.request(method, path, json=body, headers=headers)
@@ -199,11 +232,17 @@ def test_state_changes_need_the_token(client: TestClient, daemon: Daemon, method
 
 def test_no_token_configured_refuses_state_changes_with_a_clear_message(make_daemon) -> None:
     client = TestClient(create_app(make_daemon(token=None)), raise_server_exceptions=False)
-    for method, path, body in [("POST", "/v1/maintenance", {"reason": "x"}), ("DELETE", "/v1/maintenance", None),
-                               ("POST", "/v1/windows/running/extend", {"by": "30m"})]:
-        assert_json_error(client.request(method, path, json=body, headers=AUTH), 403,
-                          "state-changing calls are disabled: no token is configured",
-                          "MAINTD_TOKEN or daemon.token_file")
+    for method, path, body in [
+        ("POST", "/v1/maintenance", {"reason": "x"}),
+        ("DELETE", "/v1/maintenance", None),
+        ("POST", "/v1/windows/running/extend", {"by": "30m"}),
+    ]:
+        assert_json_error(
+            client.request(method, path, json=body, headers=AUTH),
+            403,
+            "state-changing calls are disabled: no token is configured",
+            "MAINTD_TOKEN or daemon.token_file",
+        )
     # reads and the gate stay open on loopback
     assert client.get("/v1/status").status_code == 200
     assert client.post("/v1/admissions", json={"tenant": "beta", "kind": "backup"}).status_code == 200
@@ -211,8 +250,11 @@ def test_no_token_configured_refuses_state_changes_with_a_clear_message(make_dae
 
 def test_reads_and_the_gate_need_the_token_off_loopback(daemon: Daemon) -> None:
     remote = TestClient(create_app(daemon), client=("192.0.2.7", 40000), raise_server_exceptions=False)
-    for method, path, body in [("GET", "/v1/status", None), ("GET", "/metrics", None),
-                               ("POST", "/v1/admissions", {"tenant": "beta", "kind": "backup"})]:
+    for method, path, body in [
+        ("GET", "/v1/status", None),
+        ("GET", "/metrics", None),
+        ("POST", "/v1/admissions", {"tenant": "beta", "kind": "backup"}),
+    ]:
         assert_json_error(remote.request(method, path, json=body), 401, "bearer token")
         assert remote.request(method, path, json=body, headers=AUTH).status_code == 200
     assert remote.get("/healthz").json() == {"ok": True}  # liveness stays open
@@ -240,8 +282,9 @@ def test_manual_enter_extend_exit(client: TestClient, daemon: Daemon) -> None:
 
 
 def test_manual_bodies_accept_duration_and_comma_separated_tenants(client: TestClient) -> None:
-    r = client.post("/v1/maintenance", json={"reason": "storage", "duration": "2h", "tenants": "acme, beta"},
-                    headers=AUTH)
+    r = client.post(
+        "/v1/maintenance", json={"reason": "storage", "duration": "2h", "tenants": "acme, beta"}, headers=AUTH
+    )
     assert r.status_code == 200, r.text
     manual = r.json()
     assert manual["tenants"] == ["acme", "beta"] and manual["end"] == "2027-03-10T14:00:00Z"
@@ -263,9 +306,19 @@ def test_the_gate_admits_denies_and_releases(client: TestClient) -> None:
 
 def test_openapi_document_lists_the_spec_routes(client: TestClient) -> None:
     doc = client.get("/openapi.json").json()
-    for path in ("/v1/status", "/v1/admissions", "/v1/leases/{lease_id}/heartbeat", "/v1/leases/{lease_id}",
-                 "/v1/maintenance", "/v1/windows/{window_id}/extend", "/v1/windows", "/v1/notices",
-                 "/v1/history", "/metrics", "/healthz"):
+    for path in (
+        "/v1/status",
+        "/v1/admissions",
+        "/v1/leases/{lease_id}/heartbeat",
+        "/v1/leases/{lease_id}",
+        "/v1/maintenance",
+        "/v1/windows/{window_id}/extend",
+        "/v1/windows",
+        "/v1/notices",
+        "/v1/history",
+        "/metrics",
+        "/healthz",
+    ):
         assert path in doc["paths"], path
 
 
@@ -310,8 +363,9 @@ def live(daemon_factory):
 
 def test_live_huge_bodies_are_refused_with_413_json_streamed_or_not(live) -> None:
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
-    r = requests.post(live.url + "/v1/maintenance", data=b"{" + b" " * (2 * MAX_BODY) + b"}", headers=headers,
-                      timeout=10)
+    r = requests.post(
+        live.url + "/v1/maintenance", data=b"{" + b" " * (2 * MAX_BODY) + b"}", headers=headers, timeout=10
+    )
     assert_json_error(r, 413, "request body too large")
 
     def chunks():  # no Content-Length: Transfer-Encoding chunked, 8 MiB
@@ -321,8 +375,12 @@ def test_live_huge_bodies_are_refused_with_413_json_streamed_or_not(live) -> Non
     r = requests.post(live.url + "/v1/maintenance", data=chunks(), headers=headers, timeout=10)
     assert_json_error(r, 413, "request body too large")
     # a small chunked body still works
-    r = requests.post(live.url + "/v1/maintenance", data=iter([b'{"reason": ', b'"chunked", "for": "1m"}']),
-                      headers=headers, timeout=10)
+    r = requests.post(
+        live.url + "/v1/maintenance",
+        data=iter([b'{"reason": ', b'"chunked", "for": "1m"}']),
+        headers=headers,
+        timeout=10,
+    )
     assert r.status_code == 200, r.text
     assert live.proc.poll() is None
 
@@ -331,7 +389,7 @@ def test_live_bad_input_never_500(live) -> None:
     cases = [
         ("POST", "/v1/admissions", b'{"tenant": "acme", "kind": "backup", "expected_duration": NaN}'),
         ("POST", "/v1/admissions", b'{"tenant": "acme", "kind": "backup", "expected_duration": Infinity}'),
-        ("POST", "/v1/admissions", b'\xff\xfe'),
+        ("POST", "/v1/admissions", b"\xff\xfe"),
         ("POST", "/v1/windows/%00/extend", b'{"by": "30m"}'),
         ("POST", "/v1/windows/running/extend", b'{"by": 1e999}'),
         ("POST", "/v1/maintenance", b'{"reason": "x", "for": -0.0}'),
@@ -339,8 +397,13 @@ def test_live_bad_input_never_500(live) -> None:
         ("GET", "/v1/history?limit=99999999999999999999999999", b""),
     ]
     for method, path, raw in cases:
-        r = requests.request(method, live.url + path, data=raw, timeout=10,
-                             headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+        r = requests.request(
+            method,
+            live.url + path,
+            data=raw,
+            timeout=10,
+            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        )
         assert r.status_code < 500, (path, raw, r.status_code, r.text)
         assert "Traceback" not in r.text
         if r.status_code >= 400:
@@ -348,20 +411,48 @@ def test_live_bad_input_never_500(live) -> None:
     assert "Traceback" not in live.log()
 
 
-@pytest.mark.skipif(shutil.which("st") is None and subprocess.run(
-    [sys.executable, "-c", "import schemathesis"], capture_output=True).returncode != 0,
-    reason="schemathesis is not installed (pip install -e '.[test]')")
+@pytest.mark.skipif(
+    shutil.which("st") is None
+    and subprocess.run([sys.executable, "-c", "import schemathesis"], capture_output=True).returncode != 0,
+    reason="schemathesis is not installed (pip install -e '.[test]')",
+)
 def test_schemathesis_finds_no_server_error(live, tmp_path: Path) -> None:
     """The OpenAPI document, fuzzed against the live daemon: no 500 anywhere."""
     st = shutil.which("st")
     argv = [st] if st else [sys.executable, "-m", "schemathesis.cli"]
     report = tmp_path / "st-report.json"
-    r = subprocess.run(argv + [
-        "run", live.url + "/openapi.json", "--checks", "not_a_server_error", "--max-examples", "20",
-        "--seed", "1", "--phases", "examples,coverage,fuzzing", "--header", f"Authorization: Bearer {TOKEN}",
-        "--request-timeout", "10", "--generation-database", "none", "--no-color", "--workers", "1",
-        "--report", "junit", "--report-junit-path", str(report),  # (--max-time would fuzz until it is spent)
-    ], capture_output=True, text=True, timeout=90, cwd=tmp_path)
+    r = subprocess.run(
+        argv
+        + [
+            "run",
+            live.url + "/openapi.json",
+            "--checks",
+            "not_a_server_error",
+            "--max-examples",
+            "20",
+            "--seed",
+            "1",
+            "--phases",
+            "examples,coverage,fuzzing",
+            "--header",
+            f"Authorization: Bearer {TOKEN}",
+            "--request-timeout",
+            "10",
+            "--generation-database",
+            "none",
+            "--no-color",
+            "--workers",
+            "1",
+            "--report",
+            "junit",
+            "--report-junit-path",
+            str(report),  # (--max-time would fuzz until it is spent)
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        cwd=tmp_path,
+    )
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:] + live.log()[-3000:]
     assert live.proc.poll() is None
     assert "Traceback" not in live.log()

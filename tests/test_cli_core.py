@@ -3,6 +3,7 @@
 Every run checks that stderr carries no traceback: user mistakes end in ``Error: ...``
 or ``FILE:LINE:COL: message`` lines and an exit code (SPEC section 2).
 """
+
 from __future__ import annotations
 
 import json
@@ -68,11 +69,14 @@ def test_validate_invalid_prints_file_line_col(workdir):
 
 
 def test_validate_warning_goes_to_stderr_and_still_passes(workdir):
-    text = (workdir / "windows.yaml").read_text().replace("tenants: {labels: {tier: gold}}",
-                                                          "tenants: {labels: {tier: platinum}}")
+    text = (
+        (workdir / "windows.yaml")
+        .read_text()
+        .replace("tenants: {labels: {tier: gold}}", "tenants: {labels: {tier: platinum}}")
+    )
     (workdir / "windows.yaml").write_text(text)
     proc = maintd("validate", cwd=workdir, check_code=0)
-    assert "warning: labels {tier: platinum} in window \"patch-tuesday\" match no tenant" in proc.stderr
+    assert 'warning: labels {tier: platinum} in window "patch-tuesday" match no tenant' in proc.stderr
     assert "OK" in proc.stdout
 
 
@@ -91,11 +95,9 @@ def test_config_option_and_maintd_config_env(workdir, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     path = str(workdir / "windows.yaml")
     assert maintd("--config", path, "validate", cwd=elsewhere, check_code=0).stdout.startswith(path + ": OK")
-    assert maintd("validate", cwd=elsewhere, env={"MAINTD_CONFIG": path}, check_code=0).stdout.startswith(
-        path + ": OK")
+    assert maintd("validate", cwd=elsewhere, env={"MAINTD_CONFIG": path}, check_code=0).stdout.startswith(path + ": OK")
     # --config wins over the environment
-    maintd("--config", path, "validate", cwd=elsewhere, env={"MAINTD_CONFIG": "/nonexistent.yaml"},
-           check_code=0)
+    maintd("--config", path, "validate", cwd=elsewhere, env={"MAINTD_CONFIG": "/nonexistent.yaml"}, check_code=0)
 
 
 # ---------------------------------------------------------------------------
@@ -110,8 +112,7 @@ def _expected_example_plan() -> list[tuple]:
     # notify [7d, 24h, 1h]; patch-tuesday's 12-08 occurrence is skipped; cancelled-example is
     # cancelled.
     out = []
-    for at, lead in (("2026-11-28T21:00:00Z", "7d"), ("2026-12-04T21:00:00Z", "24h"),
-                     ("2026-12-05T20:00:00Z", "1h")):
+    for at, lead in (("2026-11-28T21:00:00Z", "7d"), ("2026-12-04T21:00:00Z", "24h"), ("2026-12-05T20:00:00Z", "1h")):
         out += [(at, "notice", "storage-firmware", t, lead, False) for t in ("acme", "beta", "gamma")]
     out += [("2026-12-05T21:00:00Z", "start", "storage-firmware", t, None, None) for t in ("acme", "beta", "gamma")]
     out += [("2026-12-06T01:00:00Z", "end", "storage-firmware", t, None, None) for t in ("acme", "beta", "gamma")]
@@ -122,11 +123,15 @@ def _rows(events: list[dict]) -> list[tuple]:
     return [(e["at"], e["event"], e["window"], e["tenant"], e.get("lead"), e.get("late")) for e in events]
 
 
-@pytest.mark.parametrize("frm, to", [
-    ("2026-11-25T00:00", "2026-12-20T00:00"),  # provider's zone (Berlin)
-    ("2026-11-24T23:00Z", "2026-12-19T23:00Z"),
-    ("2026-11-25T00:00+01:00", "2026-12-19T18:00-05:00"),
-], ids=["local", "utc_z", "offsets"])
+@pytest.mark.parametrize(
+    "frm, to",
+    [
+        ("2026-11-25T00:00", "2026-12-20T00:00"),  # provider's zone (Berlin)
+        ("2026-11-24T23:00Z", "2026-12-19T23:00Z"),
+        ("2026-11-25T00:00+01:00", "2026-12-19T18:00-05:00"),
+    ],
+    ids=["local", "utc_z", "offsets"],
+)
 def test_plan_json_of_the_example(workdir, frm, to):
     proc = maintd("plan", "--json", "--from", frm, "--to", to, cwd=workdir, check_code=0)
     events = json.loads(proc.stdout)
@@ -142,23 +147,35 @@ def test_plan_json_of_the_example(workdir, frm, to):
 
 
 def test_plan_json_late_notice_at_from(workdir):
-    proc = maintd("plan", "--json", "--from", "2026-12-05T12:00Z", "--to", "2026-12-05T21:00Z", cwd=workdir,
-                  check_code=0)
+    proc = maintd(
+        "plan", "--json", "--from", "2026-12-05T12:00Z", "--to", "2026-12-05T21:00Z", cwd=workdir, check_code=0
+    )
     assert _rows(json.loads(proc.stdout)) == [
         ("2026-12-05T12:00:00Z", "notice", "storage-firmware", t, "24h", True) for t in ("acme", "beta", "gamma")
     ] + [("2026-12-05T20:00:00Z", "notice", "storage-firmware", t, "1h", False) for t in ("acme", "beta", "gamma")]
 
 
 def test_plan_json_tenant_filter(workdir):
-    proc = maintd("plan", "--json", "--from", "2026-11-25T00:00", "--to", "2026-12-20T00:00", "--tenant", "beta",
-                  cwd=workdir, check_code=0)
+    proc = maintd(
+        "plan",
+        "--json",
+        "--from",
+        "2026-11-25T00:00",
+        "--to",
+        "2026-12-20T00:00",
+        "--tenant",
+        "beta",
+        cwd=workdir,
+        check_code=0,
+    )
     assert _rows(json.loads(proc.stdout)) == [r for r in _expected_example_plan() if r[3] == "beta"]
 
 
 def test_plan_json_recurring_window_in_a_later_month(workdir):
     # January's second Tuesday (2027-01-12) 01:00 Berlin is 00:00Z; gold tenants only.
-    proc = maintd("plan", "--json", "--from", "2027-01-11T00:00Z", "--to", "2027-01-13T00:00Z", cwd=workdir,
-                  check_code=0)
+    proc = maintd(
+        "plan", "--json", "--from", "2027-01-11T00:00Z", "--to", "2027-01-13T00:00Z", cwd=workdir, check_code=0
+    )
     assert _rows(json.loads(proc.stdout)) == [
         ("2027-01-11T00:00:00Z", "notice", "patch-tuesday", "acme", "3d", True),
         ("2027-01-11T00:00:00Z", "notice", "patch-tuesday", "gamma", "3d", True),
@@ -172,8 +189,9 @@ def test_plan_json_recurring_window_in_a_later_month(workdir):
 
 
 def test_plan_json_empty_range_is_an_empty_array(workdir):
-    proc = maintd("plan", "--json", "--from", "2026-12-10T00:00Z", "--to", "2026-12-11T00:00Z", cwd=workdir,
-                  check_code=0)
+    proc = maintd(
+        "plan", "--json", "--from", "2026-12-10T00:00Z", "--to", "2026-12-11T00:00Z", cwd=workdir, check_code=0
+    )
     assert json.loads(proc.stdout) == []
 
 
@@ -200,8 +218,11 @@ def test_plan_unknown_tenant(workdir):
     assert proc.stderr == 'Error: unknown tenant "nobody"; known: acme, beta, gamma\n'
 
 
-@pytest.mark.parametrize("args", [["--from", "yesterday-ish"], ["--to", "2026-13-01"],
-                                  ["--from", "2026-12-05T25:00"]], ids=["words", "month_13", "hour_25"])
+@pytest.mark.parametrize(
+    "args",
+    [["--from", "yesterday-ish"], ["--to", "2026-13-01"], ["--from", "2026-12-05T25:00"]],
+    ids=["words", "month_13", "hour_25"],
+)
 def test_plan_bad_time(workdir, args):
     proc = maintd("plan", *args, cwd=workdir, check_code=2)
     assert proc.stderr.startswith("Error: invalid time ")
@@ -229,8 +250,13 @@ def test_plan_invalid_config(workdir):
 def _plan_into_closed_pipe(workdir: Path) -> tuple[int, str]:
     environ = {k: v for k, v in os.environ.items() if not k.startswith("MAINTD_")}
     # twenty years of the example: far more than a pipe buffer
-    proc = subprocess.Popen([*COMMAND, "plan", "--json", "--from", "2027-01-01T00:00Z", "--to", "2047-01-01T00:00Z"],
-                            cwd=workdir, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*COMMAND, "plan", "--json", "--from", "2027-01-01T00:00Z", "--to", "2047-01-01T00:00Z"],
+        cwd=workdir,
+        env=environ,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     assert proc.stdout.read(11) == b'[\n  {"at": '
     proc.stdout.close()  # `maintd plan --json | head -c 11`
     stderr = proc.stderr.read().decode()
@@ -268,8 +294,18 @@ def test_config_option_also_after_the_command(workdir, tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     path = str(workdir / "windows.yaml")
     assert maintd("validate", "--config", path, cwd=elsewhere, check_code=0).stdout.startswith(path)
-    out = maintd("plan", "--config", path, "--json", "--from", "2026-12-05T00:00Z", "--to", "2026-12-06T00:00Z",
-                 cwd=elsewhere, check_code=0)
+    out = maintd(
+        "plan",
+        "--config",
+        path,
+        "--json",
+        "--from",
+        "2026-12-05T00:00Z",
+        "--to",
+        "2026-12-06T00:00Z",
+        cwd=elsewhere,
+        check_code=0,
+    )
     assert json.loads(out.stdout)
     # after the command it wins over the global one
     maintd("--config", "/nonexistent.yaml", "validate", "--config", path, cwd=elsewhere, check_code=0)

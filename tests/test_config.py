@@ -5,6 +5,7 @@ them, in file order). Each test runs in its own directory with the file named
 ``windows.yaml``, so the expected strings are literal. Line and column are 1-based and
 point at the value that is wrong (or at the key, when the key itself is the problem).
 """
+
 from __future__ import annotations
 
 import base64
@@ -76,217 +77,378 @@ def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # one error per case
 
 ERRORS = [
-    ("undefined_policy", W("""
+    (
+        "undefined_policy",
+        W("""
         - id: w
           start: 2027-01-01T00:00
           duration: 1h
           policy: x
-        """), ['windows.yaml:16:13: undefined policy "x" used in window "w"']),
-    ("undefined_provider_policy", F("""
+        """),
+        ['windows.yaml:16:13: undefined policy "x" used in window "w"'],
+    ),
+    (
+        "undefined_provider_policy",
+        F("""
         version: 1
         provider: {name: P, policy: nope}
-        """), ['windows.yaml:2:29: undefined policy "nope" used in provider']),
-    ("unknown_tenant_in_list", W("""
+        """),
+        ['windows.yaml:2:29: undefined policy "nope" used in provider'],
+    ),
+    (
+        "unknown_tenant_in_list",
+        W("""
         - id: w
           start: 2027-01-01T00:00
           duration: 1h
           tenants: [acme, zed]
-        """), ['windows.yaml:16:21: unknown tenant "zed" in window "w"']),
-    ("unknown_tenant_as_single_id", W("""
+        """),
+        ['windows.yaml:16:21: unknown tenant "zed" in window "w"'],
+    ),
+    (
+        "unknown_tenant_as_single_id",
+        W("""
         - id: w
           start: 2027-01-01T00:00
           duration: 1h
           tenants: zed
-        """), ['windows.yaml:16:14: unknown tenant "zed" in window "w"']),
-    ("duplicate_window_id", W("""
+        """),
+        ['windows.yaml:16:14: unknown tenant "zed" in window "w"'],
+    ),
+    (
+        "duplicate_window_id",
+        W("""
         - id: w
           start: 2027-01-01T00:00
           duration: 1h
         - id: w
           start: 2027-01-02T00:00
           duration: 1h
-        """), ['windows.yaml:16:9: duplicate window id "w" (first defined at line 13)']),
-    ("duplicate_tenant_id", F("""
+        """),
+        ['windows.yaml:16:9: duplicate window id "w" (first defined at line 13)'],
+    ),
+    (
+        "duplicate_tenant_id",
+        F("""
         version: 1
         provider: {name: P}
         tenants:
           - id: acme
           - id: beta
           - id: acme
-        """), ['windows.yaml:6:9: duplicate tenant id "acme" (first defined at line 4)']),
-    ("end_before_start", W("""
+        """),
+        ['windows.yaml:6:9: duplicate tenant id "acme" (first defined at line 4)'],
+    ),
+    (
+        "end_before_start",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           end: 2027-01-01T01:00
-        """), ['windows.yaml:15:10: end 2027-01-01T01:00 is before start 2027-01-01T02:00 in window "w"; '
-               "expected an end after the start"]),
-    ("end_equal_to_start", W("""
+        """),
+        [
+            'windows.yaml:15:10: end 2027-01-01T01:00 is before start 2027-01-01T02:00 in window "w"; '
+            "expected an end after the start"
+        ],
+    ),
+    (
+        "end_equal_to_start",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           end: 2027-01-01T02:00
-        """), ['windows.yaml:15:10: end 2027-01-01T02:00 equals start 2027-01-01T02:00 in window "w"; '
-               "expected an end after the start"]),
-    ("end_before_start_across_offsets", W("""
+        """),
+        [
+            'windows.yaml:15:10: end 2027-01-01T02:00 equals start 2027-01-01T02:00 in window "w"; '
+            "expected an end after the start"
+        ],
+    ),
+    (
+        "end_before_start_across_offsets",
+        W("""
         - id: w
           start: 2027-01-01T02:00+01:00
           end: 2027-01-01T00:30Z
-        """), ['windows.yaml:15:10: end 2027-01-01T00:30Z is before start 2027-01-01T02:00+01:00 in window "w"; '
-               "expected an end after the start"]),
-    ("both_end_and_duration", W("""
+        """),
+        [
+            'windows.yaml:15:10: end 2027-01-01T00:30Z is before start 2027-01-01T02:00+01:00 in window "w"; '
+            "expected an end after the start"
+        ],
+    ),
+    (
+        "both_end_and_duration",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           end: 2027-01-01T03:00
           duration: 1h
-        """), ['windows.yaml:16:5: window "w" has both end and duration; give one']),
-    ("neither_end_nor_duration", W("""
+        """),
+        ['windows.yaml:16:5: window "w" has both end and duration; give one'],
+    ),
+    (
+        "neither_end_nor_duration",
+        W("""
         - id: w
           start: 2027-01-01T02:00
-        """), ['windows.yaml:13:5: window "w" needs end or duration']),
-    ("neither_start_nor_cron", W("""
+        """),
+        ['windows.yaml:13:5: window "w" needs end or duration'],
+    ),
+    (
+        "neither_start_nor_cron",
+        W("""
         - id: w
           duration: 1h
-        """), ['windows.yaml:13:5: window "w" needs start (one-off) or cron (recurring)']),
-    ("cron_with_start", W("""
+        """),
+        ['windows.yaml:13:5: window "w" needs start (one-off) or cron (recurring)'],
+    ),
+    (
+        "cron_with_start",
+        W("""
         - id: w
           cron: "0 1 * * *"
           start: 2027-01-01T02:00
           duration: 1h
-        """), ['windows.yaml:15:5: window "w" is recurring (cron); it takes duration, not start']),
-    ("cron_with_end", W("""
+        """),
+        ['windows.yaml:15:5: window "w" is recurring (cron); it takes duration, not start'],
+    ),
+    (
+        "cron_with_end",
+        W("""
         - id: w
           cron: "0 1 * * *"
           duration: 1h
           end: 2027-01-01T02:00
-        """), ['windows.yaml:16:5: window "w" is recurring (cron); it takes duration, not end']),
-    ("recurring_without_duration", W("""
+        """),
+        ['windows.yaml:16:5: window "w" is recurring (cron); it takes duration, not end'],
+    ),
+    (
+        "recurring_without_duration",
+        W("""
         - id: w
           cron: "0 1 * * *"
-        """), ['windows.yaml:13:5: missing required key "duration" in recurring window "w"']),
-    ("invalid_cron_field", W("""
+        """),
+        ['windows.yaml:13:5: missing required key "duration" in recurring window "w"'],
+    ),
+    (
+        "invalid_cron_field",
+        W("""
         - id: w
           cron: "0 25 * * *"
           duration: 1h
-        """), ['windows.yaml:14:11: invalid cron expression "0 25 * * *": hour "25" is not valid '
-               '(allowed: 0-23); expected 5 fields "minute hour day month weekday"']),
-    ("invalid_cron_shape", W("""
+        """),
+        [
+            'windows.yaml:14:11: invalid cron expression "0 25 * * *": hour "25" is not valid '
+            '(allowed: 0-23); expected 5 fields "minute hour day month weekday"'
+        ],
+    ),
+    (
+        "invalid_cron_shape",
+        W("""
         - id: w
           cron: "every tuesday"
           duration: 1h
-        """), ['windows.yaml:14:11: invalid cron expression "every tuesday": 2 fields; '
-               'expected 5 fields "minute hour day month weekday"']),
-    ("unknown_timezone", W("""
+        """),
+        [
+            'windows.yaml:14:11: invalid cron expression "every tuesday": 2 fields; '
+            'expected 5 fields "minute hour day month weekday"'
+        ],
+    ),
+    (
+        "unknown_timezone",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
           timezone: Europe/Gotham
-        """), ['windows.yaml:16:15: unknown time zone "Europe/Gotham"; expected an IANA name such as '
-               "Europe/Berlin or UTC"]),
-    ("local_timezone", W("""
+        """),
+        ['windows.yaml:16:15: unknown time zone "Europe/Gotham"; expected an IANA name such as Europe/Berlin or UTC'],
+    ),
+    (
+        "local_timezone",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
           timezone: local
-        """), ['windows.yaml:16:15: "local" depends on the machine; write an IANA zone such as '
-               "Europe/Berlin or UTC"]),
-    ("unknown_provider_timezone", F("""
+        """),
+        ['windows.yaml:16:15: "local" depends on the machine; write an IANA zone such as Europe/Berlin or UTC'],
+    ),
+    (
+        "unknown_provider_timezone",
+        F("""
         version: 1
         provider:
           name: P
           timezone: CEST
-        """), ['windows.yaml:4:13: unknown time zone "CEST"; expected an IANA name such as '
-               "Europe/Berlin or UTC"]),
-    ("bad_duration", W("""
+        """),
+        ['windows.yaml:4:13: unknown time zone "CEST"; expected an IANA name such as Europe/Berlin or UTC'],
+    ),
+    (
+        "bad_duration",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1hour
-        """), ["windows.yaml:15:15: expected a duration like 30s, 10m, 4h, 7d or 1h30m, got '1hour'"]),
-    ("bad_duration_units_order", W("""
+        """),
+        ["windows.yaml:15:15: expected a duration like 30s, 10m, 4h, 7d or 1h30m, got '1hour'"],
+    ),
+    (
+        "bad_duration_units_order",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 30m1h
-        """), ["windows.yaml:15:15: duration '30m1h': write units from largest to smallest (e.g. 1h30m)"]),
-    ("bad_notify_lead", W("""
+        """),
+        ["windows.yaml:15:15: duration '30m1h': write units from largest to smallest (e.g. 1h30m)"],
+    ),
+    (
+        "bad_notify_lead",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
           notify: [24h, soon]
-        """), ["windows.yaml:16:19: expected a duration like 30s, 10m, 4h, 7d or 1h30m, got 'soon'"]),
-    ("bad_time", W("""
+        """),
+        ["windows.yaml:16:19: expected a duration like 30s, 10m, 4h, 7d or 1h30m, got 'soon'"],
+    ),
+    (
+        "bad_time",
+        W("""
         - id: w
           start: 2027-13-01T02:00
           duration: 1h
-        """), ["windows.yaml:14:12: expected a time like 2026-12-05T22:00 (local) or 2026-12-05T21:00Z, "
-               "got '2027-13-01T02:00'"]),
-    ("bad_time_words", W("""
+        """),
+        [
+            "windows.yaml:14:12: expected a time like 2026-12-05T22:00 (local) or 2026-12-05T21:00Z, "
+            "got '2027-13-01T02:00'"
+        ],
+    ),
+    (
+        "bad_time_words",
+        W("""
         - id: w
           start: next friday
           duration: 1h
-        """), ["windows.yaml:14:12: expected a time like 2026-12-05T22:00 (local) or 2026-12-05T21:00Z, "
-               "got 'next friday'"]),
-    ("unknown_key_in_window", W("""
+        """),
+        ["windows.yaml:14:12: expected a time like 2026-12-05T22:00 (local) or 2026-12-05T21:00Z, got 'next friday'"],
+    ),
+    (
+        "unknown_key_in_window",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
           colour: red
-        """), ['windows.yaml:16:5: unknown key "colour" in window "w" (expected one of: id, title, start, end, '
-               "duration, cron, timezone, tenants, resources, notify, policy, drain, message, cancelled, "
-               "hooks, skip, end_check)"]),
-    ("unknown_top_level_key", F("""
+        """),
+        [
+            'windows.yaml:16:5: unknown key "colour" in window "w" (expected one of: id, title, start, end, '
+            "duration, cron, timezone, tenants, resources, notify, policy, drain, message, cancelled, "
+            "hooks, skip, end_check)"
+        ],
+    ),
+    (
+        "unknown_top_level_key",
+        F("""
         version: 1
         provider: {name: P}
         windowz: []
-        """), ['windows.yaml:3:1: unknown key "windowz" (expected one of: version, provider, tenants, '
-               "tenants_file, notifiers, policies, windows, daemon, hooks)"]),
-    ("unknown_key_in_provider", F("""
+        """),
+        [
+            'windows.yaml:3:1: unknown key "windowz" (expected one of: version, provider, tenants, '
+            "tenants_file, notifiers, policies, windows, daemon, hooks)"
+        ],
+    ),
+    (
+        "unknown_key_in_provider",
+        F("""
         version: 1
         provider:
           name: P
           zone: UTC
-        """), ['windows.yaml:4:3: unknown key "zone" in provider (expected one of: name, timezone, message, '
-               "policy)"]),
-    ("missing_window_id", W("""
+        """),
+        ['windows.yaml:4:3: unknown key "zone" in provider (expected one of: name, timezone, message, policy)'],
+    ),
+    (
+        "missing_window_id",
+        W("""
         - title: w
           start: 2027-01-01T02:00
           duration: 1h
-        """), ['windows.yaml:13:5: missing required key "id" in window 1']),
-    ("missing_provider", F("""
+        """),
+        ['windows.yaml:13:5: missing required key "id" in window 1'],
+    ),
+    (
+        "missing_provider",
+        F("""
         version: 1
         windows: []
-        """), ['windows.yaml:1:1: missing required key "provider"']),
-    ("missing_provider_name", F("""
+        """),
+        ['windows.yaml:1:1: missing required key "provider"'],
+    ),
+    (
+        "missing_provider_name",
+        F("""
         version: 1
         provider:
           timezone: UTC
-        """), ['windows.yaml:3:3: missing required key "name" in provider']),
-    ("version_2", F("""
+        """),
+        ['windows.yaml:3:3: missing required key "name" in provider'],
+    ),
+    (
+        "version_2",
+        F("""
         version: 2
         provider: {name: P}
-        """), ["windows.yaml:1:10: unsupported version 2; expected version: 1"]),
-    ("version_as_text", F("""
+        """),
+        ["windows.yaml:1:10: unsupported version 2; expected version: 1"],
+    ),
+    (
+        "version_as_text",
+        F("""
         version: "1"
         provider: {name: P}
-        """), ["windows.yaml:1:10: unsupported version '1'; expected version: 1"]),
-    ("bad_tenant_id", F("""
+        """),
+        ["windows.yaml:1:10: unsupported version '1'; expected version: 1"],
+    ),
+    (
+        "bad_tenant_id",
+        F("""
         version: 1
         provider: {name: P}
         tenants:
           - id: ACME Corp
-        """), ['windows.yaml:4:9: invalid tenant id "ACME Corp"; expected lowercase letters, digits, "-" and '
-               '"_", starting with a letter or digit (e.g. acme-eu)']),
-    ("bad_window_id", W("""
+        """),
+        [
+            'windows.yaml:4:9: invalid tenant id "ACME Corp"; expected lowercase letters, digits, "-" and '
+            '"_", starting with a letter or digit (e.g. acme-eu)'
+        ],
+    ),
+    (
+        "bad_window_id",
+        W("""
         - id: -w
           start: 2027-01-01T02:00
           duration: 1h
-        """), ['windows.yaml:13:9: invalid window id "-w"; expected letters, digits, ".", "-" and "_", starting '
-               "with a letter or digit (e.g. storage-firmware)"]),
-    ("invalid_email", F("""
+        """),
+        [
+            'windows.yaml:13:9: invalid window id "-w"; expected letters, digits, ".", "-" and "_", starting '
+            "with a letter or digit (e.g. storage-firmware)"
+        ],
+    ),
+    (
+        "invalid_email",
+        F("""
         version: 1
         provider: {name: P}
         tenants:
           - id: acme
             email: [ops@acme.example, ops-at-acme]
-        """), ['windows.yaml:5:31: invalid email address "ops-at-acme"; expected something like ops@example.com']),
-    ("invalid_webhook_url", F(f"""
+        """),
+        ['windows.yaml:5:31: invalid email address "ops-at-acme"; expected something like ops@example.com'],
+    ),
+    (
+        "invalid_webhook_url",
+        F(f"""
         version: 1
         provider: {{name: P}}
         tenants:
@@ -294,64 +456,107 @@ ERRORS = [
             webhook:
               url: hooks.acme.example/maintd
               secret: {secret(32)}
-        """), ['windows.yaml:6:12: invalid URL "hooks.acme.example/maintd"; expected http(s)://host/path']),
-    ("webhook_without_secret", F("""
+        """),
+        ['windows.yaml:6:12: invalid URL "hooks.acme.example/maintd"; expected http(s)://host/path'],
+    ),
+    (
+        "webhook_without_secret",
+        F("""
         version: 1
         provider: {name: P}
         tenants:
           - id: acme
             webhook: {url: "https://hooks.acme.example/"}
-        """), ['windows.yaml:5:14: missing required key "secret" in tenant "acme".webhook']),
-    ("hooks_as_shell_string", F("""
+        """),
+        ['windows.yaml:5:14: missing required key "secret" in tenant "acme".webhook'],
+    ),
+    (
+        "hooks_as_shell_string",
+        F("""
         version: 1
         provider: {name: P}
         hooks:
           on_start: pwsh -Command Enable-VBRCloudMaintenanceMode
-        """), ['windows.yaml:4:13: expected an argv list such as [pwsh, -NoProfile, -Command, "..."]; '
-               "hooks never run a shell string"]),
-    ("window_hooks_as_shell_string", W("""
+        """),
+        [
+            'windows.yaml:4:13: expected an argv list such as [pwsh, -NoProfile, -Command, "..."]; '
+            "hooks never run a shell string"
+        ],
+    ),
+    (
+        "window_hooks_as_shell_string",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
           hooks: {on_end: "systemctl start backups"}
-        """), ['windows.yaml:16:21: expected an argv list such as [pwsh, -NoProfile, -Command, "..."]; '
-               "hooks never run a shell string"]),
-    ("hook_argv_with_a_yaml_boolean", F("""
+        """),
+        [
+            'windows.yaml:16:21: expected an argv list such as [pwsh, -NoProfile, -Command, "..."]; '
+            "hooks never run a shell string"
+        ],
+    ),
+    (
+        "hook_argv_with_a_yaml_boolean",
+        F("""
         version: 1
         provider: {name: P}
         hooks:
           on_start: [true]
-        """), ['windows.yaml:4:13: an argv item reads as a YAML boolean; quote it ("true") to run a command '
-               "of that name"]),
-    ("end_check_with_run_and_url", W("""
+        """),
+        ['windows.yaml:4:13: an argv item reads as a YAML boolean; quote it ("true") to run a command of that name'],
+    ),
+    (
+        "end_check_with_run_and_url",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
           end_check: {run: ["true"], url: "https://health.example/ok"}
-        """), ['windows.yaml:16:16: end_check of window "w" needs exactly one of run or url']),
-    ("end_check_with_neither", W("""
+        """),
+        ['windows.yaml:16:16: end_check of window "w" needs exactly one of run or url'],
+    ),
+    (
+        "end_check_with_neither",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
           end_check: {every: 5m, max: 1h}
-        """), ['windows.yaml:16:16: end_check of window "w" needs exactly one of run or url']),
-    ("unknown_placeholder_in_window_message", W("""
+        """),
+        ['windows.yaml:16:16: end_check of window "w" needs exactly one of run or url'],
+    ),
+    (
+        "unknown_placeholder_in_window_message",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
           message: "Down until {ende}."
-        """), ['windows.yaml:16:14: unknown placeholder "{ende}" in message; expected one of {provider}, '
-               "{title}, {start}, {end}, {window}, {tenant}"]),
-    ("unknown_placeholder_in_folded_provider_message", F("""
+        """),
+        [
+            'windows.yaml:16:14: unknown placeholder "{ende}" in message; expected one of {provider}, '
+            "{title}, {start}, {end}, {window}, {tenant}"
+        ],
+    ),
+    (
+        "unknown_placeholder_in_folded_provider_message",
+        F("""
         version: 1
         provider:
           name: P
           message: >-
             {provider} is down
             until {finish}.
-        """), ['windows.yaml:4:12: unknown placeholder "{finish}" in message; expected one of {provider}, '
-               "{title}, {start}, {end}, {window}, {tenant}"]),
-    ("unknown_placeholder_in_rule_message", F("""
+        """),
+        [
+            'windows.yaml:4:12: unknown placeholder "{finish}" in message; expected one of {provider}, '
+            "{title}, {start}, {end}, {window}, {tenant}"
+        ],
+    ),
+    (
+        "unknown_placeholder_in_rule_message",
+        F("""
         version: 1
         provider: {name: P}
         policies:
@@ -359,69 +564,114 @@ ERRORS = [
             rules:
               - deny: {kind: [backup]}
                 message: "Paused until {until}"
-        """), ['windows.yaml:7:18: unknown placeholder "{until}" in message; expected one of {provider}, '
-               "{title}, {start}, {end}, {window}, {tenant}"]),
-    ("skip_on_one_off", W("""
+        """),
+        [
+            'windows.yaml:7:18: unknown placeholder "{until}" in message; expected one of {provider}, '
+            "{title}, {start}, {end}, {window}, {tenant}"
+        ],
+    ),
+    (
+        "skip_on_one_off",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
           skip: [2027-01-01]
-        """), ['windows.yaml:16:5: skip applies only to recurring windows (cron); window "w" is one-off']),
-    ("bad_skip_date", W("""
+        """),
+        ['windows.yaml:16:5: skip applies only to recurring windows (cron); window "w" is one-off'],
+    ),
+    (
+        "bad_skip_date",
+        W("""
         - id: w
           cron: "0 2 * * *"
           duration: 1h
           skip: [christmas]
-        """), ["windows.yaml:16:12: expected a local date like 2026-12-24, got 'christmas'"]),
-    ("rule_with_allow_and_deny", F("""
+        """),
+        ["windows.yaml:16:12: expected a local date like 2026-12-24, got 'christmas'"],
+    ),
+    (
+        "rule_with_allow_and_deny",
+        F("""
         version: 1
         provider: {name: P}
         policies:
           standard:
             rules:
               - {allow: {kind: [restore]}, deny: {kind: [backup]}}
-        """), ['windows.yaml:6:9: rule 1 of policy "standard" needs exactly one of allow or deny']),
-    ("tenants_and_tenants_file", F("""
+        """),
+        ['windows.yaml:6:9: rule 1 of policy "standard" needs exactly one of allow or deny'],
+    ),
+    (
+        "tenants_and_tenants_file",
+        F("""
         version: 1
         provider: {name: P}
         tenants: []
         tenants_file: tenants.yaml
-        """), ["windows.yaml:4:1: give either tenants or tenants_file, not both"]),
-    ("bad_tenant_selector", W("""
+        """),
+        ["windows.yaml:4:1: give either tenants or tenants_file, not both"],
+    ),
+    (
+        "bad_tenant_selector",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
           tenants: {tier: gold}
-        """), ["windows.yaml:16:14: expected all, a list of tenant ids, or {labels: {key: value}}"]),
-    ("bad_drain_then", W("""
+        """),
+        ["windows.yaml:16:14: expected all, a list of tenant ids, or {labels: {key: value}}"],
+    ),
+    (
+        "bad_drain_then",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
           drain: {grace: 10m, then: kill}
-        """), ["windows.yaml:16:31: then: input should be 'stop' or 'keep', got 'kill'"]),
-    ("duplicate_key", W("""
+        """),
+        ["windows.yaml:16:31: then: input should be 'stop' or 'keep', got 'kill'"],
+    ),
+    (
+        "duplicate_key",
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
           duration: 2h
-        """), ['windows.yaml:16:5: duplicate key "duration" (first at line 15)']),
-    ("merge_key", F("""
+        """),
+        ['windows.yaml:16:5: duplicate key "duration" (first at line 15)'],
+    ),
+    (
+        "merge_key",
+        F("""
         version: 1
         provider: {name: P}
         base: &b {default: deny}
         policies:
           standard:
             <<: *b
-        """), ['windows.yaml:3:1: unknown key "base" (expected one of: version, provider, tenants, tenants_file, '
-               "notifiers, policies, windows, daemon, hooks)",
-               "windows.yaml:6:5: merge keys (<<) are not supported; write the keys out"]),
-    ("listen_without_port", F("""
+        """),
+        [
+            'windows.yaml:3:1: unknown key "base" (expected one of: version, provider, tenants, tenants_file, '
+            "notifiers, policies, windows, daemon, hooks)",
+            "windows.yaml:6:5: merge keys (<<) are not supported; write the keys out",
+        ],
+    ),
+    (
+        "listen_without_port",
+        F("""
         version: 1
         provider: {name: P}
         daemon: {listen: localhost}
-        """), ["windows.yaml:3:18: expected HOST:PORT such as 127.0.0.1:8787, got 'localhost'"]),
-    ("top_level_list", "- version: 1\n",
-     ["windows.yaml:1:1: expected a mapping at the top level (version: 1, provider: ..., windows: ...)"]),
+        """),
+        ["windows.yaml:3:18: expected HOST:PORT such as 127.0.0.1:8787, got 'localhost'"],
+    ),
+    (
+        "top_level_list",
+        "- version: 1\n",
+        ["windows.yaml:1:1: expected a mapping at the top level (version: 1, provider: ..., windows: ...)"],
+    ),
 ]
 
 
@@ -464,9 +714,11 @@ def _tenant_with_secret(value: str) -> str:
 @pytest.mark.parametrize("value", [c[1] for c in BAD_SECRETS], ids=[c[0] for c in BAD_SECRETS])
 def test_invalid_webhook_secret(tmp_path, value):
     got = errors(tmp_path, _tenant_with_secret(value))
-    assert got == ["windows.yaml:7:15: invalid webhook secret; expected a Standard Webhooks secret: whsec_ "
-                   "followed by base64 of 24 to 64 random bytes"]
-    body = value[len("whsec_"):] if value.startswith("whsec_") else value
+    assert got == [
+        "windows.yaml:7:15: invalid webhook secret; expected a Standard Webhooks secret: whsec_ "
+        "followed by base64 of 24 to 64 random bytes"
+    ]
+    body = value[len("whsec_") :] if value.startswith("whsec_") else value
     if body:
         assert body not in got[0]
 
@@ -474,8 +726,10 @@ def test_invalid_webhook_secret(tmp_path, value):
 def test_secret_from_environment_is_not_echoed_either(tmp_path):
     leaked = "whsec_" + base64.b64encode(b"k" * 10).decode()
     got = errors(tmp_path, _tenant_with_secret("${HOOK_SECRET}"), env={"HOOK_SECRET": leaked})
-    assert got == ["windows.yaml:7:15: invalid webhook secret; expected a Standard Webhooks secret: whsec_ "
-                   "followed by base64 of 24 to 64 random bytes"]
+    assert got == [
+        "windows.yaml:7:15: invalid webhook secret; expected a Standard Webhooks secret: whsec_ "
+        "followed by base64 of 24 to 64 random bytes"
+    ]
     assert leaked[6:] not in got[0]
 
 
@@ -499,10 +753,20 @@ ENV_CASES = [
     ("dollar_escape", "costs $$5", {}, "costs $5"),
     ("escaped_reference", "$${TITLE}", {}, "${TITLE}"),
     ("lone_dollar", "5$ fee", {}, "5$ fee"),
-    ("unset", "${TITLE}", {}, 'windows.yaml:15:12: environment variable "TITLE" is not set (set it, or write '
-                              "${TITLE:-default} to give a default)"),
-    ("unset_inside_text", "Patch ${WHAT} now", {}, 'windows.yaml:15:12: environment variable "WHAT" is not set '
-                                                   "(set it, or write ${WHAT:-default} to give a default)"),
+    (
+        "unset",
+        "${TITLE}",
+        {},
+        'windows.yaml:15:12: environment variable "TITLE" is not set (set it, or write '
+        "${TITLE:-default} to give a default)",
+    ),
+    (
+        "unset_inside_text",
+        "Patch ${WHAT} now",
+        {},
+        'windows.yaml:15:12: environment variable "WHAT" is not set '
+        "(set it, or write ${WHAT:-default} to give a default)",
+    ),
 ]
 
 
@@ -535,14 +799,16 @@ def test_variables_in_comments_and_keys_are_not_expanded(tmp_path):
         """)
     assert errors(tmp_path, text, env={"KEY": "windows"}) == [
         'windows.yaml:3:1: unknown key "${KEY}" (expected one of: version, provider, tenants, tenants_file, '
-        "notifiers, policies, windows, daemon, hooks)"]
+        "notifiers, policies, windows, daemon, hooks)"
+    ]
 
 
 def test_unset_variable_is_one_error_not_two(tmp_path):
     # The empty string it leaves would also be an invalid secret: only the cause is reported.
     assert errors(tmp_path, _tenant_with_secret("${ACME_WEBHOOK_SECRET}")) == [
         'windows.yaml:7:15: environment variable "ACME_WEBHOOK_SECRET" is not set (set it, or write '
-        "${ACME_WEBHOOK_SECRET:-default} to give a default)"]
+        "${ACME_WEBHOOK_SECRET:-default} to give a default)"
+    ]
 
 
 def test_secret_from_environment(tmp_path):
@@ -567,14 +833,16 @@ TENANTS_FILE_MAIN = F("""
 
 
 def test_tenants_file_errors_name_that_file(tmp_path):
-    (tmp_path / "tenants.yaml").write_text(F("""
+    (tmp_path / "tenants.yaml").write_text(
+        F("""
         tenants:
           - id: good
           - id: Bad
           - id: also-good
             email: [nobody]
           - id: also-good
-        """))
+        """)
+    )
     assert errors(tmp_path, TENANTS_FILE_MAIN) == [
         # the main file's problems first, then the tenants file's, each top to bottom
         'windows.yaml:8:32: unknown tenant "missing" in window "w"',
@@ -585,12 +853,14 @@ def test_tenants_file_errors_name_that_file(tmp_path):
 
 
 def test_tenants_file_duplicate_and_unknown_key(tmp_path):
-    (tmp_path / "tenants.yaml").write_text(F("""
+    (tmp_path / "tenants.yaml").write_text(
+        F("""
         tenants:
           - id: good
           - id: good
         owner: ops
-        """))
+        """)
+    )
     assert errors(tmp_path, TENANTS_FILE_MAIN.replace("also-good, ", "")) == [
         'windows.yaml:8:21: unknown tenant "missing" in window "w"',
         'tenants.yaml:3:9: duplicate tenant id "good" (first defined at line 2)',
@@ -611,18 +881,22 @@ def test_tenants_file_without_tenants_list(tmp_path):
 
 def test_tenants_file_missing(tmp_path):
     got = errors(tmp_path, TENANTS_FILE_MAIN)
-    assert got == [f'windows.yaml:3:15: tenants_file "tenants.yaml" does not exist (looked for '
-                   f'{tmp_path / "tenants.yaml"}); expected a path relative to windows.yaml']
+    assert got == [
+        f'windows.yaml:3:15: tenants_file "tenants.yaml" does not exist (looked for '
+        f"{tmp_path / 'tenants.yaml'}); expected a path relative to windows.yaml"
+    ]
 
 
 def test_tenants_file_resolves_relative_to_windows_yaml(tmp_path, monkeypatch):
     (tmp_path / "etc").mkdir()
-    (tmp_path / "etc" / "tenants.yaml").write_text(F("""
+    (tmp_path / "etc" / "tenants.yaml").write_text(
+        F("""
         tenants:
           - id: good
             labels: {tier: gold}
           - id: also-good
-        """))
+        """)
+    )
     (tmp_path / "etc" / "windows.yaml").write_text(TENANTS_FILE_MAIN.replace(", missing", ""))
     monkeypatch.chdir("/")
     cfg = config.load(str(tmp_path / "etc" / "windows.yaml"), env={})
@@ -634,15 +908,18 @@ def test_tenants_file_resolves_relative_to_windows_yaml(tmp_path, monkeypatch):
         config.load(str(tmp_path / "etc" / "windows.yaml"), env={})
     assert [str(i) for i in info.value.issues] == [
         f'{tmp_path / "etc" / "tenants.yaml"}:4:9: invalid tenant id "X"; expected lowercase letters, digits, '
-        '"-" and "_", starting with a letter or digit (e.g. acme-eu)']
+        '"-" and "_", starting with a letter or digit (e.g. acme-eu)'
+    ]
 
 
 def test_tenants_file_variables(tmp_path):
-    (tmp_path / "tenants.yaml").write_text(F("""
+    (tmp_path / "tenants.yaml").write_text(
+        F("""
         tenants:
           - id: good
             webhook: {url: "https://h.example/", secret: "${GOOD_SECRET}"}
-        """))
+        """)
+    )
     text = F("""
         version: 1
         provider: {name: P}
@@ -650,7 +927,8 @@ def test_tenants_file_variables(tmp_path):
         """)
     assert errors(tmp_path, text) == [
         'tenants.yaml:3:50: environment variable "GOOD_SECRET" is not set (set it, or write '
-        "${GOOD_SECRET:-default} to give a default)"]
+        "${GOOD_SECRET:-default} to give a default)"
+    ]
     cfg = load(tmp_path, text, env={"GOOD_SECRET": secret(32)})
     assert cfg.tenants["good"].webhook.secret == secret(32)
 
@@ -706,7 +984,8 @@ def test_an_invalid_tenant_is_not_also_unknown_to_windows(tmp_path):
             tenants: [acme]
         """)
     assert errors(tmp_path, text) == [
-        'windows.yaml:5:13: invalid email address "nope"; expected something like ops@example.com']
+        'windows.yaml:5:13: invalid email address "nope"; expected something like ops@example.com'
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -721,32 +1000,58 @@ def _bomb(levels: int = 9) -> str:
 
 
 UNREADABLE = [
-    ("yaml_syntax", "version: 1\nprovider: {name: P\nwindows: []\n",
-     "windows.yaml:3:8: invalid YAML: did not find expected ',' or '}'"),
-    ("bad_indentation", "version: 1\nprovider:\n  name: P\n timezone: UTC\n",
-     "windows.yaml:4:2: invalid YAML: did not find expected key"),
-    ("tab_indentation", "version: 1\nprovider:\n\tname: P\n",
-     "windows.yaml:3:1: invalid YAML: a tab character; YAML is indented with spaces"),
+    (
+        "yaml_syntax",
+        "version: 1\nprovider: {name: P\nwindows: []\n",
+        "windows.yaml:3:8: invalid YAML: did not find expected ',' or '}'",
+    ),
+    (
+        "bad_indentation",
+        "version: 1\nprovider:\n  name: P\n timezone: UTC\n",
+        "windows.yaml:4:2: invalid YAML: did not find expected key",
+    ),
+    (
+        "tab_indentation",
+        "version: 1\nprovider:\n\tname: P\n",
+        "windows.yaml:3:1: invalid YAML: a tab character; YAML is indented with spaces",
+    ),
     ("empty_file", "", "windows.yaml:1:1: the file is empty; expected a mapping with version: 1"),
     ("only_comments", "# nothing yet\n\n", "windows.yaml:1:1: the file is empty; expected a mapping with version: 1"),
-    ("two_documents", "version: 1\nprovider: {name: P}\n---\nversion: 1\n",
-     "windows.yaml:3:1: invalid YAML: expected a single document, found a second one (a --- line); put "
-     "everything in one document"),
-    ("non_utf8", b"version: 1\nprovider:\n  name: Caf\xe9 Cloud\n",
-     "windows.yaml:3:12: invalid UTF-8 byte 0xe9; expected a UTF-8 text file"),
-    ("control_character", "version: 1\nprovider: {name: \"P\x07\"}\n",
-     "windows.yaml:2:20: invalid YAML: control character 0x07 is not allowed; expected printable text"),
-    ("alias_bomb", _bomb(),
-     # a5's third *a4 (each expands to 66,430 values) is the one over the limit
-     'windows.yaml:8:20: aliases expand to more than 250000 values at "*a4" (an alias bomb?); expected a '
-     "plain config"),
-    ("recursive_alias", "version: 1\nprovider: {name: P}\nloop: &x [1, *x]\n",
-     'windows.yaml:3:14: alias "*x" refers to the node that contains it; expected a plain config without '
-     "recursive aliases"),
-    ("undefined_alias", "version: 1\nprovider: *p\n",
-     'windows.yaml:2:11: invalid YAML: undefined alias "*p"'),
-    ("deep_nesting", "version: 1\nx: " + "[" * 100 + "]" * 100 + "\n",
-     "windows.yaml:2:67: nested more than 64 levels deep; expected a plain config"),
+    (
+        "two_documents",
+        "version: 1\nprovider: {name: P}\n---\nversion: 1\n",
+        "windows.yaml:3:1: invalid YAML: expected a single document, found a second one (a --- line); put "
+        "everything in one document",
+    ),
+    (
+        "non_utf8",
+        b"version: 1\nprovider:\n  name: Caf\xe9 Cloud\n",
+        "windows.yaml:3:12: invalid UTF-8 byte 0xe9; expected a UTF-8 text file",
+    ),
+    (
+        "control_character",
+        'version: 1\nprovider: {name: "P\x07"}\n',
+        "windows.yaml:2:20: invalid YAML: control character 0x07 is not allowed; expected printable text",
+    ),
+    (
+        "alias_bomb",
+        _bomb(),
+        # a5's third *a4 (each expands to 66,430 values) is the one over the limit
+        'windows.yaml:8:20: aliases expand to more than 250000 values at "*a4" (an alias bomb?); expected a '
+        "plain config",
+    ),
+    (
+        "recursive_alias",
+        "version: 1\nprovider: {name: P}\nloop: &x [1, *x]\n",
+        'windows.yaml:3:14: alias "*x" refers to the node that contains it; expected a plain config without '
+        "recursive aliases",
+    ),
+    ("undefined_alias", "version: 1\nprovider: *p\n", 'windows.yaml:2:11: invalid YAML: undefined alias "*p"'),
+    (
+        "deep_nesting",
+        "version: 1\nx: " + "[" * 100 + "]" * 100 + "\n",
+        "windows.yaml:2:67: nested more than 64 levels deep; expected a plain config",
+    ),
 ]
 
 
@@ -772,7 +1077,8 @@ def test_missing_file(tmp_path):
     with pytest.raises(ConfigError) as info:
         config.load("windows.yaml", env={})
     assert [str(i) for i in info.value.issues] == [
-        "windows.yaml:1:1: no such file; expected a windows.yaml (give --config PATH or set MAINTD_CONFIG)"]
+        "windows.yaml:1:1: no such file; expected a windows.yaml (give --config PATH or set MAINTD_CONFIG)"
+    ]
 
 
 def test_directory_instead_of_file(tmp_path):
@@ -830,7 +1136,8 @@ def test_errors_inside_an_alias_point_at_its_definition(tmp_path):
         """)
     # the same bad value reached twice reads as one error
     assert errors(tmp_path, text) == [
-        'windows.yaml:5:38: invalid email address "broken"; expected something like ops@example.com']
+        'windows.yaml:5:38: invalid email address "broken"; expected something like ops@example.com'
+    ]
 
 
 # ---------------------------------------------------------------------------
@@ -890,34 +1197,47 @@ TIMES = [
 
 @pytest.mark.parametrize("written, zone, expected", [c[1:] for c in TIMES], ids=[c[0] for c in TIMES])
 def test_start_times(tmp_path, written, zone, expected):
-    w = _one_window(tmp_path, f"""
+    w = _one_window(
+        tmp_path,
+        f"""
         start: {written}
         duration: 1h
         timezone: {zone}
-        """)
+        """,
+    )
     assert w.start.isoformat() == expected
     assert w.end == w.start + timedelta(hours=1)  # absolute time, even across a DST change
 
 
 def test_end_is_local_too_and_duration_is_absolute(tmp_path):
     # The night the clocks go back in Berlin: 01:00 -> 05:00 local is five hours.
-    w = _one_window(tmp_path, """
+    w = _one_window(
+        tmp_path,
+        """
         start: 2027-10-31T01:00
         end: 2027-10-31T05:00
-        """)
+        """,
+    )
     assert (w.start.isoformat(), w.end.isoformat()) == ("2027-10-30T23:00:00+00:00", "2027-10-31T04:00:00+00:00")
-    w = _one_window(tmp_path, """
+    w = _one_window(
+        tmp_path,
+        """
         start: 2027-10-31T01:00
         duration: 4h
-        """)
+        """,
+    )
     assert w.end.astimezone(ZoneInfo("Europe/Berlin")).isoformat() == "2027-10-31T04:00:00+01:00"
 
 
 def test_window_zone_defaults_to_the_providers(tmp_path):
-    w = _one_window(tmp_path, """
+    w = _one_window(
+        tmp_path,
+        """
         start: 2027-01-15T22:00
         duration: 1h
-        """, provider_zone="America/New_York")
+        """,
+        provider_zone="America/New_York",
+    )
     assert w.zone == ZoneInfo("America/New_York")
     assert w.start.isoformat() == "2027-01-16T03:00:00+00:00"
 
@@ -935,11 +1255,14 @@ SELECTORS = [
 
 @pytest.mark.parametrize("selector, expected", [c[1:] for c in SELECTORS], ids=[c[0] for c in SELECTORS])
 def test_tenant_selectors(tmp_path, selector, expected):
-    w = _one_window(tmp_path, f"""
+    w = _one_window(
+        tmp_path,
+        f"""
         start: 2027-01-15T22:00
         duration: 1h
         {selector}
-        """)
+        """,
+    )
     assert w.tenants == expected
 
 
@@ -991,32 +1314,41 @@ def test_defaults(tmp_path):
 
 
 def test_no_provider_policy_denies_everything(tmp_path):
-    w_cfg = load(tmp_path, W("""
+    w_cfg = load(
+        tmp_path,
+        W("""
         - id: w
           start: 2027-01-01T02:00
           duration: 1h
-        """))
+        """),
+    )
     assert w_cfg.policy_for(w_cfg.windows[0]) is DENY_ALL
 
 
 def test_lead_labels_keep_the_users_spelling(tmp_path):
-    w = _one_window(tmp_path, """
+    w = _one_window(
+        tmp_path,
+        """
         start: 2027-01-15T22:00
         duration: 1h
         notify: [1h, 24h, 7d, 90m, 1d]
-        """)
+        """,
+    )
     # longest first; "1d" is the same lead as "24h", written second: the first spelling wins
     assert w.notify == (timedelta(days=7), timedelta(hours=24), timedelta(minutes=90), timedelta(hours=1))
     assert [w.lead_label(lead) for lead in w.notify] == ["7d", "24h", "90m", "1h"]
 
 
 def test_recurring_window(tmp_path):
-    w = _one_window(tmp_path, """
+    w = _one_window(
+        tmp_path,
+        """
         cron: "0 1 * * 2#2"
         duration: 3h
         skip: [2027-01-12]
         timezone: Europe/Berlin
-        """)
+        """,
+    )
     assert w.recurring and w.cron == "0 1 * * 2#2" and w.duration == timedelta(hours=3)
     assert w.start is None and w.end is None
     assert w.skip == {datetime(2027, 1, 12).date()}
@@ -1046,15 +1378,16 @@ def test_boolean_label_value_asks_for_quotes(tmp_path):
             labels: {ssd: yes}
         """)
     assert errors(tmp_path, text) == [
-        'windows.yaml:5:19: label value reads as a YAML boolean (yes/no/true/false/on/off); quote it to use it '
-        'as text, e.g. "yes"']
+        "windows.yaml:5:19: label value reads as a YAML boolean (yes/no/true/false/on/off); quote it to use it "
+        'as text, e.g. "yes"'
+    ]
     assert dict(load(tmp_path, text.replace("yes", '"yes"')).tenants["acme"].labels) == {"ssd": "yes"}
 
 
 def test_parse_is_pure(tmp_path):
     # parse() takes the text and the environment; it never reads os.environ
     os.environ.pop("MAINTD_TEST_UNSET", None)
-    text = "version: 1\nprovider: {name: \"${MAINTD_TEST_UNSET:-fallback}\"}\n"
+    text = 'version: 1\nprovider: {name: "${MAINTD_TEST_UNSET:-fallback}"}\n'
     assert config.parse(text, "x.yaml", env={}).provider.name == "fallback"
     assert config.parse(text, "x.yaml", env={"MAINTD_TEST_UNSET": "set"}).provider.name == "set"
 
@@ -1075,13 +1408,17 @@ def test_example_is_copied_and_still_valid(tmp_path):
 DAEMON_YAML = "version: 1\nprovider: {name: P}\ndaemon: {listen: '127.0.0.1:9000', public_url: 'https://a.example'}\n"
 
 
-@pytest.mark.parametrize("env, key, value", [
-    ({"MAINTD_LISTEN": "0.0.0.0:8888"}, "listen", "0.0.0.0:8888"),
-    ({"MAINTD_DATABASE": "postgresql+psycopg://db/maintd"}, "database", "postgresql+psycopg://db/maintd"),
-    ({"MAINTD_TOKEN_FILE": "/etc/maintd/token"}, "token_file", "/etc/maintd/token"),
-    ({"MAINTD_PUBLIC_URL": "https://maint.example.com/"}, "public_url", "https://maint.example.com"),
-    ({}, "listen", "127.0.0.1:9000"),
-], ids=["listen", "database", "token_file", "public_url_trailing_slash", "file_value_without_env"])
+@pytest.mark.parametrize(
+    "env, key, value",
+    [
+        ({"MAINTD_LISTEN": "0.0.0.0:8888"}, "listen", "0.0.0.0:8888"),
+        ({"MAINTD_DATABASE": "postgresql+psycopg://db/maintd"}, "database", "postgresql+psycopg://db/maintd"),
+        ({"MAINTD_TOKEN_FILE": "/etc/maintd/token"}, "token_file", "/etc/maintd/token"),
+        ({"MAINTD_PUBLIC_URL": "https://maint.example.com/"}, "public_url", "https://maint.example.com"),
+        ({}, "listen", "127.0.0.1:9000"),
+    ],
+    ids=["listen", "database", "token_file", "public_url_trailing_slash", "file_value_without_env"],
+)
 def test_daemon_keys_have_env_overrides(tmp_path, env, key, value):
     path = tmp_path / "windows.yaml"
     path.write_text(DAEMON_YAML)
@@ -1094,15 +1431,20 @@ def test_a_bad_env_override_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         config.load(str(path), env={"MAINTD_LISTEN": "nonsense"})
     assert [str(i) for i in info.value.issues] == [
-        "$MAINTD_LISTEN:1:1: MAINTD_LISTEN: expected HOST:PORT such as 127.0.0.1:8787, got 'nonsense'"]
+        "$MAINTD_LISTEN:1:1: MAINTD_LISTEN: expected HOST:PORT such as 127.0.0.1:8787, got 'nonsense'"
+    ]
 
 
 def test_email_addresses_without_an_email_notifier_are_a_warning(tmp_path):
     path = tmp_path / "windows.yaml"
-    path.write_text("version: 1\nprovider: {name: P}\ntenants:\n  - id: a\n    email: [x@y.example]\n"
-                    "  - id: b\n    email: [z@y.example]\n")
+    path.write_text(
+        "version: 1\nprovider: {name: P}\ntenants:\n  - id: a\n    email: [x@y.example]\n"
+        "  - id: b\n    email: [z@y.example]\n"
+    )
     cfg = config.load(str(path), env={})
-    assert cfg.warnings == (f"{path}:5:12: warning: 2 tenant(s) have email addresses (first: \"a\") but "
-                            "notifiers.email is not configured; no email will be sent",)
+    assert cfg.warnings == (
+        f'{path}:5:12: warning: 2 tenant(s) have email addresses (first: "a") but '
+        "notifiers.email is not configured; no email will be sent",
+    )
     path.write_text(path.read_text() + "notifiers: {email: {host: localhost}}\n")
     assert config.load(str(path), env={}).warnings == ()

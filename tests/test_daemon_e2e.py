@@ -5,6 +5,7 @@ Everything is observed from outside, the way ops would: ``/v1/status``, ``maintd
 after the daemon and last a few seconds; waits poll (``DaemonProc.wait_for``) instead of
 sleeping, so the file stays well under two minutes.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,14 +18,13 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import TOKEN, DaemonProc, free_port, iso_in, maintd_argv
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.slow
 
@@ -139,9 +139,18 @@ def test_a_window_runs_from_normal_to_maintenance_and_back(daemon_factory, tmp_p
     assert st["config"]["error"] is None and st["faults"] == []
 
     st = d.wait_for(lambda s: s["mode"] == "maintenance", what="w1 to start")
-    assert st["active"] == [{"window": "w1", "occurrence": start, "start": start, "end": end,
-                             "tenants": ["acme", "beta"], "title": "w1", "manual": False,
-                             "policy": "standard"}]
+    assert st["active"] == [
+        {
+            "window": "w1",
+            "occurrence": start,
+            "start": start,
+            "end": end,
+            "tenants": ["acme", "beta"],
+            "title": "w1",
+            "manual": False,
+            "policy": "standard",
+        }
+    ]
     st_cli = cli_json(d, "status")
     assert st_cli["mode"] == "maintenance" and active(st_cli) == ["w1"]
     human = d.cli("status")
@@ -159,9 +168,15 @@ def test_a_window_runs_from_normal_to_maintenance_and_back(daemon_factory, tmp_p
     runs = hook_runs(tmp_path)
     assert [r["MAINTD_EVENT"] for r in runs] == ["start", "end"]
     for r, event in zip(runs, ("start", "end")):
-        assert r == {"MAINTD_EVENT": event, "MAINTD_WINDOW": "w1", "MAINTD_OCCURRENCE": start,
-                     "MAINTD_START": start, "MAINTD_END": end, "MAINTD_TENANTS": "acme,beta",
-                     "MAINTD_MESSAGE": r["MAINTD_MESSAGE"]}
+        assert r == {
+            "MAINTD_EVENT": event,
+            "MAINTD_WINDOW": "w1",
+            "MAINTD_OCCURRENCE": start,
+            "MAINTD_START": start,
+            "MAINTD_END": end,
+            "MAINTD_TENANTS": "acme,beta",
+            "MAINTD_MESSAGE": r["MAINTD_MESSAGE"],
+        }
         assert r["MAINTD_MESSAGE"].startswith("Test Cloud is under scheduled maintenance until ")
 
     starts, ends = journal(d, "start", "w1"), journal(d, "end", "w1")
@@ -189,8 +204,10 @@ def test_a_window_runs_from_normal_to_maintenance_and_back(daemon_factory, tmp_p
 def test_kill_9_during_a_window_and_restart_keeps_the_state(daemon_factory, tmp_path: Path) -> None:
     start, end = iso_in(3), iso_in(7)
     d = daemon_factory(config(window("w1", start, end), hooks=hook_config(tmp_path)))
-    before = d.wait_for(lambda s: s["mode"] == "maintenance" and s["hooks"]["pending"] == 0
-                        and len(hook_runs(tmp_path)) == 1, what="w1 started and its hook ran")
+    before = d.wait_for(
+        lambda s: s["mode"] == "maintenance" and s["hooks"]["pending"] == 0 and len(hook_runs(tmp_path)) == 1,
+        what="w1 started and its hook ran",
+    )
     d.kill9()
     assert d.proc.returncode == -9
 
@@ -214,7 +231,7 @@ def test_restart_after_the_whole_window_passed_records_it_once(daemon_factory, t
     d = daemon_factory(config(window("w1", start, end), hooks=hook_config(tmp_path)))
     assert d.status()["mode"] == "normal"
     assert d.stop() == 0
-    wait(lambda: datetime.now(timezone.utc) > utc(end) + timedelta(seconds=1), timeout=10, what="w1 to pass")
+    wait(lambda: datetime.now(UTC) > utc(end) + timedelta(seconds=1), timeout=10, what="w1 to pass")
 
     d.restart()
     d.wait_for(lambda s: s["mode"] == "normal" and s["hooks"]["pending"] == 0, what="catch-up")
@@ -238,8 +255,10 @@ def test_restart_long_after_a_window_records_start_and_end_late(daemon_factory, 
     assert d.stop() == 0
     db = sqlite3.connect(tmp_path / "maintd.db")
     with db:
-        db.execute("UPDATE meta SET value = ? WHERE key = 'last_tick'",
-                   ((datetime.now(timezone.utc) - timedelta(minutes=10)).isoformat(),))
+        db.execute(
+            "UPDATE meta SET value = ? WHERE key = 'last_tick'",
+            ((datetime.now(UTC) - timedelta(minutes=10)).isoformat(),),
+        )
     db.close()
 
     d.restart()
@@ -264,7 +283,7 @@ def test_sighup_with_a_broken_file_keeps_the_old_windows(daemon_factory, tmp_pat
     good = d.config_path.read_text()
     lines = good.splitlines(keepends=True)
     row = next(i for i, line in enumerate(lines) if line.startswith("    end: "))
-    bad = "".join(lines[:row] + ["    end: [not a time\n"] + lines[row + 1:])  # unclosed flow sequence
+    bad = "".join(lines[:row] + ["    end: [not a time\n"] + lines[row + 1 :])  # unclosed flow sequence
     d.config_path.write_text(bad)
     d.signal(signal.SIGHUP)
     st = d.wait_for(lambda s: s["config"]["error"] is not None, what="the reload error")
@@ -276,10 +295,12 @@ def test_sighup_with_a_broken_file_keeps_the_old_windows(daemon_factory, tmp_pat
     lines[row] = "    end: tomorrow\n"
     d.config_path.write_text("".join(lines))
     d.signal(signal.SIGHUP)
-    st = d.wait_for(lambda s: s["config"]["error"] and f":{row + 1}:" in s["config"]["error"],
-                    what="the second reload error")
-    assert st["config"]["error"].startswith(f"{d.config_path}:{row + 1}:10: expected a time like"), \
-        st["config"]["error"]
+    st = d.wait_for(
+        lambda s: s["config"]["error"] and f":{row + 1}:" in s["config"]["error"], what="the second reload error"
+    )
+    assert st["config"]["error"].startswith(f"{d.config_path}:{row + 1}:10: expected a time like"), st["config"][
+        "error"
+    ]
     assert active(st) == ["w1"] and st["active"][0]["end"] == end  # still the old windows
     human = d.cli("status")
     assert "last reload failed" in human.stdout
@@ -295,8 +316,10 @@ def test_sighup_with_a_broken_file_keeps_the_old_windows(daemon_factory, tmp_pat
     d.config_path.write_text(good.replace(f"    end: {end}\n", f"    end: {new_end}\n"))
     d.signal(signal.SIGHUP)
     # the fixed file clears the error and applies (its tick follows the swap of the config)
-    d.wait_for(lambda s: s["config"]["error"] is None and s["active"][0]["end"] == new_end,
-               what="the error to clear and the new end to apply")
+    d.wait_for(
+        lambda s: s["config"]["error"] is None and s["active"][0]["end"] == new_end,
+        what="the error to clear and the new end to apply",
+    )
     m = metrics(d)
     assert metric(m, "maintd_config_error") == 0.0 and metric(m, "maintd_reloads_total", result="ok") == 1.0
     assert d.stop() == 0
@@ -319,16 +342,24 @@ def test_manual_enter_extend_exit_through_the_cli(daemon_factory) -> None:
     assert utc(d.status()["active"][0]["end"]) == end + timedelta(minutes=30)
 
     refusals = [
-        (("extend", "later", "30m"), {}, 1,
-         'Error: window "later" is not active; only a running occurrence can be extended'),
+        (
+            ("extend", "later", "30m"),
+            {},
+            1,
+            'Error: window "later" is not active; only a running occurrence can be extended',
+        ),
         (("extend", "nope", "30m"), {}, 1, 'Error: unknown window "nope"'),
         (("enter", "--reason", "x"), {"MAINTD_TOKEN": ""}, 1, "Error: missing or invalid bearer token"),
         (("extend", mid, "5m"), {"MAINTD_TOKEN": "wrong"}, 1, "Error: missing or invalid bearer token"),
         (("exit",), {"MAINTD_TOKEN": ""}, 1, "Error: missing or invalid bearer token"),
         (("enter", "--reason", "x", "--tenants", "nobody"), {}, 1, "Error: unknown tenant(s): nobody"),
         # --tenants repeats or takes commas; every id is sent
-        (("enter", "--reason", "x", "--tenants", "beta", "--tenants", "acme,nobody"), {}, 1,
-         "Error: unknown tenant(s): nobody"),
+        (
+            ("enter", "--reason", "x", "--tenants", "beta", "--tenants", "acme,nobody"),
+            {},
+            1,
+            "Error: unknown tenant(s): nobody",
+        ),
     ]
     for args, env, code, message in refusals:
         r = d.cli(*args, env=env)
@@ -339,7 +370,8 @@ def test_manual_enter_extend_exit_through_the_cli(daemon_factory) -> None:
     r = d.cli("extend", mid, "soon")
     assert (r.returncode, r.stdout) == (2, "")
     assert r.stderr.strip().splitlines()[-1] == (
-        "Error: Invalid value for 'DURATION': expected a duration like 30s, 10m, 4h, 7d or 1h30m, got 'soon'")
+        "Error: Invalid value for 'DURATION': expected a duration like 30s, 10m, 4h, 7d or 1h30m, got 'soon'"
+    )
     assert active(d.status()) == [mid]  # none of them changed anything
 
     r = d.cli("exit")
@@ -347,8 +379,11 @@ def test_manual_enter_extend_exit_through_the_cli(daemon_factory) -> None:
     assert d.status()["mode"] == "normal"
     r = d.cli("exit")
     assert r.returncode == 1 and r.stderr == "Error: no maintenance is active\n"
-    assert [(h["kind"], h["actor"]) for h in d.history() if h["kind"] in ("enter", "extend", "exit")] == \
-        [("exit", "api"), ("extend", "api"), ("enter", "api")]
+    assert [(h["kind"], h["actor"]) for h in d.history() if h["kind"] in ("enter", "extend", "exit")] == [
+        ("exit", "api"),
+        ("extend", "api"),
+        ("enter", "api"),
+    ]
     assert d.stop() == 0
 
 
@@ -357,8 +392,8 @@ def test_without_a_configured_token_state_changes_are_refused(daemon_factory) ->
     for args in (("enter", "--reason", "x"), ("exit",), ("extend", "later", "30m")):
         r = d.cli(*args, env={"MAINTD_TOKEN": TOKEN})
         assert r.returncode == 1 and r.stderr == (
-            "Error: state-changing calls are disabled: no token is configured "
-            "(set MAINTD_TOKEN or daemon.token_file)\n"), r.stderr
+            "Error: state-changing calls are disabled: no token is configured (set MAINTD_TOKEN or daemon.token_file)\n"
+        ), r.stderr
     r = d.post("/v1/maintenance", {"reason": "x"})
     assert r.status_code == 403 and "no token is configured" in r.json()["error"]
     assert d.status()["mode"] == "normal"
@@ -377,8 +412,13 @@ class TinyDisk:
         self.mnt = root / "tiny"
         self.mnt.mkdir()
         self.filler = self.mnt / "filler"
-        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(self.mnt)],
-                           capture_output=True, text=True) if shutil.which("mount") else None
+        r = (
+            subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(self.mnt)], capture_output=True, text=True
+            )
+            if shutil.which("mount")
+            else None
+        )
         self.mounted = r is not None and r.returncode == 0
         self.why = "no mount command" if r is None else (r.stderr.strip() or f"mount exited {r.returncode}")
 
@@ -402,8 +442,9 @@ class TinyDisk:
             subprocess.run(["umount", "-l", str(self.mnt)], capture_output=True)
 
 
-def _store_fault_scenario(d: DaemonProc, brk: Callable[[], None], heal: Callable[[], None], cause: str,
-                          start: str) -> None:
+def _store_fault_scenario(
+    d: DaemonProc, brk: Callable[[], None], heal: Callable[[], None], cause: str, start: str
+) -> None:
     d.wait_for(lambda s: s["last_tick"] is not None and s["mode"] == "normal", what="first tick")
     assert d.cli("enter", "--reason", "before the fault", "--for", "1s", "--tenants", "beta").returncode == 0
     before = d.history()
@@ -420,13 +461,16 @@ def _store_fault_scenario(d: DaemonProc, brk: Callable[[], None], heal: Callable
     d.status()
     assert time.monotonic() - t < 2.0  # status does not queue behind a tick stuck on the store
     # w1 starts while nothing can be written: the daemon stays up and answers
-    wait(lambda: datetime.now(timezone.utc) > utc(start) + timedelta(seconds=1), timeout=15, what="w1 start")
+    wait(lambda: datetime.now(UTC) > utc(start) + timedelta(seconds=1), timeout=15, what="w1 start")
     assert d.get("/healthz").json() == {"ok": True} and d.proc.poll() is None
     assert any(f["what"] == "store" for f in d.status()["faults"])
 
     heal()
-    st = d.wait_for(lambda s: not any(f["what"] == "store" for f in s["faults"]) and active(s) == ["w1"],
-                    timeout=20, what="recovery")
+    st = d.wait_for(
+        lambda s: not any(f["what"] == "store" for f in s["faults"]) and active(s) == ["w1"],
+        timeout=20,
+        what="recovery",
+    )
     assert metric(metrics(d), "maintd_store_fault") == 0.0
     wait(lambda: len(journal(d, "start", "w1")) == 1, what="the start of w1, recorded once recovered")
     after = {h["id"]: h for h in d.history()}
@@ -438,8 +482,9 @@ def _store_fault_scenario(d: DaemonProc, brk: Callable[[], None], heal: Callable
 def test_disk_full_keeps_the_daemon_up_and_it_recovers(daemon_factory, tmp_path: Path) -> None:
     disk = TinyDisk(tmp_path)
     if not disk.mounted:
-        pytest.skip(f"cannot mount a tmpfs here ({disk.why}); "
-                    "test_a_database_locked_by_another_writer covers the same path")
+        pytest.skip(
+            f"cannot mount a tmpfs here ({disk.why}); test_a_database_locked_by_another_writer covers the same path"
+        )
     try:
         start = iso_in(5)
         d = daemon_factory(config(window("w1", start, iso_in(3600)), database=str(disk.mnt / "maintd.db")))
@@ -457,11 +502,14 @@ def test_a_database_locked_by_another_writer_keeps_the_daemon_up(daemon_factory,
     holder: dict = {}
 
     def lock() -> None:
-        code = ("import sqlite3, sys, time\n"
-                "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
-                "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(120)\n")
-        holder["p"] = subprocess.Popen([sys.executable, "-c", code, str(tmp_path / "maintd.db")],
-                                       stdout=subprocess.PIPE, text=True)
+        code = (
+            "import sqlite3, sys, time\n"
+            "db = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+            "db.execute('BEGIN IMMEDIATE'); print('locked', flush=True); time.sleep(120)\n"
+        )
+        holder["p"] = subprocess.Popen(
+            [sys.executable, "-c", code, str(tmp_path / "maintd.db")], stdout=subprocess.PIPE, text=True
+        )
         assert holder["p"].stdout.readline().strip() == "locked"
 
     def unlock() -> None:
@@ -483,12 +531,16 @@ def test_status_exits_3_with_one_line_when_the_daemon_is_down(tmp_path: Path) ->
     path.write_text(config("").replace("{listen}", f"127.0.0.1:{free_port()}"))
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAINTD_")}
     for args in (("status",), ("status", "--json"), ("history",), ("exit",)):
-        r = subprocess.run(maintd_argv() + ["--config", str(path), *args], capture_output=True, text=True,
-                           env=env, timeout=30)
+        r = subprocess.run(
+            maintd_argv() + ["--config", str(path), *args], capture_output=True, text=True, env=env, timeout=30
+        )
         assert r.returncode == 3, (args, r.returncode, r.stderr)
         assert r.stdout == "" and r.stderr.count("\n") == 1, r.stderr
-        assert re.fullmatch(r"Error: cannot reach maintd at http://127\.0\.0\.1:\d+ \(connection refused or host "
-                            r"unreachable\); is `maintd run` running\?\n", r.stderr), r.stderr
+        assert re.fullmatch(
+            r"Error: cannot reach maintd at http://127\.0\.0\.1:\d+ \(connection refused or host "
+            r"unreachable\); is `maintd run` running\?\n",
+            r.stderr,
+        ), r.stderr
 
 
 def test_run_with_an_invalid_config_exits_2_naming_file_line_col(tmp_path: Path) -> None:
@@ -510,11 +562,13 @@ def test_a_port_already_in_use_is_a_clear_error(tmp_path: Path) -> None:
         path = tmp_path / "windows.yaml"
         path.write_text(config("").replace("{listen}", f"127.0.0.1:{port}"))
         env = {k: v for k, v in os.environ.items() if not k.startswith("MAINTD_")}
-        r = subprocess.run(maintd_argv() + ["--config", str(path), "run"], capture_output=True, text=True,
-                           timeout=30, env=env)
+        r = subprocess.run(
+            maintd_argv() + ["--config", str(path), "run"], capture_output=True, text=True, timeout=30, env=env
+        )
     assert r.returncode == 1, r.stderr
     assert r.stderr.strip().splitlines()[-1] == (
-        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (set daemon.listen or MAINTD_LISTEN)")
+        f"Error: cannot listen on 127.0.0.1:{port}: Address already in use (set daemon.listen or MAINTD_LISTEN)"
+    )
     assert "Traceback" not in r.stderr
 
 
@@ -526,18 +580,25 @@ def test_end_check_extends_a_window_until_healthy(daemon_factory, tmp_path: Path
     windows = (
         # own tenants for `checked`: a tenant whose period another window opened was not told
         # of this one's start, so gets no `extended` for it either
-        window("checked", start, end, "    tenants: [acme]\n"
-                                      "    end_check: {run: [test, -f, healthy], every: 2s, max: 1m}\n")
+        window(
+            "checked",
+            start,
+            end,
+            "    tenants: [acme]\n    end_check: {run: [test, -f, healthy], every: 2s, max: 1m}\n",
+        )
         + window("capped", start, end, '    tenants: [beta]\n    end_check: {run: ["false"], every: 2s, max: 4s}\n')
-        + window("missing", start, end, "    tenants: [beta]\n"
-                                        "    end_check: {run: [./no-such-check], every: 2s, max: 2s}\n")
+        + window(
+            "missing", start, end, "    tenants: [beta]\n    end_check: {run: [./no-such-check], every: 2s, max: 2s}\n"
+        )
     )
     d = daemon_factory(config(windows))
     d.wait_for(lambda s: sorted(active(s)) == ["capped", "checked", "missing"], what="all three start")
 
     # at the planned end each check fails: extended by `every`, journaled, shown in status
-    st = d.wait_for(lambda s: len([f for f in s["faults"] if f["what"].startswith("end-check:")]) == 3,
-                    what="three failing end checks")
+    st = d.wait_for(
+        lambda s: len([f for f in s["faults"] if f["what"].startswith("end-check:")]) == 3,
+        what="three failing end checks",
+    )
     faults = {f["what"]: f["message"] for f in st["faults"]}
     assert "cannot run './no-such-check'" in faults["end-check:missing"]
     assert "exited with 1" in faults["end-check:capped"]
@@ -549,8 +610,10 @@ def test_end_check_extends_a_window_until_healthy(daemon_factory, tmp_path: Path
     assert len(journal(d, "end-check", "checked")) >= 2
     assert len(journal(d, "end-check", "capped")) == 2 and len(journal(d, "end-check", "missing")) == 1
     capped = journal(d, "end-check", "capped")
-    assert [e["detail"]["end"] for e in capped] == [iso(utc(end) + timedelta(seconds=2)),
-                                                     iso(utc(end) + timedelta(seconds=4))]
+    assert [e["detail"]["end"] for e in capped] == [
+        iso(utc(end) + timedelta(seconds=2)),
+        iso(utc(end) + timedelta(seconds=4)),
+    ]
     assert journal(d, "end", "capped")[0]["detail"]["at"] == iso(utc(end) + timedelta(seconds=4))
 
     (tmp_path / "healthy").touch()
@@ -582,16 +645,15 @@ sys.exit(1 if n == 1 else 0)
 def test_a_failing_hook_is_retried_with_backoff_and_shown(daemon_factory, tmp_path: Path) -> None:
     (tmp_path / "flaky.py").write_text(FLAKY)
     start = iso_in(3)
-    windows = (
-        window("flaky", start, iso_in(3600),
-               f'    hooks: {{on_start: ["{sys.executable}", "{tmp_path / "flaky.py"}"]}}\n')
-        + window("broken", start, iso_in(3600), '    hooks: {on_start: [sh, -c, "echo boom; exit 1"]}\n')
-    )
+    windows = window(
+        "flaky", start, iso_in(3600), f'    hooks: {{on_start: ["{sys.executable}", "{tmp_path / "flaky.py"}"]}}\n'
+    ) + window("broken", start, iso_in(3600), '    hooks: {on_start: [sh, -c, "echo boom; exit 1"]}\n')
     d = daemon_factory(config(windows), env={"MAINTD_HOOK_ATTEMPTS": "2"})
 
     # the first failure: pending again with the error, a fault, a metric
-    st = d.wait_for(lambda s: {f["what"] for f in s["faults"]} >= {"hook:flaky:start", "hook:broken:start"},
-                    what="two hook faults")
+    st = d.wait_for(
+        lambda s: {f["what"] for f in s["faults"]} >= {"hook:flaky:start", "hook:broken:start"}, what="two hook faults"
+    )
     items = {i["window"]: i for i in st["hooks"]["items"]}
     assert items["broken"]["error"] == "exited with 1: boom"
     faults = {f["what"]: f["message"] for f in st["faults"]}
@@ -599,8 +661,11 @@ def test_a_failing_hook_is_retried_with_backoff_and_shown(daemon_factory, tmp_pa
     assert metric(metrics(d), "maintd_hook_runs_total", event="start", result="retry") >= 1
 
     # the retry (after 2.5..5 s): flaky succeeds and its fault clears; broken gives up
-    st = d.wait_for(lambda s: s["hooks"]["failed"] == 1 and "hook:flaky:start" not in
-                    {f["what"] for f in s["faults"]}, timeout=12, what="the retries")
+    st = d.wait_for(
+        lambda s: s["hooks"]["failed"] == 1 and "hook:flaky:start" not in {f["what"] for f in s["faults"]},
+        timeout=12,
+        what="the retries",
+    )
     assert [(i["window"], i["status"], i["attempts"]) for i in st["hooks"]["items"]] == [("broken", "failed", 2)]
     assert {f["what"]: f["message"] for f in st["faults"]}["hook:broken:start"].endswith("; gave up")
     human = d.cli("status").stdout

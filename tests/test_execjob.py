@@ -4,12 +4,13 @@ The real daemon is in test_gate_e2e.py; here the answers that are hard to provok
 (a 503, a lease the daemon forgot, a drain order learned after its deadline) drive real
 ``sh`` jobs through :func:`scheduler.execjob.run_gated`.
 """
+
 from __future__ import annotations
 
 import signal
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,7 +19,7 @@ from scheduler.errors import MaintdError, RefusedError, UnreachableError
 
 
 def iso(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Daemon:
@@ -53,8 +54,15 @@ ADMITTED = (200, {"admitted": True, "lease": "lse_1", "heartbeat": 0.2})
 
 
 def run(daemon: Daemon, cmd: list[str], if_unreachable: str = "allow") -> int:
-    return execjob.run_gated(daemon, tenant="acme", kind="backup", resource=None, expected_duration=None,
-                             if_unreachable=if_unreachable, cmd=cmd)
+    return execjob.run_gated(
+        daemon,
+        tenant="acme",
+        kind="backup",
+        resource=None,
+        expected_duration=None,
+        if_unreachable=if_unreachable,
+        cmd=cmd,
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -66,9 +74,14 @@ def keep_signal_handlers():
         signal.signal(s, h)
 
 
-@pytest.mark.parametrize("error", [UnreachableError("cannot reach maintd at http://x (timed out)"),
-                                   MaintdError("maintd at http://x failed: cannot write: database is locked")],
-                         ids=["unreachable", "http_503"])
+@pytest.mark.parametrize(
+    "error",
+    [
+        UnreachableError("cannot reach maintd at http://x (timed out)"),
+        MaintdError("maintd at http://x failed: cannot write: database is locked"),
+    ],
+    ids=["unreachable", "http_503"],
+)
 def test_a_daemon_that_cannot_answer_follows_if_unreachable(error, capsys) -> None:
     assert run(Daemon(error), ["sh", "-c", "exit 9"]) == 9
     assert "WARNING" in capsys.readouterr().err
@@ -82,8 +95,15 @@ def test_a_4xx_refusal_is_an_error_not_a_run() -> None:
 
 
 def test_denied_prints_the_tenant_message_and_exits_75(capsys) -> None:
-    denied = (423, {"admitted": False, "reason": "maintenance", "retry_after": 600,
-                    "message": "Backups are paused until Sat 5 Dec 2026 23:00 CET."})
+    denied = (
+        423,
+        {
+            "admitted": False,
+            "reason": "maintenance",
+            "retry_after": 600,
+            "message": "Backups are paused until Sat 5 Dec 2026 23:00 CET.",
+        },
+    )
     assert run(Daemon(denied), ["sh", "-c", "echo ran"]) == execjob.EX_TEMPFAIL
     out = capsys.readouterr()
     assert out.out == "" and out.err.splitlines()[0] == "Backups are paused until Sat 5 Dec 2026 23:00 CET."
@@ -91,7 +111,7 @@ def test_denied_prints_the_tenant_message_and_exits_75(capsys) -> None:
 
 
 def test_a_drain_learned_after_its_deadline_still_gives_the_job_a_moment(capsys) -> None:
-    late = {"drain": True, "deadline": iso(datetime.now(timezone.utc) - timedelta(minutes=5))}
+    late = {"drain": True, "deadline": iso(datetime.now(UTC) - timedelta(minutes=5))}
     d = Daemon(ADMITTED, beats=[late])
     t0 = time.monotonic()
     assert run(d, ["sh", "-c", 'trap "" TERM; while :; do sleep 0.1; done']) == 128 + signal.SIGKILL
@@ -102,7 +122,7 @@ def test_a_drain_learned_after_its_deadline_still_gives_the_job_a_moment(capsys)
 
 
 def test_heartbeats_go_on_through_the_grace(capsys) -> None:
-    deadline = datetime.now(timezone.utc) + timedelta(seconds=2)
+    deadline = datetime.now(UTC) + timedelta(seconds=2)
     d = Daemon(ADMITTED, beats=[{"drain": True, "deadline": iso(deadline)}])
     t0 = time.time()
     assert run(d, ["sh", "-c", 'trap "" TERM; while :; do sleep 0.1; done']) == 128 + signal.SIGKILL

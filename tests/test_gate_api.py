@@ -5,18 +5,19 @@ FastAPI's TestClient against ``create_app(Daemon(...))`` in-process; the clock o
 when a test moves it, and ``tick()`` is called where the loop would run. The same
 behaviour with real processes and real time is in test_gate_e2e.py.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import Clock
 from fastapi.testclient import TestClient
 
 from scheduler.api import create_app
 from scheduler.daemon import HEARTBEAT, Daemon
 from scheduler.model import UTC
-from conftest import Clock
 
 TOKEN = "gate-test-token"
 T0 = datetime(2027, 3, 10, 12, 0, tzinfo=UTC)
@@ -103,25 +104,58 @@ OVERLAP = [
     pytest.param("acme", "backup", None, None, 200, None, None, id="no_duration_no_window_now"),
     pytest.param("acme", "backup", None, 3600, 200, None, None, id="ends_exactly_at_start"),
     pytest.param("acme", "backup", None, "1h", 200, None, None, id="ends_exactly_at_start_text"),
-    pytest.param("acme", "backup", None, 3601, 423, "would-overlap", timedelta(hours=4, minutes=30),
-                 id="one_second_into_the_window_waits_for_the_merged_period"),
+    pytest.param(
+        "acme",
+        "backup",
+        None,
+        3601,
+        423,
+        "would-overlap",
+        timedelta(hours=4, minutes=30),
+        id="one_second_into_the_window_waits_for_the_merged_period",
+    ),
     pytest.param("acme", "restore", None, "10h", 200, None, None, id="restores_may_overlap"),
-    pytest.param("acme", "tape-export", None, "2h", 423, "would-overlap", timedelta(hours=4, minutes=30),
-                 id="unknown_kind_falls_to_the_default"),
+    pytest.param(
+        "acme",
+        "tape-export",
+        None,
+        "2h",
+        423,
+        "would-overlap",
+        timedelta(hours=4, minutes=30),
+        id="unknown_kind_falls_to_the_default",
+    ),
     pytest.param("beta", "backup", None, "2h", 200, None, None, id="resource_window_ignores_jobs_without_one"),
     pytest.param("beta", "backup", "san-2", "2h", 200, None, None, id="resource_window_ignores_other_resources"),
-    pytest.param("beta", "backup", "san-1", "2h", 423, "would-overlap", timedelta(hours=2),
-                 id="resource_window_gates_its_resource"),
-    pytest.param("beta", "backup", None, "52d", 423, "would-overlap", timedelta(days=51, hours=13),
-                 id="a_window_beyond_the_planning_horizon"),  # starts 51d12h after T0
+    pytest.param(
+        "beta",
+        "backup",
+        "san-1",
+        "2h",
+        423,
+        "would-overlap",
+        timedelta(hours=2),
+        id="resource_window_gates_its_resource",
+    ),
+    pytest.param(
+        "beta",
+        "backup",
+        None,
+        "52d",
+        423,
+        "would-overlap",
+        timedelta(days=51, hours=13),
+        id="a_window_beyond_the_planning_horizon",
+    ),  # starts 51d12h after T0
     pytest.param("beta", "backup", None, "51d12h", 200, None, None, id="ends_exactly_at_the_far_window"),
     pytest.param("beta", "backup", None, 0, 200, None, None, id="zero_duration"),
 ]
 
 
 @pytest.mark.parametrize("tenant,kind,resource,duration,status,reason,retry", OVERLAP)
-def test_expected_duration_against_upcoming_windows(make, tenant, kind, resource, duration, status, reason,
-                                                    retry) -> None:
+def test_expected_duration_against_upcoming_windows(
+    make, tenant, kind, resource, duration, status, reason, retry
+) -> None:
     _, _, client = make()
     body = {"tenant": tenant, "kind": kind}
     if resource:
@@ -145,8 +179,12 @@ def test_in_maintenance_retry_after_is_the_merged_period_end_rounded_up(make) ->
     assert r.status_code == 423
     out = r.json()
     # upgrade ends 15:00, follow-up (touching) 16:30: one period; 2:59:59.75 rounded up
-    assert out == {"admitted": False, "reason": "maintenance", "retry_after": 3 * 3600,
-                   "message": "Backups are paused until Wed 10 Mar 2027 16:30 UTC."}
+    assert out == {
+        "admitted": False,
+        "reason": "maintenance",
+        "retry_after": 3 * 3600,
+        "message": "Backups are paused until Wed 10 Mar 2027 16:30 UTC.",
+    }
     assert r.headers["Retry-After"] == str(3 * 3600)
     assert admit(client, tenant="acme", kind="restore").status_code == 200
     # beta reads times in its own zone; the SAN window only gates san-1
@@ -154,8 +192,10 @@ def test_in_maintenance_retry_after_is_the_merged_period_end_rounded_up(make) ->
     assert r.status_code == 423 and r.json()["message"] == "Backups are paused until Wed 10 Mar 2027 15:00 CET."
     assert admit(client, tenant="beta", kind="backup", resource="san-2").status_code == 200
     refused = [h for h in d.store.history(limit=100) if h["kind"] == "refused"]
-    assert sorted((h["detail"]["tenant"], h["detail"]["kind"], h["window"]) for h in refused) == \
-        [("acme", "backup", "upgrade"), ("beta", "backup", "san")]
+    assert sorted((h["detail"]["tenant"], h["detail"]["kind"], h["window"]) for h in refused) == [
+        ("acme", "backup", "upgrade"),
+        ("beta", "backup", "san"),
+    ]
 
 
 def test_a_window_that_began_since_the_last_tick_already_gates(make) -> None:
@@ -171,9 +211,11 @@ def test_the_gate_needs_the_token_off_loopback(make) -> None:
     d, _, client = make()
     lease = admit(client, tenant="acme", kind="backup").json()["lease"]
     remote = TestClient(create_app(d), client=("198.51.100.4", 50000), raise_server_exceptions=False)
-    calls = [("post", "/v1/admissions", {"tenant": "acme", "kind": "backup"}),
-             ("post", f"/v1/leases/{lease}/heartbeat", None),
-             ("delete", f"/v1/leases/{lease}", None)]
+    calls = [
+        ("post", "/v1/admissions", {"tenant": "acme", "kind": "backup"}),
+        ("post", f"/v1/leases/{lease}/heartbeat", None),
+        ("delete", f"/v1/leases/{lease}", None),
+    ]
     for method, path, body in calls:
         kw = {"json": body} if body else {}
         r = getattr(remote, method)(path, **kw)
@@ -191,10 +233,12 @@ def test_a_window_start_orders_denied_leases_to_drain_by_start_plus_grace(make) 
     d, clock, client = make()
     clock.now = S - timedelta(seconds=10)  # leases live 3 heartbeat intervals: admit close to the start
     ids = {}
-    for name, body in {"backup": {"tenant": "acme", "kind": "backup"},
-                       "restore": {"tenant": "acme", "kind": "restore"},
-                       "san-1": {"tenant": "beta", "kind": "backup", "resource": "san-1"},
-                       "san-2": {"tenant": "beta", "kind": "backup", "resource": "san-2"}}.items():
+    for name, body in {
+        "backup": {"tenant": "acme", "kind": "backup"},
+        "restore": {"tenant": "acme", "kind": "restore"},
+        "san-1": {"tenant": "beta", "kind": "backup", "resource": "san-1"},
+        "san-2": {"tenant": "beta", "kind": "backup", "resource": "san-2"},
+    }.items():
         ids[name] = admit(client, **body).json()["lease"]
 
     def beat(name: str) -> dict:
@@ -220,9 +264,10 @@ def test_a_window_start_orders_denied_leases_to_drain_by_start_plus_grace(make) 
     d.tick("test")  # ordered once: a later tick neither moves the deadline nor journals again
     assert beat("backup") == {"drain": True, "deadline": "2027-03-10T13:10:00Z"}
     drains = [h for h in d.store.history(limit=100) if h["kind"] == "drain"]
-    assert sorted((h["window"], h["detail"]["tenant"], h["detail"]["kind"], h["detail"]["then"],
-                   h["detail"]["deadline"]) for h in drains) == [
-        ("san", "beta", "backup", "keep", None), ("upgrade", "acme", "backup", "stop", "2027-03-10T13:10:00Z")]
+    assert sorted(
+        (h["window"], h["detail"]["tenant"], h["detail"]["kind"], h["detail"]["then"], h["detail"]["deadline"])
+        for h in drains
+    ) == [("san", "beta", "backup", "keep", None), ("upgrade", "acme", "backup", "stop", "2027-03-10T13:10:00Z")]
 
     for name in ("backup", "san-1"):
         assert client.delete(f"/v1/leases/{ids[name]}").status_code == 200
@@ -247,7 +292,8 @@ def test_an_overrun_is_a_fault_once_and_clears_when_the_lease_ends(make) -> None
     st = d.status()
     faults = [f for f in st["faults"] if f["what"] == f"overrun:{lease}"]
     assert len(faults) == 1 and faults[0]["message"] == (
-        f"lease {lease} (acme/backup) still runs 5s after its drain deadline 2027-03-10T13:10:00Z")
+        f"lease {lease} (acme/backup) still runs 5s after its drain deadline 2027-03-10T13:10:00Z"
+    )
     assert st["leases"]["items"][0]["overrun"] is True
     assert [h["detail"]["lease"] for h in d.store.history(limit=100) if h["kind"] == "drain-overrun"] == [lease]
     d.refresh_gauges()
@@ -281,8 +327,10 @@ def test_start_resumes_leases_before_the_first_sweep(tmp_path: Path) -> None:
     try:
         client2 = TestClient(create_app(d2))
         assert d2.store.lease(lease)["status"] == "running"
-        assert client2.post(f"/v1/leases/{lease}/heartbeat").json() == \
-            {"drain": True, "deadline": "2027-03-10T13:10:00Z"}
+        assert client2.post(f"/v1/leases/{lease}/heartbeat").json() == {
+            "drain": True,
+            "deadline": "2027-03-10T13:10:00Z",
+        }
         # a client that really is gone still expires three intervals later
         clock.now += timedelta(seconds=3 * HEARTBEAT + 1)
         d2.tick("test")

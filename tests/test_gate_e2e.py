@@ -7,6 +7,7 @@ MAINTD_HEARTBEAT=1, so clients heartbeat every second and a silent lease expires
 3 s. Everything is observed from outside: exit codes, stderr, ``/v1/status``,
 ``/v1/history``, ``/metrics`` and the leases table.
 """
+
 from __future__ import annotations
 
 import os
@@ -15,15 +16,13 @@ import sqlite3
 import subprocess
 import threading
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Optional
 
 import pytest
 import requests
-from prometheus_client.parser import text_string_to_metric_families
-
 from conftest import DaemonProc, free_port, iso_in, maintd_argv
+from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.slow
 
@@ -73,7 +72,7 @@ def utc(text: str) -> datetime:
 
 
 def isoz(ts: datetime) -> str:
-    return ts.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return ts.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Jobs:
@@ -82,12 +81,18 @@ class Jobs:
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
 
-    def start(self, d: DaemonProc, *args: str, cmd: list[str], url: Optional[str] = None) -> subprocess.Popen:
+    def start(self, d: DaemonProc, *args: str, cmd: list[str], url: str | None = None) -> subprocess.Popen:
         env = dict(d.env)
         env["MAINTD_URL"] = url or d.url
-        p = subprocess.Popen(maintd_argv() + ["--config", str(d.config_path), "exec", *args, "--", *cmd],
-                             env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True, cwd=d.config_path.parent)
+        p = subprocess.Popen(
+            maintd_argv() + ["--config", str(d.config_path), "exec", *args, "--", *cmd],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=d.config_path.parent,
+        )
         self.procs.append(p)
         return p
 
@@ -110,8 +115,9 @@ def jobs():
     j.close()
 
 
-def run_exec(d: DaemonProc, *args: str, cmd: list[str], input: Optional[str] = None,
-             url: Optional[str] = None) -> subprocess.CompletedProcess:
+def run_exec(
+    d: DaemonProc, *args: str, cmd: list[str], input: str | None = None, url: str | None = None
+) -> subprocess.CompletedProcess:
     return d.cli("exec", *args, "--", *cmd, input=input, env={"MAINTD_URL": url} if url else None)
 
 
@@ -147,7 +153,7 @@ def lease_rows(d: DaemonProc) -> dict[str, str]:
         db.close()
 
 
-def metric(d: DaemonProc, name: str) -> Optional[float]:
+def metric(d: DaemonProc, name: str) -> float | None:
     for fam in text_string_to_metric_families(d.get("/metrics").text):
         for s in fam.samples:
             if s.name == name and not s.labels:
@@ -210,11 +216,14 @@ def test_a_window_start_drains_backups_term_then_kill_and_restores_keep_running(
 
     drains = {(h["detail"]["tenant"], h["detail"]["kind"]): h for h in journal(d, "drain")}
     assert set(drains) == {("acme", "backup"), ("beta", "backup")}
-    assert all(h["window"] == "upgrade" and h["detail"]["then"] == "stop"
-               and h["detail"]["deadline"] == isoz(deadline) for h in drains.values())
+    assert all(
+        h["window"] == "upgrade" and h["detail"]["then"] == "stop" and h["detail"]["deadline"] == isoz(deadline)
+        for h in drains.values()
+    )
     refused = journal(d, "refused")
-    assert [(h["detail"]["tenant"], h["detail"]["kind"], h["detail"]["reason"]) for h in refused] == \
-        [("acme", "backup", "maintenance")]
+    assert [(h["detail"]["tenant"], h["detail"]["kind"], h["detail"]["reason"]) for h in refused] == [
+        ("acme", "backup", "maintenance")
+    ]
     assert not [f for f in d.status()["faults"] if f["what"].startswith("overrun:")]
 
 
@@ -234,14 +243,16 @@ def test_then_keep_lets_a_drained_job_finish(daemon_factory, jobs) -> None:
     assert code == 4 and "may finish" in err and "SIGTERM" not in err, err
     st = d.wait_for(lambda s: s["leases"]["running"] == 0, timeout=5, what="released")
     assert st["mode"] == "maintenance"
-    assert [(h["detail"]["tenant"], h["detail"]["then"], h["detail"]["deadline"]) for h in journal(d, "drain")] == \
-        [("acme", "keep", None)]
+    assert [(h["detail"]["tenant"], h["detail"]["then"], h["detail"]["deadline"]) for h in journal(d, "drain")] == [
+        ("acme", "keep", None)
+    ]
 
 
 def test_windows_with_resources_gate_and_drain_only_jobs_on_them(daemon_factory, jobs) -> None:
     start = iso_in(4)
-    d = daemon_factory(config(window("repo", start, iso_in(60),
-                                     "    resources: [repo-1]\n    drain: {grace: 2s, then: stop}\n")))
+    d = daemon_factory(
+        config(window("repo", start, iso_in(60), "    resources: [repo-1]\n    drain: {grace: 2s, then: stop}\n"))
+    )
     on_it = jobs.start(d, "--tenant", "acme", "--kind", "backup", "--resource", "repo-1", cmd=["sleep", "30"])
     elsewhere = jobs.start(d, "--tenant", "acme", "--kind", "backup", "--resource", "repo-2", cmd=["sleep", "30"])
     nowhere = jobs.start(d, "--tenant", "beta", "--kind", "backup", cmd=["sleep", "30"])
@@ -279,8 +290,9 @@ def test_a_drain_past_its_deadline_with_the_job_still_heartbeating_is_a_fault(da
     t = threading.Thread(target=beat, daemon=True)
     t.start()
     try:
-        st = d.wait_for(lambda s: any(f["what"] == f"overrun:{lease}" for f in s["faults"]), timeout=10,
-                        what="the overrun fault")
+        st = d.wait_for(
+            lambda s: any(f["what"] == f"overrun:{lease}" for f in s["faults"]), timeout=10, what="the overrun fault"
+        )
         assert {"drain": True, "deadline": deadline} in beats
         assert st["mode"] == "draining"
         assert leases(st)[("acme", "backup", None)]["overrun"] is True
@@ -304,8 +316,15 @@ def test_a_drain_past_its_deadline_with_the_job_still_heartbeating_is_a_fault(da
 
 def test_exec_passes_io_and_the_exit_code_through_and_releases_the_lease(daemon_factory) -> None:
     d = daemon_factory(config(window("later", iso_in(3600), iso_in(7200))))
-    r = run_exec(d, "--tenant", "acme", "--kind", "backup",
-                 cmd=["sh", "-c", 'read x; echo "out:$x"; echo "err:$x" >&2; exit 7'], input="hello\n")
+    r = run_exec(
+        d,
+        "--tenant",
+        "acme",
+        "--kind",
+        "backup",
+        cmd=["sh", "-c", 'read x; echo "out:$x"; echo "err:$x" >&2; exit 7'],
+        input="hello\n",
+    )
     assert (r.returncode, r.stdout, r.stderr) == (7, "out:hello\n", "err:hello\n")
     assert d.status()["leases"]["running"] == 0
     r = run_exec(d, "--tenant", "acme", "--kind", "backup", cmd=["sh", "-c", "kill -TERM $$"])
@@ -371,8 +390,7 @@ def test_unreachable_daemon_allows_with_a_warning_or_denies(daemon_factory) -> N
     nobody = f"http://127.0.0.1:{free_port()}"
     r = run_exec(d, "--tenant", "acme", "--kind", "backup", cmd=["sh", "-c", "echo ran; exit 5"], url=nobody)
     assert (r.returncode, r.stdout) == (5, "ran\n") and "WARNING" in r.stderr and "cannot reach" in r.stderr
-    r = run_exec(d, "--tenant", "acme", "--kind", "backup", "--if-unreachable", "deny", cmd=["echo", "ran"],
-                 url=nobody)
+    r = run_exec(d, "--tenant", "acme", "--kind", "backup", "--if-unreachable", "deny", cmd=["echo", "ran"], url=nobody)
     assert (r.returncode, r.stdout) == (75, "") and "cannot reach" in r.stderr, r.stderr
 
 
@@ -398,14 +416,17 @@ def test_manual_enter_gates_with_provider_policy_unless_told_otherwise(daemon_fa
 
 
 def test_would_overlap_and_retry_after_at_the_api(daemon_factory) -> None:
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     at = lambda s: iso_in(s, now)  # noqa: E731 - one instant for the whole config
-    d = daemon_factory(config(
-        window("soon", at(3600), at(7200), "    tenants: [acme]\n")
-        + window("touching", at(7200), at(10800), "    tenants: [acme]\n")
-        + window("far", at(5 * 86400), at(5 * 86400 + 3600), "    tenants: [gamma]\n")
-        + window("now", at(-60), at(600), "    tenants: [beta]\n")
-        + window("next", at(600), at(1200), "    tenants: [beta]\n    policy: strict\n")))
+    d = daemon_factory(
+        config(
+            window("soon", at(3600), at(7200), "    tenants: [acme]\n")
+            + window("touching", at(7200), at(10800), "    tenants: [acme]\n")
+            + window("far", at(5 * 86400), at(5 * 86400 + 3600), "    tenants: [gamma]\n")
+            + window("now", at(-60), at(600), "    tenants: [beta]\n")
+            + window("next", at(600), at(1200), "    tenants: [beta]\n    policy: strict\n")
+        )
+    )
 
     def refused(body: dict, reason: str, until: str) -> dict:
         r = admit(d, **body)
@@ -434,20 +455,23 @@ def test_would_overlap_and_retry_after_at_the_api(daemon_factory) -> None:
     refused({"tenant": "acme", "kind": "backup", "expected_duration": 3700}, "would-overlap", at(10800))
     # beyond the day the daemon plans ahead
     admitted({"tenant": "gamma", "kind": "backup", "expected_duration": "4d"})
-    refused({"tenant": "gamma", "kind": "backup", "expected_duration": "6d"}, "would-overlap",
-            at(5 * 86400 + 3600))
+    refused({"tenant": "gamma", "kind": "backup", "expected_duration": "6d"}, "would-overlap", at(5 * 86400 + 3600))
     # in maintenance now: until the end of the merged period (now + next), not of `now`
     out = refused({"tenant": "beta", "kind": "backup"}, "maintenance", at(1200))
-    assert out["message"] == ("Backups are paused until "
-                              f"{utc(at(1200)).strftime('%a %-d %b %Y %H:%M')} UTC; they resume automatically.")
+    assert out["message"] == (
+        f"Backups are paused until {utc(at(1200)).strftime('%a %-d %b %Y %H:%M')} UTC; they resume automatically."
+    )
     admitted({"tenant": "beta", "kind": "restore"})
     # ... but a restore that would run into `next` (strict) is not
     refused({"tenant": "beta", "kind": "restore", "expected_duration": "15m"}, "would-overlap", at(1200))
     st = d.status()
     assert st["leases"]["running"] == 0
     reasons = sorted((h["detail"]["tenant"], h["detail"]["reason"]) for h in journal(d, "refused"))
-    assert reasons == [("acme", "would-overlap")] * 2 + [("beta", "maintenance"), ("beta", "would-overlap"),
-                                                          ("gamma", "would-overlap")]
+    assert reasons == [("acme", "would-overlap")] * 2 + [
+        ("beta", "maintenance"),
+        ("beta", "would-overlap"),
+        ("gamma", "would-overlap"),
+    ]
 
 
 BAD_REQUESTS = [
@@ -458,8 +482,7 @@ BAD_REQUESTS = [
     ({"tenant": "acme", "kind": "backup", "resource": ""}, 422, "resource: "),
     ({"tenant": "acme", "kind": "backup", "expected_duration": -1}, 422, "expected_duration: must not be negative"),
     ({"tenant": "acme", "kind": "backup", "expected_duration": "-1h"}, 422, "expected_duration: expected a duration"),
-    ({"tenant": "acme", "kind": "backup", "expected_duration": "400d"}, 422,
-     "expected_duration: must be at most 366d"),
+    ({"tenant": "acme", "kind": "backup", "expected_duration": "400d"}, 422, "expected_duration: must be at most 366d"),
     ({"tenant": "acme", "kind": "backup", "expected_duration": True}, 422, "expected_duration: "),
     ({"tenant": "acme"}, 422, "kind: Field required"),
     ({"kind": "backup"}, 422, "tenant: Field required"),

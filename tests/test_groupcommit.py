@@ -1,4 +1,5 @@
 """Group commit: every op answered once, after its batch ran, errors kept to their op."""
+
 from __future__ import annotations
 
 import asyncio

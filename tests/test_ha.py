@@ -4,6 +4,7 @@ One leads (transitions, drains, hooks); all answer the API and deliver notices. 
 leader with SIGKILL and another takes over within the bound, catching up level-triggered:
 no transition, hook or notice lost or done twice.
 """
+
 from __future__ import annotations
 
 import json
@@ -17,7 +18,6 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-
 from conftest import iso_in
 
 TAKEOVER_BOUND = 10.0  # seconds: the issue's target for a new leader
@@ -68,6 +68,7 @@ def receiver():
 def database(postgres_server):
     """A fresh database on the session's PostgreSQL for one test."""
     name = "ha_" + secrets.token_hex(4)
+
     def admin(sql: str) -> None:
         # A fresh engine each time: a test may have restarted the server in between.
         engine = sa.create_engine(postgres_server.url, isolation_level="AUTOCOMMIT")
@@ -80,11 +81,13 @@ def database(postgres_server):
     admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
-def config(tenants: int, receiver_url: str, start_in: float, duration: str, hook_log: Path,
-           notify: str = "[1h]") -> str:
+def config(
+    tenants: int, receiver_url: str, start_in: float, duration: str, hook_log: Path, notify: str = "[1h]"
+) -> str:
     secret = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     rows = "\n".join(
-        f"  - id: t{i:04d}\n    webhook: {{url: \"{receiver_url}\", secret: \"{secret}\"}}" for i in range(tenants))
+        f'  - id: t{i:04d}\n    webhook: {{url: "{receiver_url}", secret: "{secret}"}}' for i in range(tenants)
+    )
     return f"""\
 version: 1
 provider: {{name: HA Cloud, timezone: UTC, policy: std}}
@@ -249,13 +252,11 @@ def test_leader_killed_during_a_notice_fan_out_every_notice_delivered(daemon_fac
 
 
 def test_postgres_restart_under_the_daemons(daemon_factory, database, receiver, tmp_path, postgres_server):
-    ds = start_cluster(daemon_factory, config(2, receiver.url, 3600, "1h", tmp_path / "hooks.log"), database,
-                       n=2)
+    ds = start_cluster(daemon_factory, config(2, receiver.url, 3600, "1h", tmp_path / "hooks.log"), database, n=2)
     wait_leader(ds)
     postgres_server.stop()
     try:
-        st = ds[0].wait_for(lambda s: any(f["what"] == "store" for f in s["faults"]), timeout=15,
-                            what="store fault")
+        st = ds[0].wait_for(lambda s: any(f["what"] == "store" for f in s["faults"]), timeout=15, what="store fault")
         assert st["mode"] == "normal"
         # Documented fallback: no lease can be recorded, so the gate answers 503 with a clear
         # error, and `maintd exec --if-unreachable` decides (default allow: backups go on).
@@ -263,8 +264,9 @@ def test_postgres_restart_under_the_daemons(daemon_factory, database, receiver, 
         assert r.status_code == 503 and "store" in r.json()["error"].lower() or "database" in r.json()["error"]
         job = ds[1].cli("exec", "--tenant", "t0000", "--kind", "backup", "--", "sh", "-c", "exit 0")
         assert job.returncode == 0 and "allow" in job.stderr, job.stderr
-        job = ds[1].cli("exec", "--tenant", "t0000", "--kind", "backup", "--if-unreachable", "deny", "--",
-                        "sh", "-c", "exit 0")
+        job = ds[1].cli(
+            "exec", "--tenant", "t0000", "--kind", "backup", "--if-unreachable", "deny", "--", "sh", "-c", "exit 0"
+        )
         assert job.returncode == 75
     finally:
         postgres_server.start()

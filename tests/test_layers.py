@@ -12,6 +12,7 @@ a temporary copy, never in the rules themselves:
   contract forbids a third-party package (``sqlalchemy``, ``requests``, ...) as these
   do; without it no contract runs.
 """
+
 from __future__ import annotations
 
 import importlib.util
@@ -77,8 +78,9 @@ def runnable_config(tmp_path: Path) -> tuple[Path, list[str], int]:
 
 
 def lint(config: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([*COMMAND, "--no-cache", "--no-logo", str(config)], cwd=ROOT, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [*COMMAND, "--no-cache", "--no-logo", str(config)], cwd=ROOT, capture_output=True, text=True, timeout=300
+    )
 
 
 def test_layer_contracts_are_kept(tmp_path):
@@ -95,31 +97,43 @@ def test_layer_contracts_are_kept(tmp_path):
 
 def test_the_pure_core_and_the_records_exist():
     # The contracts above would pass vacuously for modules that are not there.
-    for module in ("scheduler.model", "scheduler.errors", "scheduler.duration", "scheduler.config",
-                   "scheduler.recurrence", "scheduler.plan", "scheduler.policy", "scheduler.cli", "notifiers"):
+    for module in (
+        "scheduler.model",
+        "scheduler.errors",
+        "scheduler.duration",
+        "scheduler.config",
+        "scheduler.recurrence",
+        "scheduler.plan",
+        "scheduler.policy",
+        "scheduler.cli",
+        "notifiers",
+    ):
         assert importlib.util.find_spec(module) is not None, module
 
 
 def test_a_broken_rule_is_reported(tmp_path):
     # The check can fail: cli imports config, so forbidding that must break.
     path = tmp_path / "broken.toml"
-    path.write_text("\n".join([
-        "[tool.importlinter]",
-        'root_packages = ["scheduler", "notifiers"]',
-        "",
-        "[[tool.importlinter.contracts]]",
-        'name = "cli may not import config (deliberately false)"',
-        'type = "forbidden"',
-        'source_modules = ["scheduler.cli"]',
-        'forbidden_modules = ["scheduler.config"]',
-    ]))
+    path.write_text(
+        "\n".join(
+            [
+                "[tool.importlinter]",
+                'root_packages = ["scheduler", "notifiers"]',
+                "",
+                "[[tool.importlinter.contracts]]",
+                'name = "cli may not import config (deliberately false)"',
+                'type = "forbidden"',
+                'source_modules = ["scheduler.cli"]',
+                'forbidden_modules = ["scheduler.config"]',
+            ]
+        )
+    )
     proc = lint(path)
     assert proc.returncode != 0
     assert "BROKEN" in proc.stdout and "scheduler.cli -> scheduler.config" in proc.stdout
 
 
-@pytest.mark.parametrize("module", ["scheduler.config", "scheduler.recurrence", "scheduler.plan",
-                                    "scheduler.policy"])
+@pytest.mark.parametrize("module", ["scheduler.config", "scheduler.recurrence", "scheduler.plan", "scheduler.policy"])
 def test_pure_modules_are_named_in_the_no_io_contract(module):
     names = [c for c in _contracts()["contracts"] if c["name"] == "the pure core does no I/O layers"]
     assert names and module in names[0]["source_modules"]
@@ -127,8 +141,12 @@ def test_pure_modules_are_named_in_the_no_io_contract(module):
 
 def test_a_module_not_written_yet_does_not_switch_the_rules_off(tmp_path, monkeypatch):
     real = _contracts()
-    grown = dict(real, contracts=[dict(c, forbidden_modules=[*c["forbidden_modules"], "scheduler.not_yet"])
-                                  for c in real["contracts"]])
+    grown = dict(
+        real,
+        contracts=[
+            dict(c, forbidden_modules=[*c["forbidden_modules"], "scheduler.not_yet"]) for c in real["contracts"]
+        ],
+    )
     monkeypatch.setattr(sys.modules[__name__], "_contracts", lambda: grown)
     config, missing, written = runnable_config(tmp_path)
     assert missing == ["scheduler.not_yet"] and written == len(real["contracts"])

@@ -9,6 +9,7 @@ retries keep the `webhook-id`; a receiver that never answers ends `failed`; the
 `completed` notice reports each tenant's own refused jobs; a broken provider template is
 a reload error, not a send error; `--dry-run` renders and records instead of sending.
 """
+
 from __future__ import annotations
 
 import base64
@@ -23,16 +24,16 @@ import subprocess
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Callable, Optional
 
 import icalendar
 import pytest
+from conftest import free_port, iso_in, maintd_argv
 from standardwebhooks import Webhook
 from werkzeug import Request, Response
 
-from conftest import free_port, iso_in, maintd_argv
 from scheduler import config as config_mod
 from scheduler.errors import ConfigError
 
@@ -43,7 +44,7 @@ except ImportError:  # tests/ became a package
 
 pytestmark = pytest.mark.slow
 
-UTC = timezone.utc
+UTC = UTC
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -91,15 +92,27 @@ class Receiver:
             rule = self.rules.get((tenant, payload["type"].split(".", 1)[1]))
             answer = (rule(nth) if rule else 204) if verified else 400
             status, extra = answer if isinstance(answer, tuple) else (answer, {})
-            self.calls.append({"tenant": tenant, "id": headers.get("webhook-id"), "payload": payload,
-                               "status": status, "verified": verified, "at": time.time()})
+            self.calls.append(
+                {
+                    "tenant": tenant,
+                    "id": headers.get("webhook-id"),
+                    "payload": payload,
+                    "status": status,
+                    "verified": verified,
+                    "at": time.time(),
+                }
+            )
         return Response("", status=status, headers=extra)
 
-    def ok(self, tenant: Optional[str] = None, kind: Optional[str] = None) -> list[dict]:
+    def ok(self, tenant: str | None = None, kind: str | None = None) -> list[dict]:
         with self.lock:
-            return [c for c in self.calls if 200 <= c["status"] < 300
-                    and (tenant is None or c["tenant"] == tenant)
-                    and (kind is None or c["payload"]["type"] == f"maintenance.{kind}")]
+            return [
+                c
+                for c in self.calls
+                if 200 <= c["status"] < 300
+                and (tenant is None or c["tenant"] == tenant)
+                and (kind is None or c["payload"]["type"] == f"maintenance.{kind}")
+            ]
 
     def tries(self, tenant: str, kind: str) -> list[dict]:
         with self.lock:
@@ -172,19 +185,28 @@ daemon:
 """
 
 
-def make_config(receiver: Receiver, smtp, windows: str, *, max_attempts: int = 8, templates: str = "",
-                gamma_url: Optional[str] = None) -> str:
-    return (CONFIG.replace("@ACME_URL@", receiver.url("acme"))
-            .replace("@GAMMA_URL@", gamma_url or receiver.url("gamma"))
-            .replace("@SMTP_PORT@", str(smtp.port)).replace("@MAX_ATTEMPTS@", str(max_attempts))
-            .replace("@TEMPLATES@", f"  templates: {templates}" if templates else "")
-            .replace("@WINDOWS@", windows or "  []"))
+def make_config(
+    receiver: Receiver, smtp, windows: str, *, max_attempts: int = 8, templates: str = "", gamma_url: str | None = None
+) -> str:
+    return (
+        CONFIG.replace("@ACME_URL@", receiver.url("acme"))
+        .replace("@GAMMA_URL@", gamma_url or receiver.url("gamma"))
+        .replace("@SMTP_PORT@", str(smtp.port))
+        .replace("@MAX_ATTEMPTS@", str(max_attempts))
+        .replace("@TEMPLATES@", f"  templates: {templates}" if templates else "")
+        .replace("@WINDOWS@", windows or "  []")
+    )
 
 
 def env_for(receiver: Receiver) -> dict:
     # Credentials reach the config only through ${VAR}: never inline (SPEC section 1).
-    return {"ACME_SECRET": receiver.secrets["acme"], "GAMMA_SECRET": receiver.secrets["gamma"],
-            "DELTA_SECRET": receiver.secrets["delta"], "SMTP_USER": SMTP_USER, "SMTP_PASSWORD": SMTP_PASSWORD}
+    return {
+        "ACME_SECRET": receiver.secrets["acme"],
+        "GAMMA_SECRET": receiver.secrets["gamma"],
+        "DELTA_SECRET": receiver.secrets["delta"],
+        "SMTP_USER": SMTP_USER,
+        "SMTP_PASSWORD": SMTP_PASSWORD,
+    }
 
 
 def notices(d) -> list[dict]:
@@ -222,8 +244,16 @@ def test_window_lifecycle_exactly_once_across_kill9(daemon_factory, receiver, sm
     dump = lambda: f"calls={receiver.calls}\nnotices={json.dumps(notices(d), indent=1)}\nlog={d.log()[-3000:]}"
 
     # late `scheduled`: at once, to everyone, on every channel they have
-    wait_until(lambda: receiver.ok("acme", "scheduled") and mails(inbox, "ops@acme.example", "Scheduled")
-               and mails(inbox, "it@beta.example", "Scheduled"), 10, "the late scheduled notices", dump)
+    wait_until(
+        lambda: (
+            receiver.ok("acme", "scheduled")
+            and mails(inbox, "ops@acme.example", "Scheduled")
+            and mails(inbox, "it@beta.example", "Scheduled")
+        ),
+        10,
+        "the late scheduled notices",
+        dump,
+    )
     (sched,) = receiver.ok("acme", "scheduled")
     assert sched["payload"]["late"] is True and sched["payload"]["lead"] == "1h"
     assert sched["payload"]["start"] == iso_in(0, start) and sched["payload"]["window"] == "fw"
@@ -233,40 +263,74 @@ def test_window_lifecycle_exactly_once_across_kill9(daemon_factory, receiver, sm
 
     # in the window: jobs are refused, per tenant
     d.wait_for(lambda s: s["mode"] == "maintenance", timeout=15, what="maintenance mode")
-    for tenant, kind, expected in [("acme", "backup", 423), ("acme", "backup", 423), ("beta", "backup", 423),
-                                   ("gamma", "restore", 200)]:
+    for tenant, kind, expected in [
+        ("acme", "backup", 423),
+        ("acme", "backup", 423),
+        ("beta", "backup", 423),
+        ("gamma", "restore", 200),
+    ]:
         r = d.post("/v1/admissions", {"tenant": tenant, "kind": kind}, token=None)
         assert r.status_code == expected, r.text
         if r.status_code == 200:
             assert d.delete(f"/v1/leases/{r.json()['lease']}", token=None).status_code == 200
-    wait_until(lambda: receiver.ok("acme", "started") and mails(inbox, "ops@acme.example", "started")
-               and mails(inbox, "it@beta.example", "started") and receiver.tries("gamma", "started"),
-               10, "the started notices", dump)
+    wait_until(
+        lambda: (
+            receiver.ok("acme", "started")
+            and mails(inbox, "ops@acme.example", "started")
+            and mails(inbox, "it@beta.example", "started")
+            and receiver.tries("gamma", "started")
+        ),
+        10,
+        "the started notices",
+        dump,
+    )
     # the undelivered `scheduled` was superseded at the start, never sent after it
-    wait_until(lambda: [r["status"] for r in rows(d, "gamma", "scheduled", "webhook")] == ["superseded"],
-               5, "gamma's scheduled notice superseded", dump)
+    wait_until(
+        lambda: [r["status"] for r in rows(d, "gamma", "scheduled", "webhook")] == ["superseded"],
+        5,
+        "gamma's scheduled notice superseded",
+        dump,
+    )
     assert receiver.ok("gamma", "scheduled") == []
 
     # every result is recorded; only gamma's `started` waits for its retry
-    d.wait_for(lambda s: s["notices"] == {"sent": 6, "pending": 1, "failed": 0}, timeout=5,
-               what="results recorded before the kill")
+    d.wait_for(
+        lambda s: s["notices"] == {"sent": 6, "pending": 1, "failed": 0},
+        timeout=5,
+        what="results recorded before the kill",
+    )
     d.kill9()  # in the middle of the window
     killed_at = time.time()
     healed.set()
     d.restart()
 
-    wait_until(lambda: receiver.ok("acme", "completed") and receiver.ok("gamma", "completed")
-               and mails(inbox, "ops@acme.example", "completed") and mails(inbox, "it@beta.example", "completed")
-               and receiver.ok("gamma", "started"), 20, "the completed notices", dump)
+    wait_until(
+        lambda: (
+            receiver.ok("acme", "completed")
+            and receiver.ok("gamma", "completed")
+            and mails(inbox, "ops@acme.example", "completed")
+            and mails(inbox, "it@beta.example", "completed")
+            and receiver.ok("gamma", "started")
+        ),
+        20,
+        "the completed notices",
+        dump,
+    )
     time.sleep(1.5)  # room for a duplicate to show up
 
     # exactly once: per notice id, one 2xx; per mail, one message
     ok_ids = Counter(c["id"] for c in receiver.ok())
     assert all(n == 1 for n in ok_ids.values()), ok_ids
     kinds = Counter((c["tenant"], c["payload"]["type"]) for c in receiver.ok())
-    assert kinds == Counter({("acme", "maintenance.scheduled"): 1, ("acme", "maintenance.started"): 1,
-                             ("acme", "maintenance.completed"): 1, ("gamma", "maintenance.started"): 1,
-                             ("gamma", "maintenance.completed"): 1}), kinds
+    assert kinds == Counter(
+        {
+            ("acme", "maintenance.scheduled"): 1,
+            ("acme", "maintenance.started"): 1,
+            ("acme", "maintenance.completed"): 1,
+            ("gamma", "maintenance.started"): 1,
+            ("gamma", "maintenance.completed"): 1,
+        }
+    ), kinds
     mail_ids = Counter(m["Message-ID"] for m in inbox.messages)
     assert all(n == 1 for n in mail_ids.values()) and len(mail_ids) == 6, mail_ids
     first, *_, last = receiver.tries("gamma", "started")  # retried across the restart,
@@ -293,7 +357,9 @@ def test_window_lifecycle_exactly_once_across_kill9(daemon_factory, receiver, sm
     out = d.cli("notices", "--json")
     assert out.returncode == 0, out.stderr
     assert {(r["tenant"], r["kind"], r["channel"], r["status"]) for r in json.loads(out.stdout)} >= {
-        ("gamma", "scheduled", "webhook", "superseded"), ("gamma", "started", "webhook", "sent")}
+        ("gamma", "scheduled", "webhook", "superseded"),
+        ("gamma", "started", "webhook", "sent"),
+    }
 
 
 # --------------------------------------------------------------------------------------
@@ -318,8 +384,16 @@ def test_reschedule_then_cancel_reaches_those_told_only(daemon_factory, receiver
 """
     d = daemon_factory(make_config(receiver, smtp_auth_server, told), env=env_for(receiver))
     dump = lambda: f"calls={receiver.calls}\nnotices={json.dumps(notices(d), indent=1)}\nlog={d.log()[-3000:]}"
-    wait_until(lambda: receiver.ok("acme", "scheduled") and mails(inbox, "it@beta.example", "Scheduled")
-               and mails(inbox, "ops@acme.example", "Scheduled"), 10, "scheduled", dump)
+    wait_until(
+        lambda: (
+            receiver.ok("acme", "scheduled")
+            and mails(inbox, "it@beta.example", "Scheduled")
+            and mails(inbox, "ops@acme.example", "Scheduled")
+        ),
+        10,
+        "scheduled",
+        dump,
+    )
     (first_invite,) = mails(inbox, "ops@acme.example", "Scheduled")
     (event,) = ics_of(first_invite).walk("VEVENT")
     uid, seq = str(event["UID"]), int(event["SEQUENCE"])
@@ -327,11 +401,20 @@ def test_reschedule_then_cancel_reaches_those_told_only(daemon_factory, receiver
 
     # move it by 30 minutes (its lead stays passed, so no second `scheduled`)
     new_start, new_end = iso_in(5400, now), iso_in(3 * 3600 + 1800, now)
-    d.config_path.write_text(d.config_path.read_text().replace(f"start: {start}\n    end: {end}",
-                                                               f"start: {new_start}\n    end: {new_end}"))
+    d.config_path.write_text(
+        d.config_path.read_text().replace(f"start: {start}\n    end: {end}", f"start: {new_start}\n    end: {new_end}")
+    )
     d.signal(signal.SIGHUP)
-    wait_until(lambda: receiver.ok("acme", "rescheduled") and mails(inbox, "it@beta.example", "Rescheduled")
-               and mails(inbox, "ops@acme.example", "Rescheduled"), 10, "rescheduled", dump)
+    wait_until(
+        lambda: (
+            receiver.ok("acme", "rescheduled")
+            and mails(inbox, "it@beta.example", "Rescheduled")
+            and mails(inbox, "ops@acme.example", "Rescheduled")
+        ),
+        10,
+        "rescheduled",
+        dump,
+    )
     (moved,) = receiver.ok("acme", "rescheduled")
     p = moved["payload"]
     assert (p["start"], p["end"]) == (new_start, new_end)
@@ -346,10 +429,18 @@ def test_reschedule_then_cancel_reaches_those_told_only(daemon_factory, receiver
 
     # remove both windows
     text = d.config_path.read_text()
-    d.config_path.write_text(text[:text.index("windows:\n")] + "windows: []\n" + text[text.index("daemon:\n"):])
+    d.config_path.write_text(text[: text.index("windows:\n")] + "windows: []\n" + text[text.index("daemon:\n") :])
     d.signal(signal.SIGHUP)
-    wait_until(lambda: receiver.ok("acme", "cancelled") and mails(inbox, "it@beta.example", "Cancelled")
-               and mails(inbox, "ops@acme.example", "Cancelled"), 10, "cancelled", dump)
+    wait_until(
+        lambda: (
+            receiver.ok("acme", "cancelled")
+            and mails(inbox, "it@beta.example", "Cancelled")
+            and mails(inbox, "ops@acme.example", "Cancelled")
+        ),
+        10,
+        "cancelled",
+        dump,
+    )
     (cancel,) = mails(inbox, "ops@acme.example", "Cancelled")
     cal = ics_of(cancel)
     (event,) = cal.walk("VEVENT")
@@ -367,22 +458,34 @@ def test_reschedule_then_cancel_reaches_those_told_only(daemon_factory, receiver
 
 def test_retry_keeps_the_webhook_id_and_a_dead_receiver_ends_failed(daemon_factory, receiver, smtp_auth_server):
     receiver.rules[("gamma", "scheduled")] = lambda n: 500 if n == 1 else 200
-    with_dead = make_config(receiver, smtp_auth_server, f"""\
+    with_dead = make_config(
+        receiver,
+        smtp_auth_server,
+        f"""\
   - id: fw
     start: {iso_in(3600)}
     duration: 1h
     tenants: [gamma, delta]
     notify: [2h]
-""", max_attempts=2)
+""",
+        max_attempts=2,
+    )
     dead = f"http://127.0.0.1:{free_port()}/hook"  # nothing listens there
-    with_dead = with_dead.replace("tenants:\n", f"""tenants:
+    with_dead = with_dead.replace(
+        "tenants:\n",
+        f"""tenants:
   - id: delta
     webhook: {{url: "{dead}", secret: "${{DELTA_SECRET}}"}}
-""", 1)
+""",
+        1,
+    )
     d = daemon_factory(with_dead, env=env_for(receiver))
     dump = lambda: f"calls={receiver.calls}\nnotices={json.dumps(notices(d), indent=1)}\nlog={d.log()[-3000:]}"
-    st = d.wait_for(lambda s: s["notices"]["sent"] == 1 and s["notices"]["failed"] == 1, timeout=15,
-                    what="one sent after a retry, one failed after max_attempts")
+    st = d.wait_for(
+        lambda s: s["notices"]["sent"] == 1 and s["notices"]["failed"] == 1,
+        timeout=15,
+        what="one sent after a retry, one failed after max_attempts",
+    )
     assert st["notices"]["pending"] == 0
 
     tries = receiver.tries("gamma", "scheduled")
@@ -410,7 +513,8 @@ def test_retry_keeps_the_webhook_id_and_a_dead_receiver_ends_failed(daemon_facto
 
 
 def test_broken_template_is_a_reload_error_and_the_last_good_templates_keep_serving(
-        daemon_factory, receiver, smtp_auth_server, tmp_path):
+    daemon_factory, receiver, smtp_auth_server, tmp_path
+):
     inbox = smtp_auth_server.inbox
     tpl = tmp_path / "templates"
     tpl.mkdir()
@@ -425,8 +529,12 @@ def test_broken_template_is_a_reload_error_and_the_last_good_templates_keep_serv
     # a notice after the failed reload renders with the templates that were checked
     r = d.post("/v1/maintenance", {"reason": "emergency patch", "for": "10m", "tenants": ["beta"]})
     assert r.status_code == 200, r.text
-    (msg,) = wait_until(lambda: mails(inbox, "it@beta.example", "CUSTOM started"), 10, "the started mail",
-                        lambda: f"{[m['Subject'] for m in inbox.messages]}\n{d.log()[-3000:]}")
+    (msg,) = wait_until(
+        lambda: mails(inbox, "it@beta.example", "CUSTOM started"),
+        10,
+        "the started mail",
+        lambda: f"{[m['Subject'] for m in inbox.messages]}\n{d.log()[-3000:]}",
+    )
     assert msg["Subject"].startswith("CUSTOM started: Manual maintenance")
     assert d.status()["notices"]["failed"] == 0
 
@@ -435,14 +543,24 @@ def test_broken_template_is_a_reload_error_and_the_last_good_templates_keep_serv
 # bad input is a validation error at its line
 
 
-@pytest.mark.parametrize("field, value, expected", [
-    ("email", "[ops@]", 'invalid email address "ops@"; expected something like ops@example.com'),
-    ("email", "[ops at example.com]", 'invalid email address "ops at example.com"'),
-    ("webhook", '{url: "ftp://hooks.example.com/x", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}',
-     'invalid URL "ftp://hooks.example.com/x"; expected http(s)://host/path'),
-    ("webhook", '{url: "hooks.example.com/x", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}',
-     'invalid URL "hooks.example.com/x"'),
-], ids=["email_without_domain", "email_with_spaces", "webhook_ftp", "webhook_without_scheme"])
+@pytest.mark.parametrize(
+    "field, value, expected",
+    [
+        ("email", "[ops@]", 'invalid email address "ops@"; expected something like ops@example.com'),
+        ("email", "[ops at example.com]", 'invalid email address "ops at example.com"'),
+        (
+            "webhook",
+            '{url: "ftp://hooks.example.com/x", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}',
+            'invalid URL "ftp://hooks.example.com/x"; expected http(s)://host/path',
+        ),
+        (
+            "webhook",
+            '{url: "hooks.example.com/x", secret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"}',
+            'invalid URL "hooks.example.com/x"',
+        ),
+    ],
+    ids=["email_without_domain", "email_with_spaces", "webhook_ftp", "webhook_without_scheme"],
+)
 def test_bad_tenant_address_is_an_error_at_its_line(tmp_path, field, value, expected):
     path = tmp_path / "windows.yaml"
     path.write_text(f"""\
@@ -475,8 +593,11 @@ def test_dry_run_renders_and_records_the_example_config_without_sending(tmp_path
     d = Daemon(str(tmp_path / "windows.yaml"), dry_run=True, clock=lambda: now[0], env=env)
     try:
         kinds = []
-        for at in (datetime(2026, 12, 5, 20, 30, tzinfo=UTC), datetime(2026, 12, 5, 21, 0, 5, tzinfo=UTC),
-                   datetime(2026, 12, 6, 1, 0, 5, tzinfo=UTC)):
+        for at in (
+            datetime(2026, 12, 5, 20, 30, tzinfo=UTC),
+            datetime(2026, 12, 5, 21, 0, 5, tzinfo=UTC),
+            datetime(2026, 12, 6, 1, 0, 5, tzinfo=UTC),
+        ):
             now[0] = at
             kinds += [n.kind for n in d.tick().notices]
             assert d.deliver_due() == 0  # nothing to send: the rows are records, not work
@@ -494,14 +615,18 @@ def test_dry_run_renders_and_records_the_example_config_without_sending(tmp_path
     assert (tmp_path / "maintd.dry-run.db").exists() and not (tmp_path / "maintd.db").exists()
     logged = [r.getMessage() for r in caplog.records if getattr(r, "action", None) == "notice-dry-run"]
     assert len(logged) == 12
-    assert any("email to ops@acme.example: [Example Cloud] Scheduled maintenance: Storage firmware update — "
-               "Sat 5 Dec 2026 16:00 EST" in m for m in logged), logged
+    assert any(
+        "email to ops@acme.example: [Example Cloud] Scheduled maintenance: Storage firmware update — "
+        "Sat 5 Dec 2026 16:00 EST" in m
+        for m in logged
+    ), logged
     assert any("webhook maintenance.completed" in m for m in logged)
 
 
 def test_dry_run_daemon_starts_on_the_example_config(daemon_factory):
-    d = daemon_factory((REPO / "windows.yaml").read_text().replace("${MAINTD_LISTEN:-127.0.0.1:8787}", "{listen}"),
-                       args=("--dry-run",))
+    d = daemon_factory(
+        (REPO / "windows.yaml").read_text().replace("${MAINTD_LISTEN:-127.0.0.1:8787}", "{listen}"), args=("--dry-run",)
+    )
     st = d.status()
     assert st["dry_run"] is True and st["config"]["error"] is None
     assert (d.config_path.parent / "maintd.dry-run.db").exists()
@@ -517,19 +642,30 @@ def test_preview_prints_every_rendering_without_sending(tmp_path):
     shutil.copy(REPO / "windows.yaml", tmp_path / "windows.yaml")
 
     def preview(*args):
-        return subprocess.run(maintd_argv() + ["--config", str(tmp_path / "windows.yaml"), "preview", *args],
-                              capture_output=True, text=True, timeout=30)
+        return subprocess.run(
+            maintd_argv() + ["--config", str(tmp_path / "windows.yaml"), "preview", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
 
     out = preview("--window", "storage-firmware", "--tenant", "acme")
     assert out.returncode == 0, out.stderr
-    for heading in ("===== Email headers", "===== Email text/plain", "===== Email text/html",
-                    "===== Calendar attachment invite.ics", "===== Webhook JSON"):
+    for heading in (
+        "===== Email headers",
+        "===== Email text/plain",
+        "===== Email text/html",
+        "===== Calendar attachment invite.ics",
+        "===== Webhook JSON",
+    ):
         assert heading in out.stdout
-    assert "Subject: [Example Cloud] Scheduled maintenance: Storage firmware update — Sat 5 Dec 2026 16:00 EST" \
+    assert (
+        "Subject: [Example Cloud] Scheduled maintenance: Storage firmware update — Sat 5 Dec 2026 16:00 EST"
         in out.stdout
+    )
     assert "starting in 7 days" in out.stdout  # the first lead
     assert "METHOD:REQUEST" in out.stdout and "UID:storage-firmware@maintd" in out.stdout
-    body = json.loads(out.stdout[out.stdout.index("{", out.stdout.index("===== Webhook JSON")):])
+    body = json.loads(out.stdout[out.stdout.index("{", out.stdout.index("===== Webhook JSON")) :])
     assert body["type"] == "maintenance.scheduled" and body["lead"] == "7d" and body["tenant"] == "acme"
     assert not list(tmp_path.glob("*.db")), "a preview touches no database"
 

@@ -4,19 +4,20 @@ Daemon on a SQLite file and a real webhook receiver (pytest-httpserver), no slee
 The end-to-end file (test_notices_e2e.py) runs the same paths through a `maintd run`
 subprocess; here the clock is ours, so the rules about time are checked exactly.
 """
+
 from __future__ import annotations
 
 import base64
 import os
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-
-from scheduler.daemon import Daemon
 from conftest import Clock
 
-UTC = timezone.utc
+from scheduler.daemon import Daemon
+
+UTC = UTC
 START = datetime(2026, 12, 5, 21, 0, tzinfo=UTC)
 SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
@@ -125,10 +126,14 @@ def test_the_start_supersedes_undelivered_scheduled_notices(make):
     assert {r["status"] for r in by_tenant(d, "started").values()} == {"pending"}
 
 
-@pytest.mark.parametrize("then, expected", [
-    ("stop", {"drained": 1, "stopped": 1}),
-    ("keep", {"drained": 2, "stopped": 0}),
-], ids=["then_stop", "then_keep"])
+@pytest.mark.parametrize(
+    "then, expected",
+    [
+        ("stop", {"drained": 1, "stopped": 1}),
+        ("keep", {"drained": 2, "stopped": 0}),
+    ],
+    ids=["then_stop", "then_keep"],
+)
 def test_completed_summary_is_per_tenant(make, httpserver, then, expected):
     d, clock = make(then=then)
     d.tick()
@@ -159,14 +164,25 @@ def test_completed_summary_is_per_tenant(make, httpserver, then, expected):
     d.tick()  # completed
     done = by_tenant(d, "completed")
     acme, beta = done["acme"]["payload"]["summary"], done["beta"]["payload"]["summary"]
-    assert acme == {"actual_start": "2026-12-05T21:00:00Z", "actual_end": "2026-12-06T01:00:00Z",
-                    "refused": {"agent-backup": 1, "backup": 2}, **expected}
-    assert beta == {"actual_start": "2026-12-05T21:00:00Z", "actual_end": "2026-12-06T01:00:00Z",
-                    "refused": {"backup": 1}, "drained": 0, "stopped": 0}
+    assert acme == {
+        "actual_start": "2026-12-05T21:00:00Z",
+        "actual_end": "2026-12-06T01:00:00Z",
+        "refused": {"agent-backup": 1, "backup": 2},
+        **expected,
+    }
+    assert beta == {
+        "actual_start": "2026-12-05T21:00:00Z",
+        "actual_end": "2026-12-06T01:00:00Z",
+        "refused": {"backup": 1},
+        "drained": 0,
+        "stopped": 0,
+    }
     assert d.deliver_due() == 2 + 2  # started and completed, to both
     bodies = [req.get_json() for req, _ in httpserver.log if req.get_json()["type"] == "maintenance.completed"]
-    assert {b["tenant"]: b["summary"]["refused"] for b in bodies} == {"acme": {"agent-backup": 1, "backup": 2},
-                                                                      "beta": {"backup": 1}}
+    assert {b["tenant"]: b["summary"]["refused"] for b in bodies} == {
+        "acme": {"agent-backup": 1, "backup": 2},
+        "beta": {"backup": 1},
+    }
 
 
 def test_a_late_start_reports_when_maintenance_really_began(make):

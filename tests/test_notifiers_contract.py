@@ -1,4 +1,5 @@
 """One contract, every channel: deliver, fail permanently, fail temporarily, applies_to."""
+
 from __future__ import annotations
 
 import pytest
@@ -30,8 +31,9 @@ def test_delivers_a_notice(receiver):
     assert len(receiver.received()) == 1
 
 
-@pytest.mark.parametrize("outcome, permanent", [("permanent", True), ("temporary", False)],
-                         ids=["permanent", "temporary"])
+@pytest.mark.parametrize(
+    "outcome, permanent", [("permanent", True), ("temporary", False)], ids=["permanent", "temporary"]
+)
 def test_failure_says_whether_a_retry_can_help(receiver, outcome, permanent):
     receiver.answer(outcome)
     with pytest.raises(DeliveryError) as info:

@@ -1,9 +1,10 @@
 """EmailNotifier against a real aiosmtpd server: what a tenant's mail client receives."""
+
 from __future__ import annotations
 
 import socket
 from dataclasses import replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -14,13 +15,31 @@ from scheduler.errors import DeliveryError
 from scheduler.model import EmailSettings
 
 try:
-    from notifier_fixtures import (SMTP_PASSWORD, SMTP_USER, START, free_port, make_notice, make_tenant,  # noqa: F401
-                                   renderer, smtp_auth_server, smtp_server)
+    from notifier_fixtures import (  # noqa: F401
+        SMTP_PASSWORD,
+        SMTP_USER,
+        START,
+        free_port,
+        make_notice,
+        make_tenant,
+        renderer,
+        smtp_auth_server,
+        smtp_server,
+    )
 except ImportError:  # tests/ became a package
-    from tests.notifier_fixtures import (SMTP_PASSWORD, SMTP_USER, START, free_port, make_notice,  # noqa: F401
-                                         make_tenant, renderer, smtp_auth_server, smtp_server)
+    from tests.notifier_fixtures import (  # noqa: F401
+        SMTP_PASSWORD,
+        SMTP_USER,
+        START,
+        free_port,
+        make_notice,
+        make_tenant,
+        renderer,
+        smtp_auth_server,
+        smtp_server,
+    )
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def deliver(server, renderer, notice, tenant=None, **settings):
@@ -40,12 +59,16 @@ def event_of(cal):
     return event
 
 
-@pytest.mark.parametrize("zone, start, expected", [
-    ("Europe/Berlin", datetime(2026, 12, 5, 21, 0, tzinfo=UTC), "Sat 5 Dec 2026 22:00 CET"),
-    ("America/New_York", datetime(2026, 12, 5, 22, 0, tzinfo=UTC), "Sat 5 Dec 2026 17:00 EST"),
-    ("Europe/Berlin", datetime(2026, 7, 4, 20, 0, tzinfo=UTC), "Sat 4 Jul 2026 22:00 CEST"),
-    ("Asia/Tokyo", datetime(2026, 12, 5, 21, 0, tzinfo=UTC), "Sun 6 Dec 2026 06:00 JST"),
-], ids=["berlin_winter", "new_york_winter", "berlin_summer", "tokyo_next_day"])
+@pytest.mark.parametrize(
+    "zone, start, expected",
+    [
+        ("Europe/Berlin", datetime(2026, 12, 5, 21, 0, tzinfo=UTC), "Sat 5 Dec 2026 22:00 CET"),
+        ("America/New_York", datetime(2026, 12, 5, 22, 0, tzinfo=UTC), "Sat 5 Dec 2026 17:00 EST"),
+        ("Europe/Berlin", datetime(2026, 7, 4, 20, 0, tzinfo=UTC), "Sat 4 Jul 2026 22:00 CEST"),
+        ("Asia/Tokyo", datetime(2026, 12, 5, 21, 0, tzinfo=UTC), "Sun 6 Dec 2026 06:00 JST"),
+    ],
+    ids=["berlin_winter", "new_york_winter", "berlin_summer", "tokyo_next_day"],
+)
 def test_subject_shows_start_in_tenant_zone(smtp_server, renderer, zone, start, expected):
     notice = make_notice(start=start, end=start + timedelta(hours=4), occurrence=start)
     msg = deliver(smtp_server, renderer, notice, make_tenant(zone=ZoneInfo(zone)))
@@ -88,9 +111,15 @@ def test_message_is_text_html_and_invitation(smtp_server, renderer):
 def test_rescheduled_keeps_uid_and_raises_sequence(smtp_server, renderer):
     first = deliver(smtp_server, renderer, make_notice())
     new_start = START + timedelta(days=1)
-    moved = make_notice("rescheduled", start=new_start, end=new_start + timedelta(hours=4),
-                        occurrence=new_start, sequence=1, previous_start=START,
-                        previous_end=START + timedelta(hours=4))
+    moved = make_notice(
+        "rescheduled",
+        start=new_start,
+        end=new_start + timedelta(hours=4),
+        occurrence=new_start,
+        sequence=1,
+        previous_start=START,
+        previous_end=START + timedelta(hours=4),
+    )
     second = deliver(smtp_server, renderer, moved)
 
     before, after = event_of(calendar_of(first)[0]), event_of(calendar_of(second)[0])
@@ -141,12 +170,16 @@ def test_wrong_password_is_permanent_and_not_echoed(smtp_auth_server, renderer):
     assert smtp_auth_server.inbox.messages == []
 
 
-@pytest.mark.parametrize("rcpt_reply, data_reply, permanent", [
-    ("550 5.1.1 No such mailbox", None, True),
-    ("450 4.2.0 Greylisted, come back later", None, False),
-    (None, "554 5.7.1 Rejected as spam", True),
-    (None, "452 4.3.1 Insufficient storage", False),
-], ids=["rcpt_5xx", "rcpt_4xx_greylisting", "data_5xx", "data_4xx"])
+@pytest.mark.parametrize(
+    "rcpt_reply, data_reply, permanent",
+    [
+        ("550 5.1.1 No such mailbox", None, True),
+        ("450 4.2.0 Greylisted, come back later", None, False),
+        (None, "554 5.7.1 Rejected as spam", True),
+        (None, "452 4.3.1 Insufficient storage", False),
+    ],
+    ids=["rcpt_5xx", "rcpt_4xx_greylisting", "data_5xx", "data_4xx"],
+)
 def test_smtp_replies_map_to_permanence(smtp_server, renderer, rcpt_reply, data_reply, permanent):
     smtp_server.inbox.rcpt_reply, smtp_server.inbox.data_reply = rcpt_reply, data_reply
     with pytest.raises(DeliveryError) as info:
@@ -167,8 +200,7 @@ def test_silent_server_times_out_temporarily(renderer):
     with socket.socket() as listener:  # accepts (kernel backlog) but never greets
         listener.bind(("127.0.0.1", 0))
         listener.listen(1)
-        settings = EmailSettings(host="127.0.0.1", port=listener.getsockname()[1],
-                                 timeout=timedelta(seconds=0.3))
+        settings = EmailSettings(host="127.0.0.1", port=listener.getsockname()[1], timeout=timedelta(seconds=0.3))
         with pytest.raises(DeliveryError) as info:
             EmailNotifier(settings, renderer).send(make_notice(), make_tenant())
     assert info.value.permanent is False
@@ -184,7 +216,9 @@ def test_applies_to():
 def test_broken_provider_template_is_a_permanent_failure(smtp_server, tmp_path):
     (tmp_path / "scheduled.txt").write_text("{{ no_such_variable }}\n")
     with pytest.raises(DeliveryError) as info:
-        EmailNotifier(smtp_server.settings(), Renderer("Example Cloud", str(tmp_path))).send(make_notice(), make_tenant())
+        EmailNotifier(smtp_server.settings(), Renderer("Example Cloud", str(tmp_path))).send(
+            make_notice(), make_tenant()
+        )
     assert info.value.permanent is True
     assert "no_such_variable" in info.value.message
     assert smtp_server.inbox.messages == []

@@ -1,8 +1,9 @@
 """Renderer and calendar: every kind renders, times are in the tenant's zone, tenant-facing
 text is escaped, and a broken provider template is reported by check()."""
+
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import icalendar
@@ -18,7 +19,7 @@ try:
 except ImportError:  # tests/ became a package
     from tests.notifier_fixtures import END, START, make_notice, make_tenant
 
-UTC = timezone.utc
+UTC = UTC
 PREFIX = {
     "scheduled": "Scheduled maintenance",
     "started": "Maintenance started",
@@ -30,17 +31,27 @@ PREFIX = {
 assert set(PREFIX) == set(NOTICE_KINDS)
 
 
-@pytest.mark.parametrize("ts, zone, expected", [
-    (datetime(2026, 12, 5, 21, 0, tzinfo=UTC), "Europe/Berlin", "Sat 5 Dec 2026 22:00 CET"),
-    (datetime(2026, 12, 5, 22, 0, tzinfo=UTC), "America/New_York", "Sat 5 Dec 2026 17:00 EST"),
-    (datetime(2026, 3, 29, 1, 0, tzinfo=UTC), "Europe/Berlin", "Sun 29 Mar 2026 03:00 CEST"),
-    (datetime(2026, 11, 1, 5, 30, tzinfo=UTC), "America/New_York", "Sun 1 Nov 2026 01:30 EDT"),
-    (datetime(2026, 11, 1, 6, 30, tzinfo=UTC), "America/New_York", "Sun 1 Nov 2026 01:30 EST"),
-    (datetime(2026, 11, 1, 5, 30, tzinfo=UTC), "Asia/Kolkata", "Sun 1 Nov 2026 11:00 IST"),
-    ("2026-12-05T21:00:00Z", "UTC", "Sat 5 Dec 2026 21:00 UTC"),
-], ids=["berlin_winter", "new_york_winter", "berlin_spring_forward", "ny_fall_fold_first",
+@pytest.mark.parametrize(
+    "ts, zone, expected",
+    [
+        (datetime(2026, 12, 5, 21, 0, tzinfo=UTC), "Europe/Berlin", "Sat 5 Dec 2026 22:00 CET"),
+        (datetime(2026, 12, 5, 22, 0, tzinfo=UTC), "America/New_York", "Sat 5 Dec 2026 17:00 EST"),
+        (datetime(2026, 3, 29, 1, 0, tzinfo=UTC), "Europe/Berlin", "Sun 29 Mar 2026 03:00 CEST"),
+        (datetime(2026, 11, 1, 5, 30, tzinfo=UTC), "America/New_York", "Sun 1 Nov 2026 01:30 EDT"),
+        (datetime(2026, 11, 1, 6, 30, tzinfo=UTC), "America/New_York", "Sun 1 Nov 2026 01:30 EST"),
+        (datetime(2026, 11, 1, 5, 30, tzinfo=UTC), "Asia/Kolkata", "Sun 1 Nov 2026 11:00 IST"),
+        ("2026-12-05T21:00:00Z", "UTC", "Sat 5 Dec 2026 21:00 UTC"),
+    ],
+    ids=[
+        "berlin_winter",
+        "new_york_winter",
+        "berlin_spring_forward",
+        "ny_fall_fold_first",
         "ny_fall_fold_second",
-        "kolkata_half_hour", "iso_string_utc"])
+        "kolkata_half_hour",
+        "iso_string_utc",
+    ],
+)
 def test_format_local(ts, zone, expected):
     assert format_local(ts, ZoneInfo(zone)) == expected
 
@@ -50,8 +61,15 @@ def _notice(kind):
     if kind == "rescheduled":
         extra = dict(previous_start=START - timedelta(days=1), previous_end=END - timedelta(days=1), sequence=1)
     if kind == "completed":
-        extra = dict(summary={"actual_start": "2026-12-05T21:02:00Z", "actual_end": END,
-                              "refused": {"backup": 3}, "drained": 2, "stopped": 1})
+        extra = dict(
+            summary={
+                "actual_start": "2026-12-05T21:02:00Z",
+                "actual_end": END,
+                "refused": {"backup": 3},
+                "drained": 2,
+                "stopped": 1,
+            }
+        )
     return make_notice(kind, link="https://maint.example.com/t/s3cr3t/", **extra)
 
 
@@ -70,13 +88,17 @@ def test_every_kind_renders(kind):
     assert cal["METHOD"] == ("CANCEL" if kind == "cancelled" else "REQUEST")
 
 
-@pytest.mark.parametrize("kind, expected", [
-    ("scheduled", ["in 24 hours", "under scheduled maintenance"]),
-    ("rescheduled", ["Fri 4 Dec 2026 22:00 CET", "Sat 5 Dec 2026 02:00 CET"]),
-    ("completed", ["Sat 5 Dec 2026 22:02 CET", "backup: 3", "Jobs drained", "Jobs stopped"]),
-    ("cancelled", ["cancelled"]),
-    ("extended", ["longer than planned"]),
-], ids=["scheduled_lead", "rescheduled_previous", "completed_summary", "cancelled", "extended"])
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("scheduled", ["in 24 hours", "under scheduled maintenance"]),
+        ("rescheduled", ["Fri 4 Dec 2026 22:00 CET", "Sat 5 Dec 2026 02:00 CET"]),
+        ("completed", ["Sat 5 Dec 2026 22:02 CET", "backup: 3", "Jobs drained", "Jobs stopped"]),
+        ("cancelled", ["cancelled"]),
+        ("extended", ["longer than planned"]),
+    ],
+    ids=["scheduled_lead", "rescheduled_previous", "completed_summary", "cancelled", "extended"],
+)
 def test_kind_specific_content(kind, expected):
     rendered = Renderer("Example Cloud").render(_notice(kind), make_tenant())
     for snippet in expected:
@@ -128,11 +150,15 @@ def test_check_is_clean_for_the_packaged_templates():
     assert Renderer("Example Cloud").check() == []
 
 
-@pytest.mark.parametrize("name, source, expected", [
-    ("scheduled.txt", "Hello\n\n{% if title %}\n{{ title }\n", ":4: "),
-    ("started.html", "{% extends '_base.html' %}\n{% block intro %}\n{% endblock %}\n{% block x %}\n", ":4: "),
-    ("cancelled.txt", "line one\n{{ title | no_such_filter }}\n", ":2: "),
-], ids=["unclosed_expression", "unclosed_block", "unknown_filter"])
+@pytest.mark.parametrize(
+    "name, source, expected",
+    [
+        ("scheduled.txt", "Hello\n\n{% if title %}\n{{ title }\n", ":4: "),
+        ("started.html", "{% extends '_base.html' %}\n{% block intro %}\n{% endblock %}\n{% block x %}\n", ":4: "),
+        ("cancelled.txt", "line one\n{{ title | no_such_filter }}\n", ":2: "),
+    ],
+    ids=["unclosed_expression", "unclosed_block", "unknown_filter"],
+)
 def test_check_reports_syntax_errors_with_file_and_line(tmp_path, name, source, expected):
     (tmp_path / name).write_text(source)
     errors = Renderer("Example Cloud", str(tmp_path)).check()
@@ -149,10 +175,13 @@ def test_check_reports_render_errors_with_file_and_line(tmp_path):
 
 
 def test_check_reports_a_missing_directory(tmp_path):
-    assert Renderer("Example Cloud", str(tmp_path / "nope")).check() == [f"{tmp_path / 'nope'}: template directory does not exist"]
+    assert Renderer("Example Cloud", str(tmp_path / "nope")).check() == [
+        f"{tmp_path / 'nope'}: template directory does not exist"
+    ]
 
 
 # --- calendar ----------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("kind", NOTICE_KINDS)
 def test_build_ics_method_per_kind(kind):
@@ -168,8 +197,9 @@ def test_build_ics_method_per_kind(kind):
 def test_build_ics_fields():
     notice = make_notice(link="https://maint.example.com/t/x/", message="Restores keep working; backups pause.")
     now = datetime(2026, 12, 4, 21, 0, 30, 123456, tzinfo=UTC)
-    raw = build_ics(notice, organizer="Example Cloud NOC <noc@example.com>",
-                    attendees=["ops@acme.example"], now=now).decode()
+    raw = build_ics(
+        notice, organizer="Example Cloud NOC <noc@example.com>", attendees=["ops@acme.example"], now=now
+    ).decode()
     (event,) = icalendar.Calendar.from_ical(raw).walk("VEVENT")
     assert "DTSTART:20261205T210000Z" in raw and "DTEND:20261206T010000Z" in raw
     assert "DTSTAMP:20261204T210030Z" in raw
@@ -189,13 +219,32 @@ def test_build_ics_uid_falls_back_to_the_window():
 
 def test_build_feed():
     weekly = datetime(2026, 12, 8, 0, 0, tzinfo=UTC)
-    raw = build_feed([
-        dict(uid="patch-20261208T000000Z@maintd", sequence=0, start=weekly, end=weekly + timedelta(hours=3),
-             title="Monthly host patching", message="", cancelled=False,
-             exdates=[weekly + timedelta(days=14)], rrule={"freq": "weekly"}),
-        dict(uid="storage-firmware@maintd", sequence=3, start=START, end=END,
-             title="Storage firmware update", message="m", cancelled=True),
-    ], name="ACME Corp maintenance", now=START)
+    raw = build_feed(
+        [
+            dict(
+                uid="patch-20261208T000000Z@maintd",
+                sequence=0,
+                start=weekly,
+                end=weekly + timedelta(hours=3),
+                title="Monthly host patching",
+                message="",
+                cancelled=False,
+                exdates=[weekly + timedelta(days=14)],
+                rrule={"freq": "weekly"},
+            ),
+            dict(
+                uid="storage-firmware@maintd",
+                sequence=3,
+                start=START,
+                end=END,
+                title="Storage firmware update",
+                message="m",
+                cancelled=True,
+            ),
+        ],
+        name="ACME Corp maintenance",
+        now=START,
+    )
     cal = icalendar.Calendar.from_ical(raw)
     assert "METHOD" not in cal
     assert str(cal["X-WR-CALNAME"]) == "ACME Corp maintenance"
@@ -208,10 +257,15 @@ def test_build_feed():
 
 # --- wiring ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("settings, channels", [
-    (Notifiers(), ["webhook"]),
-    (Notifiers(email=EmailSettings()), ["email", "webhook"]),
-], ids=["webhook_only", "email_and_webhook"])
+
+@pytest.mark.parametrize(
+    "settings, channels",
+    [
+        (Notifiers(), ["webhook"]),
+        (Notifiers(email=EmailSettings()), ["email", "webhook"]),
+    ],
+    ids=["webhook_only", "email_and_webhook"],
+)
 def test_build_notifiers(settings, channels):
     built = build_notifiers(settings, "Example Cloud")
     assert [n.channel for n in built] == channels
@@ -220,8 +274,11 @@ def test_build_notifiers(settings, channels):
 
 def test_build_notifiers_passes_the_provider_template_dir(tmp_path):
     (tmp_path / "subject.txt").write_text("X {{ title }}")
-    (email,) = [n for n in build_notifiers(Notifiers(email=EmailSettings(), templates=str(tmp_path)), "P")
-                if n.channel == "email"]
+    (email,) = [
+        n
+        for n in build_notifiers(Notifiers(email=EmailSettings(), templates=str(tmp_path)), "P")
+        if n.channel == "email"
+    ]
     assert email.build_message(make_notice(), make_tenant())["Subject"] == "X Storage firmware update"
 
 
@@ -239,6 +296,9 @@ def test_build_notifiers_mails_with_the_checked_renderer(tmp_path):
     (tmp_path / "subject.txt").write_text("CHECKED {{ title }}")
     checked = Renderer("P", str(tmp_path))
     (tmp_path / "subject.txt").write_text("EDITED {{ title }}")
-    (email,) = [n for n in build_notifiers(Notifiers(email=EmailSettings(), templates=str(tmp_path)), "P", checked)
-                if n.channel == "email"]
+    (email,) = [
+        n
+        for n in build_notifiers(Notifiers(email=EmailSettings(), templates=str(tmp_path)), "P", checked)
+        if n.channel == "email"
+    ]
     assert email.build_message(make_notice(), make_tenant())["Subject"] == "CHECKED Storage firmware update"

@@ -1,13 +1,15 @@
 """WebhookNotifier against a real HTTP server (pytest-httpserver), verified with the
 reference ``standardwebhooks`` implementation rather than with our own sign()."""
+
 from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from standardwebhooks import Webhook as StandardWebhook
+from standardwebhooks import WebhookVerificationError
 from werkzeug import Response
 
 from notifiers import WebhookNotifier, sign
@@ -41,31 +43,44 @@ def test_request_verifies_and_carries_the_spec_body(httpserver, tenant, secret):
     notice = make_notice()
     notifier().send(notice, tenant)
 
-    (request, _), = httpserver.log
+    ((request, _),) = httpserver.log
     body = request.get_data()
     assert StandardWebhook(secret).verify(body, dict(request.headers)) == json.loads(body)
     assert request.headers["content-type"] == "application/json"
     assert request.headers["webhook-id"] == notice.id
-    assert body == json.dumps({
-        "type": "maintenance.scheduled", "id": notice.id, "window": "storage-firmware",
-        "occurrence": "2026-12-05T21:00:00Z", "tenant": "acme", "title": "Storage firmware update",
-        "start": "2026-12-05T21:00:00Z", "end": "2026-12-06T01:00:00Z", "message": notice.message,
-        "lead": "24h", "late": False,
-    }, separators=(",", ":")).encode()
+    assert (
+        body
+        == json.dumps(
+            {
+                "type": "maintenance.scheduled",
+                "id": notice.id,
+                "window": "storage-firmware",
+                "occurrence": "2026-12-05T21:00:00Z",
+                "tenant": "acme",
+                "title": "Storage firmware update",
+                "start": "2026-12-05T21:00:00Z",
+                "end": "2026-12-06T01:00:00Z",
+                "message": notice.message,
+                "lead": "24h",
+                "late": False,
+            },
+            separators=(",", ":"),
+        ).encode()
+    )
 
 
 def test_tampered_body_does_not_verify(httpserver, tenant, secret):
     httpserver.expect_oneshot_request(PATH).respond_with_data("ok")
     notifier().send(make_notice(), tenant)
-    (request, _), = httpserver.log
-    with pytest.raises(Exception):
+    ((request, _),) = httpserver.log
+    with pytest.raises(WebhookVerificationError):
         StandardWebhook(secret).verify(request.get_data().replace(b"acme", b"evil"), dict(request.headers))
 
 
 def test_sign_matches_the_reference_implementation(secret):
     body = b'{"a":1}'
     ts = 1_796_000_000
-    expected = StandardWebhook(secret).sign("ntc_1", datetime.fromtimestamp(ts, timezone.utc), body.decode())
+    expected = StandardWebhook(secret).sign("ntc_1", datetime.fromtimestamp(ts, UTC), body.decode())
     assert sign(secret, "ntc_1", ts, body) == expected
 
 
@@ -86,11 +101,16 @@ def test_id_is_the_same_on_every_retry_and_timestamp_is_send_time(httpserver, te
 
 def test_optional_fields_are_sent_when_present(httpserver, tenant):
     httpserver.expect_oneshot_request(PATH).respond_with_data("")
-    start = datetime(2026, 12, 6, 21, tzinfo=timezone.utc)
-    notice = make_notice("rescheduled", start=start, end=start + timedelta(hours=4), sequence=1,
-                         previous_start=datetime(2026, 12, 5, 21, tzinfo=timezone.utc),
-                         previous_end=datetime(2026, 12, 6, 1, tzinfo=timezone.utc),
-                         link="https://maint.example.com/t/abc/")
+    start = datetime(2026, 12, 6, 21, tzinfo=UTC)
+    notice = make_notice(
+        "rescheduled",
+        start=start,
+        end=start + timedelta(hours=4),
+        sequence=1,
+        previous_start=datetime(2026, 12, 5, 21, tzinfo=UTC),
+        previous_end=datetime(2026, 12, 6, 1, tzinfo=UTC),
+        link="https://maint.example.com/t/abc/",
+    )
     notifier().send(notice, tenant)
     body = json.loads(httpserver.log[0][0].get_data())
     assert body["type"] == "maintenance.rescheduled"
@@ -98,13 +118,30 @@ def test_optional_fields_are_sent_when_present(httpserver, tenant):
     assert body["link"] == "https://maint.example.com/t/abc/"
 
 
-@pytest.mark.parametrize("status, permanent", [
-    (500, False), (502, False), (503, False), (408, False), (429, False), (409, False), (302, False),
-    (400, True), (401, True), (403, True), (404, True), (410, True), (413, True), (422, True),
-], ids=lambda v: str(v))
+@pytest.mark.parametrize(
+    "status, permanent",
+    [
+        (500, False),
+        (502, False),
+        (503, False),
+        (408, False),
+        (429, False),
+        (409, False),
+        (302, False),
+        (400, True),
+        (401, True),
+        (403, True),
+        (404, True),
+        (410, True),
+        (413, True),
+        (422, True),
+    ],
+    ids=lambda v: str(v),
+)
 def test_status_codes_map_to_permanence(httpserver, tenant, secret, status, permanent):
     httpserver.expect_oneshot_request(PATH).respond_with_data(
-        "upstream said no\n  details", status=status, headers={"Location": "http://127.0.0.1:1/x"})
+        "upstream said no\n  details", status=status, headers={"Location": "http://127.0.0.1:1/x"}
+    )
     with pytest.raises(DeliveryError) as info:
         notifier().send(make_notice(), tenant)
     assert info.value.permanent is permanent
@@ -122,8 +159,7 @@ def test_2xx_is_delivered(httpserver, tenant, status):
 
 
 def test_retry_after_is_passed_on(httpserver, tenant):
-    httpserver.expect_oneshot_request(PATH).respond_with_data("slow down", status=429,
-                                                              headers={"Retry-After": "120"})
+    httpserver.expect_oneshot_request(PATH).respond_with_data("slow down", status=429, headers={"Retry-After": "120"})
     with pytest.raises(DeliveryError) as info:
         notifier().send(make_notice(), tenant)
     assert info.value.detail == {"status": 429, "retry_after": 120}
@@ -195,15 +231,30 @@ def test_each_sending_thread_keeps_its_own_pooled_session(httpserver, tenant):
     assert n.session is n.session  # the same one again in one thread
 
 
-@pytest.mark.parametrize("env, trusted", [
-    ({}, False),
-    ({"HTTPS_PROXY": "http://proxy.example:3128"}, True),
-    ({"no_proxy": "localhost"}, True),
-    ({"REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca.pem"}, True),
-], ids=["nothing_set", "https_proxy", "no_proxy", "ca_bundle"])
+@pytest.mark.parametrize(
+    "env, trusted",
+    [
+        ({}, False),
+        ({"HTTPS_PROXY": "http://proxy.example:3128"}, True),
+        ({"no_proxy": "localhost"}, True),
+        ({"REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca.pem"}, True),
+    ],
+    ids=["nothing_set", "https_proxy", "no_proxy", "ca_bundle"],
+)
 def test_sessions_read_the_environment_only_when_it_says_something(monkeypatch, env, trusted):
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "all_proxy",
-                 "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "NETRC"):
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        "REQUESTS_CA_BUNDLE",
+        "CURL_CA_BUNDLE",
+        "NETRC",
+    ):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)

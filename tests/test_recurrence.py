@@ -3,6 +3,7 @@
 Expected instants are written as isoformat strings in the window's own zone, so a
 case checks both the wall time and the offset in force (e.g. ``+02:00`` for CEST).
 """
+
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
@@ -27,13 +28,22 @@ def utc(text: str) -> datetime:
 
 
 def recurring(cron: str, duration: timedelta, zone: ZoneInfo = BERLIN, skip=(), **kw) -> Window:
-    return Window(id="w", title="w", zone=zone, tenants=frozenset(), cron=cron, duration=duration,
-                  skip=frozenset(skip), **kw)
+    return Window(
+        id="w", title="w", zone=zone, tenants=frozenset(), cron=cron, duration=duration, skip=frozenset(skip), **kw
+    )
 
 
 def one_off(start: str, end: str | None = None, duration: timedelta | None = None, **kw) -> Window:
-    return Window(id="once", title="once", zone=BERLIN, tenants=frozenset(), start=utc(start),
-                  end=utc(end) if end else None, duration=duration, **kw)
+    return Window(
+        id="once",
+        title="once",
+        zone=BERLIN,
+        tenants=frozenset(),
+        start=utc(start),
+        end=utc(end) if end else None,
+        duration=duration,
+        **kw,
+    )
 
 
 # --- resolve_local -----------------------------------------------------------------
@@ -47,13 +57,16 @@ RESOLVE = [
     # id, wall time, zone, expected UTC
     ("berlin_spring_gap", datetime(2027, 3, 28, 2, 30), BERLIN, "2027-03-28T01:00:00+00:00"),
     ("berlin_spring_gap_start", datetime(2027, 3, 28, 2, 0), BERLIN, "2027-03-28T01:00:00+00:00"),
-    ("berlin_spring_gap_last_microsecond", datetime(2027, 3, 28, 2, 59, 59, 999999), BERLIN,
-     "2027-03-28T01:00:00+00:00"),
+    (
+        "berlin_spring_gap_last_microsecond",
+        datetime(2027, 3, 28, 2, 59, 59, 999999),
+        BERLIN,
+        "2027-03-28T01:00:00+00:00",
+    ),
     ("berlin_just_before_gap", datetime(2027, 3, 28, 1, 59, 59), BERLIN, "2027-03-28T00:59:59+00:00"),
     ("berlin_just_after_gap", datetime(2027, 3, 28, 3, 0), BERLIN, "2027-03-28T01:00:00+00:00"),
     ("berlin_fall_fold", datetime(2027, 10, 31, 2, 30), BERLIN, "2027-10-31T00:30:00+00:00"),
-    ("berlin_fall_fold_input_fold1", datetime(2027, 10, 31, 2, 30, fold=1), BERLIN,
-     "2027-10-31T00:30:00+00:00"),
+    ("berlin_fall_fold_input_fold1", datetime(2027, 10, 31, 2, 30, fold=1), BERLIN, "2027-10-31T00:30:00+00:00"),
     ("berlin_winter_plain", datetime(2027, 1, 15, 12, 0), BERLIN, "2027-01-15T11:00:00+00:00"),
     ("berlin_summer_plain", datetime(2027, 7, 15, 12, 0), BERLIN, "2027-07-15T10:00:00+00:00"),
     ("ny_spring_gap", datetime(2027, 3, 14, 2, 30), NEW_YORK, "2027-03-14T07:00:00+00:00"),
@@ -93,120 +106,233 @@ H = timedelta(hours=1)
 
 OCCURRENCES = [
     # id, window, frm (UTC), to (UTC), expected [(start, end)] in the window's zone
-    ("patch_tuesday_2nd_tue_across_spring_dst",
-     recurring("0 1 * * 2#2", 3 * H), "2027-02-01T00:00", "2027-05-01T00:00",
-     [("2027-02-09T01:00:00+01:00", "2027-02-09T04:00:00+01:00"),
-      ("2027-03-09T01:00:00+01:00", "2027-03-09T04:00:00+01:00"),
-      ("2027-04-13T01:00:00+02:00", "2027-04-13T04:00:00+02:00")]),
-    ("patch_tuesday_2nd_tue_across_fall_dst",
-     recurring("0 1 * * 2#2", 3 * H), "2027-09-01T00:00", "2027-12-01T00:00",
-     [("2027-09-14T01:00:00+02:00", "2027-09-14T04:00:00+02:00"),
-      ("2027-10-12T01:00:00+02:00", "2027-10-12T04:00:00+02:00"),
-      ("2027-11-09T01:00:00+01:00", "2027-11-09T04:00:00+01:00")]),
-    ("daily_0230_berlin_spring_gap_moves_to_0300",
-     recurring("30 2 * * *", H), "2027-03-27T00:00", "2027-03-30T00:00",
-     [("2027-03-27T02:30:00+01:00", "2027-03-27T03:30:00+01:00"),
-      ("2027-03-28T03:00:00+02:00", "2027-03-28T04:00:00+02:00"),
-      ("2027-03-29T02:30:00+02:00", "2027-03-29T03:30:00+02:00")]),
-    ("daily_0230_berlin_fall_back_once_first",
-     recurring("30 2 * * *", H), "2027-10-30T00:00", "2027-11-02T00:00",
-     [("2027-10-30T02:30:00+02:00", "2027-10-30T03:30:00+02:00"),
-      ("2027-10-31T02:30:00+02:00", "2027-10-31T02:30:00+01:00"),  # 1h later, clocks went back
-      ("2027-11-01T02:30:00+01:00", "2027-11-01T03:30:00+01:00")]),
-    ("two_walls_in_gap_same_instant_kept_once",
-     recurring("0,30 2 * * *", 30 * timedelta(minutes=1)), "2027-03-28T00:00", "2027-03-28T12:00",
-     [("2027-03-28T03:00:00+02:00", "2027-03-28T03:30:00+02:00")]),
-    ("ny_daily_0230_spring_gap",
-     recurring("30 2 * * *", H, NEW_YORK), "2027-03-14T00:00", "2027-03-15T00:00",
-     [("2027-03-14T03:00:00-04:00", "2027-03-14T04:00:00-04:00")]),
-    ("lord_howe_daily_0215_spring_gap",
-     recurring("15 2 * * *", H, LORD_HOWE), "2027-10-01T12:00", "2027-10-03T12:00",
-     [("2027-10-02T02:15:00+10:30", "2027-10-02T03:15:00+10:30"),
-      ("2027-10-03T02:30:00+11:00", "2027-10-03T03:30:00+11:00")]),
-    ("lord_howe_daily_0145_fall_fold_first",
-     recurring("45 1 * * *", 10 * timedelta(minutes=1), LORD_HOWE), "2027-04-03T00:00",
-     "2027-04-04T00:00",
-     [("2027-04-04T01:45:00+11:00", "2027-04-04T01:55:00+11:00")]),
-    ("weekly_sunday_0300_march_incl_dst_day",
-     recurring("0 3 * * 0", 2 * H), "2027-03-01T00:00", "2027-04-01T00:00",
-     [("2027-03-07T03:00:00+01:00", "2027-03-07T05:00:00+01:00"),
-      ("2027-03-14T03:00:00+01:00", "2027-03-14T05:00:00+01:00"),
-      ("2027-03-21T03:00:00+01:00", "2027-03-21T05:00:00+01:00"),
-      ("2027-03-28T03:00:00+02:00", "2027-03-28T05:00:00+02:00")]),
-    ("monthly_1st_0400",
-     recurring("0 4 1 * *", H), "2027-01-15T00:00", "2027-05-15T00:00",
-     [("2027-02-01T04:00:00+01:00", "2027-02-01T05:00:00+01:00"),
-      ("2027-03-01T04:00:00+01:00", "2027-03-01T05:00:00+01:00"),
-      ("2027-04-01T04:00:00+02:00", "2027-04-01T05:00:00+02:00"),
-      ("2027-05-01T04:00:00+02:00", "2027-05-01T05:00:00+02:00")]),
-    ("duration_8h_spans_spring_forward_local_end_shifts",
-     recurring("0 22 * * 6", 8 * H), "2027-03-27T00:00", "2027-03-28T00:00",
-     [("2027-03-27T22:00:00+01:00", "2027-03-28T07:00:00+02:00")]),
-    ("duration_4h_spans_fall_back_local_end_shifts",
-     recurring("0 1 * * 0", 4 * H), "2027-10-30T00:00", "2027-10-31T12:00",
-     [("2027-10-31T01:00:00+02:00", "2027-10-31T04:00:00+01:00")]),
-    ("skip_removes_exactly_those_days",
-     recurring("0 3 * * *", H, skip=[date(2027, 12, 24), date(2027, 12, 26), date(2028, 1, 1)]),
-     "2027-12-22T00:00", "2027-12-27T00:00",
-     [("2027-12-22T03:00:00+01:00", "2027-12-22T04:00:00+01:00"),
-      ("2027-12-23T03:00:00+01:00", "2027-12-23T04:00:00+01:00"),
-      ("2027-12-25T03:00:00+01:00", "2027-12-25T04:00:00+01:00")]),
-    ("skip_uses_local_date_not_utc_date",  # 00:30 Berlin is 23:30Z the day before
-     recurring("30 0 * * *", H, skip=[date(2027, 12, 24)]), "2027-12-22T12:00", "2027-12-25T12:00",
-     [("2027-12-23T00:30:00+01:00", "2027-12-23T01:30:00+01:00"),
-      ("2027-12-25T00:30:00+01:00", "2027-12-25T01:30:00+01:00")]),
-    ("skip_on_gap_day_removes_moved_occurrence",
-     recurring("30 2 * * *", H, skip=[date(2027, 3, 28)]), "2027-03-27T00:00", "2027-03-30T00:00",
-     [("2027-03-27T02:30:00+01:00", "2027-03-27T03:30:00+01:00"),
-      ("2027-03-29T02:30:00+02:00", "2027-03-29T03:30:00+02:00")]),
-    ("started_before_frm_still_running_included",
-     recurring("0 22 * * *", 6 * H), "2027-06-02T00:00", "2027-06-02T12:00",
-     [("2027-06-01T22:00:00+02:00", "2027-06-02T04:00:00+02:00")]),
-    ("started_3d_before_frm_still_running_included",
-     recurring("0 0 * * 1", timedelta(days=3)), "2027-06-09T12:00", "2027-06-09T13:00",
-     [("2027-06-07T00:00:00+02:00", "2027-06-10T00:00:00+02:00")]),
+    (
+        "patch_tuesday_2nd_tue_across_spring_dst",
+        recurring("0 1 * * 2#2", 3 * H),
+        "2027-02-01T00:00",
+        "2027-05-01T00:00",
+        [
+            ("2027-02-09T01:00:00+01:00", "2027-02-09T04:00:00+01:00"),
+            ("2027-03-09T01:00:00+01:00", "2027-03-09T04:00:00+01:00"),
+            ("2027-04-13T01:00:00+02:00", "2027-04-13T04:00:00+02:00"),
+        ],
+    ),
+    (
+        "patch_tuesday_2nd_tue_across_fall_dst",
+        recurring("0 1 * * 2#2", 3 * H),
+        "2027-09-01T00:00",
+        "2027-12-01T00:00",
+        [
+            ("2027-09-14T01:00:00+02:00", "2027-09-14T04:00:00+02:00"),
+            ("2027-10-12T01:00:00+02:00", "2027-10-12T04:00:00+02:00"),
+            ("2027-11-09T01:00:00+01:00", "2027-11-09T04:00:00+01:00"),
+        ],
+    ),
+    (
+        "daily_0230_berlin_spring_gap_moves_to_0300",
+        recurring("30 2 * * *", H),
+        "2027-03-27T00:00",
+        "2027-03-30T00:00",
+        [
+            ("2027-03-27T02:30:00+01:00", "2027-03-27T03:30:00+01:00"),
+            ("2027-03-28T03:00:00+02:00", "2027-03-28T04:00:00+02:00"),
+            ("2027-03-29T02:30:00+02:00", "2027-03-29T03:30:00+02:00"),
+        ],
+    ),
+    (
+        "daily_0230_berlin_fall_back_once_first",
+        recurring("30 2 * * *", H),
+        "2027-10-30T00:00",
+        "2027-11-02T00:00",
+        [
+            ("2027-10-30T02:30:00+02:00", "2027-10-30T03:30:00+02:00"),
+            ("2027-10-31T02:30:00+02:00", "2027-10-31T02:30:00+01:00"),  # 1h later, clocks went back
+            ("2027-11-01T02:30:00+01:00", "2027-11-01T03:30:00+01:00"),
+        ],
+    ),
+    (
+        "two_walls_in_gap_same_instant_kept_once",
+        recurring("0,30 2 * * *", 30 * timedelta(minutes=1)),
+        "2027-03-28T00:00",
+        "2027-03-28T12:00",
+        [("2027-03-28T03:00:00+02:00", "2027-03-28T03:30:00+02:00")],
+    ),
+    (
+        "ny_daily_0230_spring_gap",
+        recurring("30 2 * * *", H, NEW_YORK),
+        "2027-03-14T00:00",
+        "2027-03-15T00:00",
+        [("2027-03-14T03:00:00-04:00", "2027-03-14T04:00:00-04:00")],
+    ),
+    (
+        "lord_howe_daily_0215_spring_gap",
+        recurring("15 2 * * *", H, LORD_HOWE),
+        "2027-10-01T12:00",
+        "2027-10-03T12:00",
+        [
+            ("2027-10-02T02:15:00+10:30", "2027-10-02T03:15:00+10:30"),
+            ("2027-10-03T02:30:00+11:00", "2027-10-03T03:30:00+11:00"),
+        ],
+    ),
+    (
+        "lord_howe_daily_0145_fall_fold_first",
+        recurring("45 1 * * *", 10 * timedelta(minutes=1), LORD_HOWE),
+        "2027-04-03T00:00",
+        "2027-04-04T00:00",
+        [("2027-04-04T01:45:00+11:00", "2027-04-04T01:55:00+11:00")],
+    ),
+    (
+        "weekly_sunday_0300_march_incl_dst_day",
+        recurring("0 3 * * 0", 2 * H),
+        "2027-03-01T00:00",
+        "2027-04-01T00:00",
+        [
+            ("2027-03-07T03:00:00+01:00", "2027-03-07T05:00:00+01:00"),
+            ("2027-03-14T03:00:00+01:00", "2027-03-14T05:00:00+01:00"),
+            ("2027-03-21T03:00:00+01:00", "2027-03-21T05:00:00+01:00"),
+            ("2027-03-28T03:00:00+02:00", "2027-03-28T05:00:00+02:00"),
+        ],
+    ),
+    (
+        "monthly_1st_0400",
+        recurring("0 4 1 * *", H),
+        "2027-01-15T00:00",
+        "2027-05-15T00:00",
+        [
+            ("2027-02-01T04:00:00+01:00", "2027-02-01T05:00:00+01:00"),
+            ("2027-03-01T04:00:00+01:00", "2027-03-01T05:00:00+01:00"),
+            ("2027-04-01T04:00:00+02:00", "2027-04-01T05:00:00+02:00"),
+            ("2027-05-01T04:00:00+02:00", "2027-05-01T05:00:00+02:00"),
+        ],
+    ),
+    (
+        "duration_8h_spans_spring_forward_local_end_shifts",
+        recurring("0 22 * * 6", 8 * H),
+        "2027-03-27T00:00",
+        "2027-03-28T00:00",
+        [("2027-03-27T22:00:00+01:00", "2027-03-28T07:00:00+02:00")],
+    ),
+    (
+        "duration_4h_spans_fall_back_local_end_shifts",
+        recurring("0 1 * * 0", 4 * H),
+        "2027-10-30T00:00",
+        "2027-10-31T12:00",
+        [("2027-10-31T01:00:00+02:00", "2027-10-31T04:00:00+01:00")],
+    ),
+    (
+        "skip_removes_exactly_those_days",
+        recurring("0 3 * * *", H, skip=[date(2027, 12, 24), date(2027, 12, 26), date(2028, 1, 1)]),
+        "2027-12-22T00:00",
+        "2027-12-27T00:00",
+        [
+            ("2027-12-22T03:00:00+01:00", "2027-12-22T04:00:00+01:00"),
+            ("2027-12-23T03:00:00+01:00", "2027-12-23T04:00:00+01:00"),
+            ("2027-12-25T03:00:00+01:00", "2027-12-25T04:00:00+01:00"),
+        ],
+    ),
+    (
+        "skip_uses_local_date_not_utc_date",  # 00:30 Berlin is 23:30Z the day before
+        recurring("30 0 * * *", H, skip=[date(2027, 12, 24)]),
+        "2027-12-22T12:00",
+        "2027-12-25T12:00",
+        [
+            ("2027-12-23T00:30:00+01:00", "2027-12-23T01:30:00+01:00"),
+            ("2027-12-25T00:30:00+01:00", "2027-12-25T01:30:00+01:00"),
+        ],
+    ),
+    (
+        "skip_on_gap_day_removes_moved_occurrence",
+        recurring("30 2 * * *", H, skip=[date(2027, 3, 28)]),
+        "2027-03-27T00:00",
+        "2027-03-30T00:00",
+        [
+            ("2027-03-27T02:30:00+01:00", "2027-03-27T03:30:00+01:00"),
+            ("2027-03-29T02:30:00+02:00", "2027-03-29T03:30:00+02:00"),
+        ],
+    ),
+    (
+        "started_before_frm_still_running_included",
+        recurring("0 22 * * *", 6 * H),
+        "2027-06-02T00:00",
+        "2027-06-02T12:00",
+        [("2027-06-01T22:00:00+02:00", "2027-06-02T04:00:00+02:00")],
+    ),
+    (
+        "started_3d_before_frm_still_running_included",
+        recurring("0 0 * * 1", timedelta(days=3)),
+        "2027-06-09T12:00",
+        "2027-06-09T13:00",
+        [("2027-06-07T00:00:00+02:00", "2027-06-10T00:00:00+02:00")],
+    ),
     # 01:00 CEST daily for 1h is [23:00Z, 00:00Z).
-    ("ends_exactly_at_frm_excluded",
-     recurring("0 1 * * *", H), "2027-06-01T00:00", "2027-06-01T22:00", []),
-    ("ends_1s_after_frm_included",
-     recurring("0 1 * * *", H), "2027-05-31T23:59:59", "2027-06-01T22:00",
-     [("2027-06-01T01:00:00+02:00", "2027-06-01T02:00:00+02:00")]),
-    ("starts_exactly_at_to_excluded",
-     recurring("0 1 * * *", H), "2027-06-01T00:00", "2027-06-01T23:00", []),
-    ("starts_exactly_at_frm_included",
-     recurring("0 1 * * *", H), "2027-06-01T23:00", "2027-06-01T23:30",
-     [("2027-06-02T01:00:00+02:00", "2027-06-02T02:00:00+02:00")]),
-    ("cancelled_recurring_still_listed",
-     recurring("0 1 * * *", H, cancelled=True), "2027-06-01T12:00", "2027-06-02T12:00",
-     [("2027-06-02T01:00:00+02:00", "2027-06-02T02:00:00+02:00")]),
-    ("empty_range",
-     recurring("0 1 * * *", H), "2027-06-01T12:00", "2027-06-01T12:00", []),
-    ("impossible_date_yields_nothing",
-     recurring("0 0 30 2 *", H), "2027-01-01T00:00", "2029-01-01T00:00", []),
-    ("one_off_with_end",
-     one_off("2026-12-05T21:00", end="2026-12-06T01:00"), "2026-12-01T00:00", "2026-12-31T00:00",
-     [("2026-12-05T22:00:00+01:00", "2026-12-06T02:00:00+01:00")]),
-    ("one_off_with_duration",
-     one_off("2026-12-20T00:00", duration=2 * H), "2026-12-20T01:00", "2026-12-20T01:30",
-     [("2026-12-20T01:00:00+01:00", "2026-12-20T03:00:00+01:00")]),
-    ("one_off_cancelled_still_listed",
-     one_off("2026-12-20T00:00", duration=2 * H, cancelled=True), "2026-12-01T00:00",
-     "2026-12-31T00:00",
-     [("2026-12-20T01:00:00+01:00", "2026-12-20T03:00:00+01:00")]),
-    ("one_off_ends_at_frm_excluded",
-     one_off("2026-12-05T21:00", end="2026-12-06T01:00"), "2026-12-06T01:00", "2026-12-31T00:00", []),
-    ("one_off_starts_at_to_excluded",
-     one_off("2026-12-05T21:00", end="2026-12-06T01:00"), "2026-12-01T00:00", "2026-12-05T21:00", []),
+    ("ends_exactly_at_frm_excluded", recurring("0 1 * * *", H), "2027-06-01T00:00", "2027-06-01T22:00", []),
+    (
+        "ends_1s_after_frm_included",
+        recurring("0 1 * * *", H),
+        "2027-05-31T23:59:59",
+        "2027-06-01T22:00",
+        [("2027-06-01T01:00:00+02:00", "2027-06-01T02:00:00+02:00")],
+    ),
+    ("starts_exactly_at_to_excluded", recurring("0 1 * * *", H), "2027-06-01T00:00", "2027-06-01T23:00", []),
+    (
+        "starts_exactly_at_frm_included",
+        recurring("0 1 * * *", H),
+        "2027-06-01T23:00",
+        "2027-06-01T23:30",
+        [("2027-06-02T01:00:00+02:00", "2027-06-02T02:00:00+02:00")],
+    ),
+    (
+        "cancelled_recurring_still_listed",
+        recurring("0 1 * * *", H, cancelled=True),
+        "2027-06-01T12:00",
+        "2027-06-02T12:00",
+        [("2027-06-02T01:00:00+02:00", "2027-06-02T02:00:00+02:00")],
+    ),
+    ("empty_range", recurring("0 1 * * *", H), "2027-06-01T12:00", "2027-06-01T12:00", []),
+    ("impossible_date_yields_nothing", recurring("0 0 30 2 *", H), "2027-01-01T00:00", "2029-01-01T00:00", []),
+    (
+        "one_off_with_end",
+        one_off("2026-12-05T21:00", end="2026-12-06T01:00"),
+        "2026-12-01T00:00",
+        "2026-12-31T00:00",
+        [("2026-12-05T22:00:00+01:00", "2026-12-06T02:00:00+01:00")],
+    ),
+    (
+        "one_off_with_duration",
+        one_off("2026-12-20T00:00", duration=2 * H),
+        "2026-12-20T01:00",
+        "2026-12-20T01:30",
+        [("2026-12-20T01:00:00+01:00", "2026-12-20T03:00:00+01:00")],
+    ),
+    (
+        "one_off_cancelled_still_listed",
+        one_off("2026-12-20T00:00", duration=2 * H, cancelled=True),
+        "2026-12-01T00:00",
+        "2026-12-31T00:00",
+        [("2026-12-20T01:00:00+01:00", "2026-12-20T03:00:00+01:00")],
+    ),
+    (
+        "one_off_ends_at_frm_excluded",
+        one_off("2026-12-05T21:00", end="2026-12-06T01:00"),
+        "2026-12-06T01:00",
+        "2026-12-31T00:00",
+        [],
+    ),
+    (
+        "one_off_starts_at_to_excluded",
+        one_off("2026-12-05T21:00", end="2026-12-06T01:00"),
+        "2026-12-01T00:00",
+        "2026-12-05T21:00",
+        [],
+    ),
 ]
 
 
-@pytest.mark.parametrize("window, frm, to, expected", [c[1:] for c in OCCURRENCES],
-                         ids=[c[0] for c in OCCURRENCES])
+@pytest.mark.parametrize("window, frm, to, expected", [c[1:] for c in OCCURRENCES], ids=[c[0] for c in OCCURRENCES])
 def test_occurrences(window, frm, to, expected):
     got = occurrences(window, utc(frm), utc(to))
     zone = window.zone
-    assert [(o.start.astimezone(zone).isoformat(), o.end.astimezone(zone).isoformat()) for o in got] \
-        == expected
+    assert [(o.start.astimezone(zone).isoformat(), o.end.astimezone(zone).isoformat()) for o in got] == expected
     for o in got:
         assert o.start.utcoffset() == timedelta(0) and o.end.utcoffset() == timedelta(0)
         assert o.key == o.start and o.window == window.id
@@ -215,7 +341,10 @@ def test_occurrences(window, frm, to, expected):
 def test_occurrences_key_and_utc_wire_values():
     (occ,) = occurrences(recurring("30 2 * * *", H), utc("2027-03-28T00:00"), utc("2027-03-28T12:00"))
     assert (occ.start.isoformat(), occ.end.isoformat(), occ.key.isoformat()) == (
-        "2027-03-28T01:00:00+00:00", "2027-03-28T02:00:00+00:00", "2027-03-28T01:00:00+00:00")
+        "2027-03-28T01:00:00+00:00",
+        "2027-03-28T02:00:00+00:00",
+        "2027-03-28T01:00:00+00:00",
+    )
 
 
 def test_occurrences_accepts_non_utc_bounds():
@@ -250,20 +379,24 @@ def test_occurrences_walks_only_the_range(monkeypatch):
 NEXT = [
     # id, window, ts (UTC), expected start in the window's zone or None
     ("recurring_next_day", recurring("0 1 * * *", H), "2027-06-01T12:00", "2027-06-02T01:00:00+02:00"),
-    ("recurring_strictly_after_a_start", recurring("0 1 * * *", H), "2027-06-01T23:00",
-     "2027-06-03T01:00:00+02:00"),
-    ("recurring_gap_day_moved", recurring("30 2 * * *", H), "2027-03-27T12:00",
-     "2027-03-28T03:00:00+02:00"),
-    ("recurring_skips_skip_dates", recurring("0 3 * * *", H, skip=[date(2027, 12, 24), date(2027, 12, 25)]),
-     "2027-12-23T12:00", "2027-12-26T03:00:00+01:00"),
-    ("recurring_patch_tuesday", recurring("0 1 * * 2#2", 3 * H), "2027-03-09T00:00",
-     "2027-04-13T01:00:00+02:00"),
-    ("leap_day_within_two_years", recurring("0 0 29 2 *", H), "2027-03-01T00:00",
-     "2028-02-29T00:00:00+01:00"),
+    ("recurring_strictly_after_a_start", recurring("0 1 * * *", H), "2027-06-01T23:00", "2027-06-03T01:00:00+02:00"),
+    ("recurring_gap_day_moved", recurring("30 2 * * *", H), "2027-03-27T12:00", "2027-03-28T03:00:00+02:00"),
+    (
+        "recurring_skips_skip_dates",
+        recurring("0 3 * * *", H, skip=[date(2027, 12, 24), date(2027, 12, 25)]),
+        "2027-12-23T12:00",
+        "2027-12-26T03:00:00+01:00",
+    ),
+    ("recurring_patch_tuesday", recurring("0 1 * * 2#2", 3 * H), "2027-03-09T00:00", "2027-04-13T01:00:00+02:00"),
+    ("leap_day_within_two_years", recurring("0 0 29 2 *", H), "2027-03-01T00:00", "2028-02-29T00:00:00+01:00"),
     ("leap_day_beyond_two_years_none", recurring("0 0 29 2 *", H), "2028-03-01T00:00", None),
     ("impossible_date_none", recurring("0 0 31 4 *", H), "2027-01-01T00:00", None),
-    ("one_off_ahead", one_off("2026-12-05T21:00", end="2026-12-06T01:00"), "2026-12-01T00:00",
-     "2026-12-05T22:00:00+01:00"),
+    (
+        "one_off_ahead",
+        one_off("2026-12-05T21:00", end="2026-12-06T01:00"),
+        "2026-12-01T00:00",
+        "2026-12-05T22:00:00+01:00",
+    ),
     ("one_off_at_ts_none", one_off("2026-12-05T21:00", end="2026-12-06T01:00"), "2026-12-05T21:00", None),
     ("one_off_past_none", one_off("2026-12-05T21:00", end="2026-12-06T01:00"), "2026-12-07T00:00", None),
 ]
@@ -295,39 +428,77 @@ CRON = [
     ("sunday_as_7", "0 3 * * 7", None),
     ("alias_daily", "@daily", None),
     ("extra_whitespace", "  0  1 * *\t* ", None),
-    ("hour_out_of_range", "0 25 * * *",
-     f'invalid cron expression "0 25 * * *": hour "25" is not valid (allowed: 0-23); {SHAPE}'),
-    ("minute_out_of_range", "60 1 * * *",
-     f'invalid cron expression "60 1 * * *": minute "60" is not valid (allowed: 0-59); {SHAPE}'),
-    ("zero_step", "*/0 1 * * *",
-     f'invalid cron expression "*/0 1 * * *": minute "*/0" is not valid (allowed: 0-59); {SHAPE}'),
-    ("bad_month_name", "0 1 * foo *",
-     f'invalid cron expression "0 1 * foo *": month "foo" is not valid (allowed: 1-12 or jan-dec); {SHAPE}'),
-    ("day_zero", "0 1 0 * *",
-     f'invalid cron expression "0 1 0 * *": day "0" is not valid (allowed: 1-31, L or nW); {SHAPE}'),
-    ("sixth_weekday_of_month", "0 1 * * 2#6",
-     f'invalid cron expression "0 1 * * 2#6": weekday "2#6" is not valid '
-     f'(allowed: 0-7 or sun-sat, n#k for the k-th weekday n of the month); {SHAPE}'),
-    ("weekday_8", "0 1 * * 8",
-     f'invalid cron expression "0 1 * * 8": weekday "8" is not valid '
-     f'(allowed: 0-7 or sun-sat, n#k for the k-th weekday n of the month); {SHAPE}'),
-    ("feb_31_never_occurs", "0 0 31 2 *",
-     f'invalid cron expression "0 0 31 2 *": day "31" never occurs in month "2"; {SHAPE}'),
-    ("hashed_unsupported", "H 1 * * *",
-     f'invalid cron expression "H 1 * * *": minute "H" is not valid (allowed: 0-59); {SHAPE}'),
-    ("random_unsupported", "R 1 * * *",
-     f'invalid cron expression "R 1 * * *": minute "R": random (R) values are not supported; {SHAPE}'),
+    (
+        "hour_out_of_range",
+        "0 25 * * *",
+        f'invalid cron expression "0 25 * * *": hour "25" is not valid (allowed: 0-23); {SHAPE}',
+    ),
+    (
+        "minute_out_of_range",
+        "60 1 * * *",
+        f'invalid cron expression "60 1 * * *": minute "60" is not valid (allowed: 0-59); {SHAPE}',
+    ),
+    (
+        "zero_step",
+        "*/0 1 * * *",
+        f'invalid cron expression "*/0 1 * * *": minute "*/0" is not valid (allowed: 0-59); {SHAPE}',
+    ),
+    (
+        "bad_month_name",
+        "0 1 * foo *",
+        f'invalid cron expression "0 1 * foo *": month "foo" is not valid (allowed: 1-12 or jan-dec); {SHAPE}',
+    ),
+    (
+        "day_zero",
+        "0 1 0 * *",
+        f'invalid cron expression "0 1 0 * *": day "0" is not valid (allowed: 1-31, L or nW); {SHAPE}',
+    ),
+    (
+        "sixth_weekday_of_month",
+        "0 1 * * 2#6",
+        f'invalid cron expression "0 1 * * 2#6": weekday "2#6" is not valid '
+        f"(allowed: 0-7 or sun-sat, n#k for the k-th weekday n of the month); {SHAPE}",
+    ),
+    (
+        "weekday_8",
+        "0 1 * * 8",
+        f'invalid cron expression "0 1 * * 8": weekday "8" is not valid '
+        f"(allowed: 0-7 or sun-sat, n#k for the k-th weekday n of the month); {SHAPE}",
+    ),
+    (
+        "feb_31_never_occurs",
+        "0 0 31 2 *",
+        f'invalid cron expression "0 0 31 2 *": day "31" never occurs in month "2"; {SHAPE}',
+    ),
+    (
+        "hashed_unsupported",
+        "H 1 * * *",
+        f'invalid cron expression "H 1 * * *": minute "H" is not valid (allowed: 0-59); {SHAPE}',
+    ),
+    (
+        "random_unsupported",
+        "R 1 * * *",
+        f'invalid cron expression "R 1 * * *": minute "R": random (R) values are not supported; {SHAPE}',
+    ),
     ("three_fields", "0 1 *", f'invalid cron expression "0 1 *": 3 fields; {SHAPE}'),
     ("one_field", "daily", f'invalid cron expression "daily": 1 field; {SHAPE}'),
-    ("six_fields_seconds", "0 0 1 * * *",
-     f'invalid cron expression "0 0 1 * * *": 6 fields, but seconds and years are not supported; {SHAPE}'),
-    ("seven_fields_years", "0 0 1 * * * 2027",
-     f'invalid cron expression "0 0 1 * * * 2027": 7 fields, but seconds and years are not supported; '
-     f'{SHAPE}'),
+    (
+        "six_fields_seconds",
+        "0 0 1 * * *",
+        f'invalid cron expression "0 0 1 * * *": 6 fields, but seconds and years are not supported; {SHAPE}',
+    ),
+    (
+        "seven_fields_years",
+        "0 0 1 * * * 2027",
+        f'invalid cron expression "0 0 1 * * * 2027": 7 fields, but seconds and years are not supported; {SHAPE}',
+    ),
     ("empty", "", f'invalid cron expression "": empty; {SHAPE}'),
-    ("unknown_alias", "@reboot",
-     'invalid cron expression "@reboot": unknown alias; expected one of @yearly, @annually, @monthly, '
-     f'@weekly, @daily, @midnight, @hourly or {SHAPE[9:]}'),
+    (
+        "unknown_alias",
+        "@reboot",
+        'invalid cron expression "@reboot": unknown alias; expected one of @yearly, @annually, @monthly, '
+        f"@weekly, @daily, @midnight, @hourly or {SHAPE[9:]}",
+    ),
     ("not_a_string", 5, f"invalid cron expression 5: not a string; {SHAPE}"),
 ]
 
@@ -338,6 +509,7 @@ def test_validate_cron(expr, expected):
 
 
 # --- property ----------------------------------------------------------------------
+
 
 def _oracle(minute, hour, weekday, skip, duration, frm, to):
     """Brute force, independent of croniter: each local day's wall time, resolved by SPEC."""
@@ -354,10 +526,24 @@ def _oracle(minute, hour, weekday, skip, duration, frm, to):
 
 
 @settings(max_examples=150, deadline=None)
-@example(minute=30, hour=2, weekday=None, duration=timedelta(hours=1), frm=datetime(2027, 3, 26),
-         span=timedelta(days=4), skip=frozenset())  # spring gap
-@example(minute=30, hour=2, weekday=0, duration=timedelta(hours=2), frm=datetime(2027, 10, 20),
-         span=timedelta(days=20), skip=frozenset({date(2027, 11, 7)}))  # fall fold, skip
+@example(
+    minute=30,
+    hour=2,
+    weekday=None,
+    duration=timedelta(hours=1),
+    frm=datetime(2027, 3, 26),
+    span=timedelta(days=4),
+    skip=frozenset(),
+)  # spring gap
+@example(
+    minute=30,
+    hour=2,
+    weekday=0,
+    duration=timedelta(hours=2),
+    frm=datetime(2027, 10, 20),
+    span=timedelta(days=20),
+    skip=frozenset({date(2027, 11, 7)}),
+)  # fall fold, skip
 @given(
     minute=st.integers(0, 59),
     hour=st.integers(0, 23),

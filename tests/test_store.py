@@ -4,6 +4,7 @@ The generic tests take the ``store`` fixture, parametrized by URL factory, so th
 contract runs on every backend. Tests about SQLite files themselves (upgrading an old
 file, two processes' worth of writers, a filesystem that fails) use ``db_path``.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,7 +12,7 @@ import os
 import shutil
 import subprocess
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,11 +22,18 @@ from sqlalchemy import event
 
 from scheduler.errors import StoreError
 from scheduler.store import (
-    LATEST_VERSION, MIGRATIONS, Store, database_url, give_up, make_engine, metadata, migrate,
+    LATEST_VERSION,
+    MIGRATIONS,
+    Store,
+    database_url,
+    give_up,
+    make_engine,
+    metadata,
+    migrate,
     next_attempt,
 )
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2026, 12, 5, 21, 0, tzinfo=UTC)  # an occurrence start
 OCC = T0
 MIN = timedelta(minutes=1)
@@ -71,12 +79,31 @@ def db_path(tmp_path: Path) -> Path:
     return tmp_path / "maintd.db"
 
 
-def notice_row(tenant: str = "acme", *, kind: str = "scheduled", lead: str | None = "24h",
-               channel: str = "email", seq: int = 0, at: datetime = T0 - timedelta(days=1),
-               occurrence: datetime = OCC, window: str = "storage-firmware", **extra) -> dict:
-    return dict(notice_id=f"ntc_{tenant}_{kind}_{lead}_{seq}", channel=channel, window=window,
-                occurrence=occurrence, tenant=tenant, kind=kind, lead=lead, seq=seq,
-                payload={"tenant": tenant, "kind": kind}, created_at=at, **extra)
+def notice_row(
+    tenant: str = "acme",
+    *,
+    kind: str = "scheduled",
+    lead: str | None = "24h",
+    channel: str = "email",
+    seq: int = 0,
+    at: datetime = T0 - timedelta(days=1),
+    occurrence: datetime = OCC,
+    window: str = "storage-firmware",
+    **extra,
+) -> dict:
+    return dict(
+        notice_id=f"ntc_{tenant}_{kind}_{lead}_{seq}",
+        channel=channel,
+        window=window,
+        occurrence=occurrence,
+        tenant=tenant,
+        kind=kind,
+        lead=lead,
+        seq=seq,
+        payload={"tenant": tenant, "kind": kind},
+        created_at=at,
+        **extra,
+    )
 
 
 # --------------------------------------------------------------------------- opening and migrations
@@ -103,22 +130,27 @@ def test_a_version_1_file_upgrades_and_keeps_its_data(db_path: Path) -> None:
     engine = make_engine(url)
     with engine.begin() as conn:  # the file as the first release left it
         assert migrate(conn, target=1) == 1
-        conn.execute(sa.text(
-            "INSERT INTO journal (at, kind, window, message) "
-            "VALUES ('2026-12-01 10:00:00.000000', 'reload', NULL, 'old release')"))
-        conn.execute(sa.text(
-            "INSERT INTO outbox (notice_id, channel, window, occurrence, tenant, kind, lead, seq, "
-            "payload, status, attempts, next_attempt_at, created_at, updated_at) VALUES "
-            "('ntc_old', 'email', 'storage-firmware', '2026-12-05T21:00:00Z', 'acme', 'scheduled', "
-            "'24h', 0, '{}', 'pending', 0, '2026-12-04 21:00:00.000000', "
-            "'2026-12-04 21:00:00.000000', '2026-12-04 21:00:00.000000')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO journal (at, kind, window, message) "
+                "VALUES ('2026-12-01 10:00:00.000000', 'reload', NULL, 'old release')"
+            )
+        )
+        conn.execute(
+            sa.text(
+                "INSERT INTO outbox (notice_id, channel, window, occurrence, tenant, kind, lead, seq, "
+                "payload, status, attempts, next_attempt_at, created_at, updated_at) VALUES "
+                "('ntc_old', 'email', 'storage-firmware', '2026-12-05T21:00:00Z', 'acme', 'scheduled', "
+                "'24h', 0, '{}', 'pending', 0, '2026-12-04 21:00:00.000000', "
+                "'2026-12-04 21:00:00.000000', '2026-12-04 21:00:00.000000')"
+            )
+        )
     engine.dispose()
 
     with Store(url) as store:
         assert store.schema_version() == LATEST_VERSION
         [entry] = store.history()
-        assert (entry["kind"], entry["message"], entry["at"]) == ("reload", "old release",
-                                                                  "2026-12-01T10:00:00Z")
+        assert (entry["kind"], entry["message"], entry["at"]) == ("reload", "old release", "2026-12-01T10:00:00Z")
         [old] = store.notices()
         assert (old["notice_id"], old["late"], old["occurrence"]) == ("ntc_old", False, OCC)
         with store.transaction() as tx:  # the v2 column works, and the old key still holds
@@ -133,13 +165,14 @@ def test_a_file_from_a_newer_maintd_is_refused(db_path: Path) -> None:
     Store(url).close()
     engine = make_engine(url)
     with engine.begin() as conn:
-        conn.execute(sa.text("UPDATE meta SET value = :v WHERE key = 'schema_version'"),
-                     {"v": str(LATEST_VERSION + 1)})
+        conn.execute(sa.text("UPDATE meta SET value = :v WHERE key = 'schema_version'"), {"v": str(LATEST_VERSION + 1)})
     engine.dispose()
     with pytest.raises(StoreError) as err:
         Store(url)
-    assert str(err.value) == (f"database {db_path} has schema version {LATEST_VERSION + 1}, "
-                              f"this maintd knows up to {LATEST_VERSION}; upgrade maintd")
+    assert str(err.value) == (
+        f"database {db_path} has schema version {LATEST_VERSION + 1}, "
+        f"this maintd knows up to {LATEST_VERSION}; upgrade maintd"
+    )
 
 
 def test_reopening_the_same_file_keeps_everything(db_path: Path) -> None:
@@ -181,10 +214,11 @@ def test_open_in_a_missing_directory_names_the_path(tmp_path: Path) -> None:
 
 def test_sqlite_connection_settings(db_path: Path) -> None:
     with Store(f"sqlite:///{db_path}") as store, store.engine.connect() as conn:
-        pragmas = {name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
-                   for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")}
-    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000,
-                       "foreign_keys": 1}
+        pragmas = {
+            name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
+            for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+        }
+    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000, "foreign_keys": 1}
 
 
 def test_in_memory_store_is_one_shared_database() -> None:
@@ -212,8 +246,7 @@ def test_in_memory_store_is_one_shared_database() -> None:
         datetime(2026, 12, 5, 21, 0, 0, 123456, tzinfo=UTC),
         datetime(2026, 12, 5, 23, 0, tzinfo=timezone(timedelta(hours=2))),
     ],
-    ids=["utc", "berlin_winter", "berlin_after_spring_gap", "ny_fall_fold_second", "microseconds",
-         "fixed_offset"],
+    ids=["utc", "berlin_winter", "berlin_after_spring_gap", "ny_fall_fold_second", "microseconds", "fixed_offset"],
 )
 def test_instants_come_back_aware_utc(store: Store, instant: datetime) -> None:
     with store.transaction() as tx:
@@ -241,18 +274,23 @@ def test_naive_datetimes_are_refused_as_a_bug(store: Store) -> None:
 def test_history_newest_first_json_ready_and_filtered(store: Store) -> None:
     with store.transaction() as tx:
         tx.journal("reload", at=T0 - 3 * MIN, actor="sighup")
-        tx.journal("start", at=T0, window="storage-firmware", occurrence=OCC,
-                   detail={"tenants": ["acme", "beta"]})
-        tx.journal("enter", at=T0 + MIN, window="manual-20261205T210100Z", actor="noc",
-                   message="emergency")
+        tx.journal("start", at=T0, window="storage-firmware", occurrence=OCC, detail={"tenants": ["acme", "beta"]})
+        tx.journal("enter", at=T0 + MIN, window="manual-20261205T210100Z", actor="noc", message="emergency")
         tx.journal("end", at=T0 + 4 * 60 * MIN, window="storage-firmware", occurrence=OCC)
 
     entries = store.history()
     assert [e["kind"] for e in entries] == ["end", "enter", "start", "reload"]
     start = entries[2]
-    assert start == {"id": start["id"], "at": "2026-12-05T21:00:00Z", "kind": "start",
-                     "window": "storage-firmware", "occurrence": "2026-12-05T21:00:00Z",
-                     "actor": None, "message": "", "detail": {"tenants": ["acme", "beta"]}}
+    assert start == {
+        "id": start["id"],
+        "at": "2026-12-05T21:00:00Z",
+        "kind": "start",
+        "window": "storage-firmware",
+        "occurrence": "2026-12-05T21:00:00Z",
+        "actor": None,
+        "message": "",
+        "detail": {"tenants": ["acme", "beta"]},
+    }
     json.dumps(entries)  # JSON-ready as returned
 
     cases = {
@@ -287,11 +325,14 @@ def test_an_exception_rolls_the_whole_transaction_back(store: Store) -> None:
 
 def test_record_event_happens_once(store: Store) -> None:
     with store.transaction() as tx:
-        assert tx.record_event("storage-firmware", OCC, "start", at=T0, recorded_at=T0, late=False,
-                               detail={"tenants": ["acme"]}) is True
+        assert (
+            tx.record_event(
+                "storage-firmware", OCC, "start", at=T0, recorded_at=T0, late=False, detail={"tenants": ["acme"]}
+            )
+            is True
+        )
     with store.transaction() as tx:  # a restart replays the transition
-        assert tx.record_event("storage-firmware", OCC, "start", at=T0 + MIN,
-                               recorded_at=T0 + MIN, late=True) is False
+        assert tx.record_event("storage-firmware", OCC, "start", at=T0 + MIN, recorded_at=T0 + MIN, late=True) is False
     events = store.events()
     assert list(events) == [("storage-firmware", OCC, "start")]
     row = events[("storage-firmware", OCC, "start")]
@@ -308,52 +349,92 @@ def test_open_occurrences_and_events_since(store: Store) -> None:
     other = OCC + timedelta(days=7)
     with store.transaction() as tx:
         tx.record_event("storage-firmware", OCC, "start", at=T0, recorded_at=T0, late=False)
-        tx.record_event("patch-tuesday", other, "start", at=other + 2 * MIN, recorded_at=other + 2 * MIN,
-                        late=True)
+        tx.record_event("patch-tuesday", other, "start", at=other + 2 * MIN, recorded_at=other + 2 * MIN, late=True)
     assert [(o["window"], o["occurrence"], o["late"]) for o in store.open_occurrences()] == [
-        ("storage-firmware", OCC, False), ("patch-tuesday", other, True)]
+        ("storage-firmware", OCC, False),
+        ("patch-tuesday", other, True),
+    ]
 
     with store.transaction() as tx:
-        tx.record_event("storage-firmware", OCC, "end", at=T0 + 4 * 60 * MIN,
-                        recorded_at=T0 + 4 * 60 * MIN, late=False)
+        tx.record_event("storage-firmware", OCC, "end", at=T0 + 4 * 60 * MIN, recorded_at=T0 + 4 * 60 * MIN, late=False)
     assert [o["window"] for o in store.open_occurrences()] == ["patch-tuesday"]
-    assert set(store.events(since=T0 + MIN)) == {("storage-firmware", OCC, "end"),
-                                                  ("patch-tuesday", other, "start")}
+    assert set(store.events(since=T0 + MIN)) == {("storage-firmware", OCC, "end"), ("patch-tuesday", other, "start")}
 
 
 def test_announce_is_an_upsert(store: Store) -> None:
     with store.transaction() as tx:
-        tx.announce("storage-firmware", OCC, start=T0, end=T0 + 4 * 60 * MIN, title="Firmware",
-                    sequence=0, tenants=["beta", "acme"], status="scheduled", at=T0 - timedelta(days=7))
+        tx.announce(
+            "storage-firmware",
+            OCC,
+            start=T0,
+            end=T0 + 4 * 60 * MIN,
+            title="Firmware",
+            sequence=0,
+            tenants=["beta", "acme"],
+            status="scheduled",
+            at=T0 - timedelta(days=7),
+        )
     with store.transaction() as tx:
-        tx.announce("storage-firmware", OCC, start=T0 + 60 * MIN, end=T0 + 5 * 60 * MIN,
-                    title="Firmware", sequence=1, tenants={"acme", "beta", "gamma"},
-                    status="scheduled", at=T0 - timedelta(days=1))
-    assert store.announcements() == {("storage-firmware", OCC): {
-        "window": "storage-firmware", "occurrence": OCC, "start": T0 + 60 * MIN,
-        "end": T0 + 5 * 60 * MIN, "title": "Firmware", "sequence": 1,
-        "tenants": ["acme", "beta", "gamma"], "status": "scheduled", "occurrence_key": None,
-        "updated_at": T0 - timedelta(days=1)}}
+        tx.announce(
+            "storage-firmware",
+            OCC,
+            start=T0 + 60 * MIN,
+            end=T0 + 5 * 60 * MIN,
+            title="Firmware",
+            sequence=1,
+            tenants={"acme", "beta", "gamma"},
+            status="scheduled",
+            at=T0 - timedelta(days=1),
+        )
+    assert store.announcements() == {
+        ("storage-firmware", OCC): {
+            "window": "storage-firmware",
+            "occurrence": OCC,
+            "start": T0 + 60 * MIN,
+            "end": T0 + 5 * 60 * MIN,
+            "title": "Firmware",
+            "sequence": 1,
+            "tenants": ["acme", "beta", "gamma"],
+            "status": "scheduled",
+            "occurrence_key": None,
+            "updated_at": T0 - timedelta(days=1),
+        }
+    }
 
 
 def test_set_override_keeps_the_latest(store: Store) -> None:
     with store.transaction() as tx:
-        tx.set_override("storage-firmware", OCC, end=T0 + 270 * MIN, reason="extend", at=T0 + MIN,
-                        actor="noc")
+        tx.set_override("storage-firmware", OCC, end=T0 + 270 * MIN, reason="extend", at=T0 + MIN, actor="noc")
     with store.transaction() as tx:
         tx.set_override("storage-firmware", OCC, end=T0 + 100 * MIN, reason="exit", at=T0 + 100 * MIN)
-    assert store.overrides() == {("storage-firmware", OCC): {
-        "window": "storage-firmware", "occurrence": OCC, "end": T0 + 100 * MIN, "reason": "exit",
-        "at": T0 + 100 * MIN, "actor": None}}
+    assert store.overrides() == {
+        ("storage-firmware", OCC): {
+            "window": "storage-firmware",
+            "occurrence": OCC,
+            "end": T0 + 100 * MIN,
+            "reason": "exit",
+            "at": T0 + 100 * MIN,
+            "actor": None,
+        }
+    }
 
 
 def test_manual_windows(store: Store) -> None:
     with store.transaction() as tx:
-        assert tx.add_manual("manual-a", reason="emergency", start=T0, end=T0 + 120 * MIN,
-                             tenants=["beta", "acme"], created_at=T0, actor="noc") is True
+        assert (
+            tx.add_manual(
+                "manual-a",
+                reason="emergency",
+                start=T0,
+                end=T0 + 120 * MIN,
+                tenants=["beta", "acme"],
+                created_at=T0,
+                actor="noc",
+            )
+            is True
+        )
         assert tx.add_manual("manual-a", reason="again", start=T0, created_at=T0) is False
-        tx.add_manual("manual-b", reason="until exit", start=T0 + MIN, policy="standard",
-                      created_at=T0 + MIN)
+        tx.add_manual("manual-b", reason="until exit", start=T0 + MIN, policy="standard", created_at=T0 + MIN)
         tx.add_manual("manual-c", reason="short", start=T0, end=T0 + 10 * MIN, created_at=T0)
     with store.transaction() as tx:
         assert tx.end_manual("manual-c", T0 + 5 * MIN) is True
@@ -378,8 +459,13 @@ def test_manual_windows(store: Store) -> None:
 
 
 def test_enqueue_counts_only_new_deliveries(store: Store) -> None:
-    rows = [notice_row("acme"), notice_row("beta"), notice_row("acme", channel="webhook"),
-            notice_row("acme", lead="1h"), notice_row("acme", kind="started", lead=None, at=T0)]
+    rows = [
+        notice_row("acme"),
+        notice_row("beta"),
+        notice_row("acme", channel="webhook"),
+        notice_row("acme", lead="1h"),
+        notice_row("acme", kind="started", lead=None, at=T0),
+    ]
     with store.transaction() as tx:
         assert tx.enqueue(rows + [notice_row("acme")]) == 5  # a duplicate inside the batch
         assert tx.enqueue([]) == 0
@@ -389,8 +475,7 @@ def test_enqueue_counts_only_new_deliveries(store: Store) -> None:
         assert tx.enqueue([notice_row("acme", kind="rescheduled", lead=None, seq=1)]) == 1
     assert store.notice_counts() == {"sent": 0, "pending": 6, "failed": 0}
     started = [n for n in store.notices() if n["kind"] == "started"]
-    assert [(n["lead"], n["status"], n["attempts"], n["next_attempt_at"]) for n in started] == [
-        ("", "pending", 0, T0)]
+    assert [(n["lead"], n["status"], n["attempts"], n["next_attempt_at"]) for n in started] == [("", "pending", 0, T0)]
 
 
 def test_enqueue_needs_the_identifying_fields(store: Store) -> None:
@@ -413,21 +498,23 @@ def test_enqueue_ten_thousand_rows(store: Store) -> None:
 def test_claim_takes_due_rows_only(store: Store) -> None:
     now = T0 - timedelta(hours=23)
     with store.transaction() as tx:
-        tx.enqueue([
-            notice_row("due-first", at=now - 2 * MIN),
-            notice_row("due-second", at=now - MIN),
-            notice_row("due-now", at=now),
-            notice_row("later", at=now - 5 * MIN, next_attempt_at=now + MIN),
-            notice_row("dry", at=now - 5 * MIN, status="dry-run"),
-        ])
+        tx.enqueue(
+            [
+                notice_row("due-first", at=now - 2 * MIN),
+                notice_row("due-second", at=now - MIN),
+                notice_row("due-now", at=now),
+                notice_row("later", at=now - 5 * MIN, next_attempt_at=now + MIN),
+                notice_row("dry", at=now - 5 * MIN, status="dry-run"),
+            ]
+        )
     first = store.claim(now, worker="w1", limit=2, lease=5 * MIN)
     assert [r["tenant"] for r in first] == ["due-first", "due-second"]
     assert {(r["status"], r["attempts"], r["claimed_by"], r["claimed_until"]) for r in first} == {
-        ("sending", 1, "w1", now + 5 * MIN)}
+        ("sending", 1, "w1", now + 5 * MIN)
+    }
     assert [r["tenant"] for r in store.claim(now, worker="w2", limit=10, lease=5 * MIN)] == ["due-now"]
     assert store.claim(now, worker="w3", limit=10, lease=5 * MIN) == []
-    assert [r["tenant"] for r in store.claim(now + MIN, worker="w3", limit=10, lease=5 * MIN)] == [
-        "later"]
+    assert [r["tenant"] for r in store.claim(now + MIN, worker="w3", limit=10, lease=5 * MIN)] == ["later"]
 
 
 def test_a_crashed_workers_claim_is_taken_over_after_its_lease(store: Store) -> None:
@@ -455,12 +542,19 @@ def test_a_crashed_workers_claim_is_taken_over_after_its_lease(store: Store) -> 
         ("failed", "retry", False, "failed"),
         ("superseded", "sent", False, "superseded"),
     ],
-    ids=["sending_sent", "sending_retry", "sending_failed", "pending_sent_refused",
-         "pending_retry_refused", "sent_twice_refused", "sent_then_failed_refused",
-         "failed_retry_refused", "superseded_sent_refused"],
+    ids=[
+        "sending_sent",
+        "sending_retry",
+        "sending_failed",
+        "pending_sent_refused",
+        "pending_retry_refused",
+        "sent_twice_refused",
+        "sent_then_failed_refused",
+        "failed_retry_refused",
+        "superseded_sent_refused",
+    ],
 )
-def test_mark_is_compare_and_set_on_sending(store: Store, setup: str, mark: str, result: bool,
-                                            status: str) -> None:
+def test_mark_is_compare_and_set_on_sending(store: Store, setup: str, mark: str, result: bool, status: str) -> None:
     with store.transaction() as tx:
         tx.enqueue([notice_row("acme", at=T0 - MIN)])
     [row] = store.notices()
@@ -529,13 +623,17 @@ def test_two_stores_claiming_at_once_never_share_a_row(url: str, claim: str) -> 
 def test_supersede_and_was_notified(store: Store) -> None:
     now = T0 - timedelta(hours=2)
     with store.transaction() as tx:
-        tx.enqueue([
-            notice_row("sent", at=now - MIN), notice_row("sending", at=now - MIN),
-            notice_row("pending", at=now - MIN, next_attempt_at=now + 10 * MIN),
-            notice_row("failed", at=now - MIN), notice_row("dry", status="dry-run", at=now),
-            notice_row("pending", kind="started", lead=None, at=now, next_attempt_at=T0),
-            notice_row("other-occurrence", occurrence=OCC + timedelta(days=7), at=now),
-        ])
+        tx.enqueue(
+            [
+                notice_row("sent", at=now - MIN),
+                notice_row("sending", at=now - MIN),
+                notice_row("pending", at=now - MIN, next_attempt_at=now + 10 * MIN),
+                notice_row("failed", at=now - MIN),
+                notice_row("dry", status="dry-run", at=now),
+                notice_row("pending", kind="started", lead=None, at=now, next_attempt_at=T0),
+                notice_row("other-occurrence", occurrence=OCC + timedelta(days=7), at=now),
+            ]
+        )
     by_tenant = {}
     for row in store.claim(now, worker="w", limit=10, lease=MIN):
         by_tenant[row["tenant"]] = row["id"]
@@ -544,8 +642,7 @@ def test_supersede_and_was_notified(store: Store) -> None:
     store.mark_retry(by_tenant["other-occurrence"], now, "later", now + MIN)
 
     assert store.was_notified("storage-firmware", OCC) == {"sent", "sending", "pending"}
-    assert store.was_notified("storage-firmware", OCC, include_dry_run=True) == {
-        "sent", "sending", "pending", "dry"}
+    assert store.was_notified("storage-firmware", OCC, include_dry_run=True) == {"sent", "sending", "pending", "dry"}
     with store.transaction() as tx:
         assert tx.supersede("storage-firmware", OCC, "scheduled", now, tenant="pending") == 1
     assert store.was_notified("storage-firmware", OCC) == {"sent", "sending"}
@@ -554,27 +651,38 @@ def test_supersede_and_was_notified(store: Store) -> None:
     assert store.mark_sent(by_tenant["sending"], now) is False  # its worker lost the row
     assert store.was_notified("storage-firmware", OCC) == {"sent"}
     statuses = {(n["tenant"], n["kind"]): n["status"] for n in store.notices()}
-    assert statuses == {("sent", "scheduled"): "sent", ("sending", "scheduled"): "superseded",
-                        ("pending", "scheduled"): "superseded", ("failed", "scheduled"): "failed",
-                        ("dry", "scheduled"): "dry-run", ("pending", "started"): "pending",
-                        ("other-occurrence", "scheduled"): "pending"}
+    assert statuses == {
+        ("sent", "scheduled"): "sent",
+        ("sending", "scheduled"): "superseded",
+        ("pending", "scheduled"): "superseded",
+        ("failed", "scheduled"): "failed",
+        ("dry", "scheduled"): "dry-run",
+        ("pending", "started"): "pending",
+        ("other-occurrence", "scheduled"): "pending",
+    }
 
 
 def test_notice_counts_and_log_filters(store: Store) -> None:
     with store.transaction() as tx:
-        tx.enqueue([notice_row("acme", at=T0 - 3 * MIN), notice_row("beta", at=T0 - 2 * MIN),
-                    notice_row("gamma", at=T0 - MIN),
-                    notice_row("acme", window="patch-tuesday", at=T0 - MIN)])
-    rows = {(r["window"], r["tenant"]): r["id"] for r in store.claim(T0, worker="w", limit=2,
-                                                                    lease=MIN)}
+        tx.enqueue(
+            [
+                notice_row("acme", at=T0 - 3 * MIN),
+                notice_row("beta", at=T0 - 2 * MIN),
+                notice_row("gamma", at=T0 - MIN),
+                notice_row("acme", window="patch-tuesday", at=T0 - MIN),
+            ]
+        )
+    rows = {(r["window"], r["tenant"]): r["id"] for r in store.claim(T0, worker="w", limit=2, lease=MIN)}
     store.mark_sent(rows[("storage-firmware", "acme")], T0)
     store.mark_failed(rows[("storage-firmware", "beta")], T0, "HTTP 410")
     store.claim(T0, worker="w", limit=1, lease=MIN)  # one "sending" counts as pending
 
     assert store.notice_counts() == {"sent": 1, "pending": 2, "failed": 1}
     cases = {
-        "all_newest_first": (dict(), ["patch-tuesday/acme", "storage-firmware/gamma",
-                                      "storage-firmware/beta", "storage-firmware/acme"]),
+        "all_newest_first": (
+            dict(),
+            ["patch-tuesday/acme", "storage-firmware/gamma", "storage-firmware/beta", "storage-firmware/acme"],
+        ),
         "failed_only": (dict(failed_only=True), ["storage-firmware/beta"]),
         "limit": (dict(limit=1), ["patch-tuesday/acme"]),
         "window": (dict(window="patch-tuesday"), ["patch-tuesday/acme"]),
@@ -586,7 +694,10 @@ def test_notice_counts_and_log_filters(store: Store) -> None:
         assert got == expected, name
     [failed] = store.notices(failed_only=True)
     assert (failed["last_error"], failed["attempts"], failed["payload"]) == (
-        "HTTP 410", 1, {"tenant": "beta", "kind": "scheduled"})
+        "HTTP 410",
+        1,
+        {"tenant": "beta", "kind": "scheduled"},
+    )
 
 
 # --------------------------------------------------------------------------- retry policy
@@ -606,8 +717,18 @@ def test_notice_counts_and_log_filters(store: Store) -> None:
         (3, 0.5, timedelta(seconds=90)),
         (500, 1.0, timedelta(minutes=30)),
     ],
-    ids=["first_retry", "doubles", "doubles_again", "just_under_cap", "capped", "huge_attempts_capped",
-         "zero_attempts_is_base", "full_jitter_halves", "half_jitter_quarter_off", "jitter_under_cap"],
+    ids=[
+        "first_retry",
+        "doubles",
+        "doubles_again",
+        "just_under_cap",
+        "capped",
+        "huge_attempts_capped",
+        "zero_attempts_is_base",
+        "full_jitter_halves",
+        "half_jitter_quarter_off",
+        "jitter_under_cap",
+    ],
 )
 def test_next_attempt(attempts: int, jitter: float, delay: timedelta) -> None:
     assert next_attempt(attempts, T0, jitter=jitter) == T0 + delay
@@ -632,8 +753,7 @@ def test_next_attempt_custom_base_and_cap_and_bad_jitter() -> None:
         (1, timedelta(hours=24), True),
         (1, timedelta(days=3), True),
     ],
-    ids=["fresh", "just_under_both", "max_attempts_reached", "past_max_attempts", "max_age_reached",
-         "way_too_old"],
+    ids=["fresh", "just_under_both", "max_attempts_reached", "past_max_attempts", "max_age_reached", "way_too_old"],
 )
 def test_give_up(attempts: int, age: timedelta, expected: bool) -> None:
     assert give_up(attempts, T0 - age, T0, max_attempts=8, max_age=timedelta(hours=24)) is expected
@@ -644,18 +764,32 @@ def test_give_up(attempts: int, age: timedelta, expected: bool) -> None:
 
 def test_lease_heartbeat_drain_and_release(store: Store) -> None:
     with store.transaction() as tx:
-        tx.add_lease("lease-1", tenant="acme", kind="backup", resource="repo-eu-1", admitted_at=T0,
-                     interval_s=30)
-        tx.add_lease("lease-2", tenant="beta", kind="restore", admitted_at=T0, interval_s=30,
-                     window="storage-firmware", occurrence=OCC)
+        tx.add_lease("lease-1", tenant="acme", kind="backup", resource="repo-eu-1", admitted_at=T0, interval_s=30)
+        tx.add_lease(
+            "lease-2",
+            tenant="beta",
+            kind="restore",
+            admitted_at=T0,
+            interval_s=30,
+            window="storage-firmware",
+            occurrence=OCC,
+        )
     [one, two] = store.leases()
     assert (one["expires_at"], one["drain"], one["status"], one["then"]) == (
-        T0 + timedelta(seconds=90), False, "running", None)
+        T0 + timedelta(seconds=90),
+        False,
+        "running",
+        None,
+    )
     assert two["occurrence"] == OCC
 
     beat = store.heartbeat("lease-1", T0 + MIN)
     assert (beat["heartbeat_at"], beat["expires_at"], beat["drain"], beat["deadline"]) == (
-        T0 + MIN, T0 + MIN + timedelta(seconds=90), False, None)
+        T0 + MIN,
+        T0 + MIN + timedelta(seconds=90),
+        False,
+        None,
+    )
 
     with store.transaction() as tx:
         assert tx.order_drain(["lease-1", "unknown"], deadline=T0 + 11 * MIN, then="stop") == 1
@@ -663,8 +797,7 @@ def test_lease_heartbeat_drain_and_release(store: Store) -> None:
         assert tx.order_drain(["lease-1"], deadline=T0 + 20 * MIN, then="keep") == 0
         assert tx.order_drain([], deadline=None, then="stop") == 0
     beat = store.heartbeat("lease-1", T0 + 2 * MIN)
-    assert (beat["drain"], beat["deadline"], beat["then"], beat["overrun"]) == (
-        True, T0 + 11 * MIN, "stop", False)
+    assert (beat["drain"], beat["deadline"], beat["then"], beat["overrun"]) == (True, T0 + 11 * MIN, "stop", False)
     store.heartbeat("lease-1", T0 + 3 * MIN)
     beat = store.heartbeat("lease-1", T0 + 4 * MIN)
     assert beat["overrun"] is False
@@ -707,7 +840,10 @@ def test_leases_expire_after_three_missed_intervals(store: Store) -> None:
         assert tx.expire_leases(T0 + timedelta(seconds=90)) == []
         assert tx.expire_leases(T0 + timedelta(seconds=150)) == ["beating"]
     assert {lease["id"]: lease["status"] for lease in store.leases(status=None)} == {
-        "quiet": "expired", "beating": "expired", "done": "released"}
+        "quiet": "expired",
+        "beating": "expired",
+        "done": "released",
+    }
     assert store.lease("quiet")["released_at"] == T0 + timedelta(seconds=90)
 
 
@@ -722,11 +858,14 @@ def test_hook_runs_once_with_retries(store: Store) -> None:
         assert tx.add_hook_run(*key, now=T0 + MIN) is False
     assert store.claim_hook(*key, T0) is True
     assert store.claim_hook(*key, T0) is False  # another tick or instance
-    assert store.finish_hook(key, ok=False, now=T0 + MIN, exit_code=1, error="exit 1",
-                             next_at=T0 + 2 * MIN) is True
+    assert store.finish_hook(key, ok=False, now=T0 + MIN, exit_code=1, error="exit 1", next_at=T0 + 2 * MIN) is True
     [run] = store.hook_runs(status="pending")
     assert (run["attempts"], run["exit_code"], run["last_error"], run["next_attempt_at"]) == (
-        1, 1, "exit 1", T0 + 2 * MIN)
+        1,
+        1,
+        "exit 1",
+        T0 + 2 * MIN,
+    )
     assert store.claim_hook(*key, T0 + MIN) is False  # not due yet
     assert store.claim_hook(*key, T0 + 2 * MIN) is True
     assert store.finish_hook(key, ok=True, now=T0 + 3 * MIN, exit_code=0) is True
@@ -769,10 +908,22 @@ def test_instances(store: Store) -> None:
     store.register_instance("host-b", listen="127.0.0.1:8788", now=T0 + MIN)
     store.register_instance("host-a", listen="127.0.0.1:8787", now=T0 + 2 * MIN, leader=True, since=T0)
     assert store.instances() == [
-        {"id": "host-a", "listen": "127.0.0.1:8787", "started_at": T0, "heartbeat_at": T0 + 2 * MIN,
-         "leader": True, "since": T0},
-        {"id": "host-b", "listen": "127.0.0.1:8788", "started_at": T0 + MIN,
-         "heartbeat_at": T0 + MIN, "leader": False, "since": None},
+        {
+            "id": "host-a",
+            "listen": "127.0.0.1:8787",
+            "started_at": T0,
+            "heartbeat_at": T0 + 2 * MIN,
+            "leader": True,
+            "since": T0,
+        },
+        {
+            "id": "host-b",
+            "listen": "127.0.0.1:8788",
+            "started_at": T0 + MIN,
+            "heartbeat_at": T0 + MIN,
+            "leader": False,
+            "since": None,
+        },
     ]
 
 
@@ -875,9 +1026,13 @@ class DiskFull:
     def __init__(self, tmp_path: Path) -> None:
         self.mnt = tmp_path / "tiny"
         self.mnt.mkdir()
-        if shutil.which("mount") is None or subprocess.run(
-                ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(self.mnt)],
-                capture_output=True).returncode != 0:
+        if (
+            shutil.which("mount") is None
+            or subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(self.mnt)], capture_output=True
+            ).returncode
+            != 0
+        ):
             pytest.skip("cannot mount a tmpfs here (needs CAP_SYS_ADMIN)")
         self.mounted = True
         self.path = self.mnt / "maintd.db"

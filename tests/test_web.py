@@ -1,4 +1,5 @@
 """Tenant views, the ops page and the deploy files (issue: tenant views, packaging)."""
+
 from __future__ import annotations
 
 import json
@@ -9,7 +10,7 @@ import shutil
 import statistics
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import icalendar
@@ -21,7 +22,7 @@ from scheduler.api import create_app
 from scheduler.daemon import Daemon
 
 ROOT = Path(__file__).resolve().parent.parent
-NOW = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 TOKEN = "web-test-token"
 
 CONFIG = """\
@@ -102,7 +103,7 @@ def test_tenant_page_escapes_tenant_provided_text(daemon, client):
 
 
 def test_tenant_page_shows_current_maintenance(daemon, client):
-    daemon.test_clock["now"] = datetime(2026, 12, 5, 22, 30, tzinfo=timezone.utc)
+    daemon.test_clock["now"] = datetime(2026, 12, 5, 22, 30, tzinfo=UTC)
     daemon.tick("test")
     html = client.get(f"/t/{secret_for(daemon, 'acme')}/").text
     assert "Maintenance in progress until Sat 5 Dec 2026 19:00 EST" in html
@@ -123,16 +124,16 @@ def test_calendar_feed_parses_with_stable_uids_and_exdate(daemon, client):
     assert weekly, uids
     # 2026-12-13 03:00 Berlin is skipped: no event that day, and it is carried as EXDATE.
     starts = {e.decoded("DTSTART") for e in weekly}
-    skipped = datetime(2026, 12, 13, 2, 0, tzinfo=timezone.utc)
+    skipped = datetime(2026, 12, 13, 2, 0, tzinfo=UTC)
     assert skipped not in starts
     exdates = set()
     for e in weekly:
         ex = e.get("EXDATE")
-        for item in (ex if isinstance(ex, list) else [ex] if ex else []):
-            exdates |= {d.dt.astimezone(timezone.utc) for d in item.dts}
+        for item in ex if isinstance(ex, list) else [ex] if ex else []:
+            exdates |= {d.dt.astimezone(UTC) for d in item.dts}
     assert skipped in exdates
     one = next(e for e in events if str(e["UID"]) == "acme-only@maintd")
-    assert one.decoded("DTSTART") == datetime(2026, 12, 5, 22, 0, tzinfo=timezone.utc)
+    assert one.decoded("DTSTART") == datetime(2026, 12, 5, 22, 0, tzinfo=UTC)
 
 
 def test_calendar_uid_matches_the_email_invitation(daemon, client):
@@ -140,10 +141,20 @@ def test_calendar_uid_matches_the_email_invitation(daemon, client):
     from scheduler import plan
 
     journal = daemon._snapshot(NOW)
-    a = next(x for x in plan.effective(daemon.config, journal, NOW, NOW + timedelta(days=30))
-             if x.window.id == "weekly")
-    action = plan.NoticeAction(kind="scheduled", window="weekly", occurrence=a.occ.key, tenants=frozenset({"acme"}),
-                               start=a.occ.start, end=a.occ.end, title=a.window.title, lead="1d", recurring=True)
+    a = next(
+        x for x in plan.effective(daemon.config, journal, NOW, NOW + timedelta(days=30)) if x.window.id == "weekly"
+    )
+    action = plan.NoticeAction(
+        kind="scheduled",
+        window="weekly",
+        occurrence=a.occ.key,
+        tenants=frozenset({"acme"}),
+        start=a.occ.start,
+        end=a.occ.end,
+        title=a.window.title,
+        lead="1d",
+        recurring=True,
+    )
     invite = icalendar.Calendar.from_ical(build_ics(daemon.build_notice(action, daemon.config.tenants["acme"])))
     invite_uid = str(next(iter(invite.walk("VEVENT")))["UID"])
     feed = icalendar.Calendar.from_ical(client.get(f"/t/{secret_for(daemon, 'acme')}/calendar.ics").content)
@@ -190,7 +201,7 @@ def test_ops_page_needs_loopback_or_token(daemon):
 
 
 def test_tenant_url_command_prints_working_urls(daemon_factory):
-    d = daemon_factory(CONFIG.replace("windows:", "daemon: {listen: \"{listen}\"}\nwindows:", 1))
+    d = daemon_factory(CONFIG.replace("windows:", 'daemon: {listen: "{listen}"}\nwindows:', 1))
     out = d.cli("tenant-url", "acme")
     assert out.returncode == 0, out.stderr
     page = re.search(r"page:\s+(\S+)", out.stdout).group(1)
@@ -215,20 +226,40 @@ def _chromium() -> str:
         return found
     # The suite provisions what it needs (CI runs on a fresh machine as root).
     subprocess.run(["apt-get", "update", "-qq"], check=True, capture_output=True, timeout=600)
-    subprocess.run(["apt-get", "install", "-y", "-qq", "chromium"], check=True, capture_output=True, timeout=900,
-                   env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+    subprocess.run(
+        ["apt-get", "install", "-y", "-qq", "chromium"],
+        check=True,
+        capture_output=True,
+        timeout=900,
+        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"},
+    )
     return shutil.which("chromium")
 
 
 def _browse(url: str, tmp: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([_chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                           "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                           "--disable-sync", f"--user-data-dir={tmp / 'profile'}", *args, url],
-                          capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            _chromium(),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp / 'profile'}",
+            *args,
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def test_pages_render_in_a_real_browser(daemon_factory, tmp_path):
-    d = daemon_factory(CONFIG.replace("windows:", "daemon: {listen: \"{listen}\"}\nwindows:", 1))
+    d = daemon_factory(CONFIG.replace("windows:", 'daemon: {listen: "{listen}"}\nwindows:', 1))
     page = re.search(r"page:\s+(\S+)", d.cli("tenant-url", "acme").stdout).group(1)
     dom = _browse(page, tmp_path, "--dump-dom")
     assert dom.returncode == 0, dom.stderr[-2000:]
@@ -247,8 +278,13 @@ def test_pages_render_in_a_real_browser(daemon_factory, tmp_path):
 
 def test_systemd_unit_verifies_or_has_the_essentials():
     unit = (ROOT / "deploy" / "maintd.service").read_text()
-    for needed in ("ExecReload=/bin/kill -HUP $MAINPID", "User=maintd", "NoNewPrivileges=yes",
-                   "ProtectSystem=strict", "ExecStart=/usr/local/bin/maintd run"):
+    for needed in (
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        "User=maintd",
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ExecStart=/usr/local/bin/maintd run",
+    ):
         assert needed in unit
     analyze = shutil.which("systemd-analyze")
     maintd = shutil.which("maintd")
@@ -269,8 +305,9 @@ def test_dockerfile_is_slim_non_root_and_health_checked():
     assert "HEALTHCHECK" in text and "/healthz" in text
     docker = shutil.which("docker")
     if docker and subprocess.run([docker, "info"], capture_output=True, timeout=30).returncode == 0:
-        res = subprocess.run([docker, "build", "-q", "-t", "maintd-test", str(ROOT)], capture_output=True, text=True,
-                             timeout=900)
+        res = subprocess.run(
+            [docker, "build", "-q", "-t", "maintd-test", str(ROOT)], capture_output=True, text=True, timeout=900
+        )
         assert res.returncode == 0, res.stderr[-2000:]
 
 

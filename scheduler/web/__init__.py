@@ -6,13 +6,14 @@
   by the one tenant the secret names.
 - ``/``: the ops page (loopback, or a bearer token).
 """
+
 from __future__ import annotations
 
 import hmac
 import os
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import Any, Optional
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, Response
@@ -21,8 +22,12 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import messages, plan
 from ..model import Config, Policy, Tenant, calendar_uid, isoz
 
-_env = Environment(loader=FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
-                   autoescape=select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+_env = Environment(
+    loader=FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
+    autoescape=select_autoescape(["html"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
 FEED_PAST = timedelta(days=30)
 FEED_AHEAD = timedelta(days=365)
 PAGE_AHEAD = timedelta(days=90)
@@ -54,8 +59,11 @@ def policy_summary(policy: Policy) -> dict:
 def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
     cfg: Config = daemon.config
     journal = daemon._snapshot(now)
-    items = [a for a in plan.effective(cfg, journal, now - timedelta(days=1), now + PAGE_AHEAD)
-             if tenant.id in a.window.tenants]
+    items = [
+        a
+        for a in plan.effective(cfg, journal, now - timedelta(days=1), now + PAGE_AHEAD)
+        if tenant.id in a.window.tenants
+    ]
     active = [a for a in items if now in a.occ]
     upcoming = [a for a in items if a.occ.start > now]
 
@@ -63,21 +71,30 @@ def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
         w = a.window
         text = w.message or cfg.provider.message
         return {
-            "window": w.id, "title": w.title,
+            "window": w.id,
+            "title": w.title,
             "start": messages.format_local(a.occ.start, tenant.zone),
             "end": messages.format_local(a.occ.end, tenant.zone),
-            "start_iso": isoz(a.occ.start), "end_iso": isoz(a.occ.end),
+            "start_iso": isoz(a.occ.start),
+            "end_iso": isoz(a.occ.end),
             "countdown": _countdown(a.occ.start - now),
-            "message": messages.render(text, provider=cfg.provider.name, title=w.title, start=a.occ.start,
-                                       end=a.occ.end, window=w.id, tenant=tenant, zone=tenant.zone),
-            "policy": policy_summary(cfg.policy_for(w)) if (w.policy is None or w.policy in cfg.policies)
-            else None,
+            "message": messages.render(
+                text,
+                provider=cfg.provider.name,
+                title=w.title,
+                start=a.occ.start,
+                end=a.occ.end,
+                window=w.id,
+                tenant=tenant,
+                zone=tenant.zone,
+            ),
+            "policy": policy_summary(cfg.policy_for(w)) if (w.policy is None or w.policy in cfg.policies) else None,
             "resources": sorted(w.resources) if w.resources else None,
         }
 
     period_end = plan.period_end(items, tenant.id, now) if active else None
     cancelled = []
-    for (wid, _anc), ann in journal.announced.items():
+    for (_wid, _anc), ann in journal.announced.items():
         if ann.status == "cancelled" and tenant.id in ann.tenants and ann.start > now:
             cancelled.append({"title": ann.title, "start": messages.format_local(ann.start, tenant.zone)})
     return {
@@ -114,21 +131,42 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
             unskipped = recurrence.occurrences(_without_skip(w), now - FEED_PAST, now + FEED_AHEAD)
             starts = {o.start for o in recurrence.occurrences(w, now - FEED_PAST, now + FEED_AHEAD)}
             exdates = [o.start for o in unskipped if o.start not in starts]
-        events.append({
-            "uid": calendar_uid(w.id, a.occ.key, w.recurring), "sequence": ann.sequence if ann else 0,
-            "start": a.occ.start, "end": a.occ.end, "title": f"{cfg.provider.name}: {w.title}",
-            "message": messages.render(w.message or cfg.provider.message, provider=cfg.provider.name, title=w.title,
-                                       start=a.occ.start, end=a.occ.end, window=w.id, tenant=tenant,
-                                       zone=tenant.zone),
-            "cancelled": w.cancelled or (ann is not None and ann.status == "cancelled"), "exdates": exdates,
-        })
+        events.append(
+            {
+                "uid": calendar_uid(w.id, a.occ.key, w.recurring),
+                "sequence": ann.sequence if ann else 0,
+                "start": a.occ.start,
+                "end": a.occ.end,
+                "title": f"{cfg.provider.name}: {w.title}",
+                "message": messages.render(
+                    w.message or cfg.provider.message,
+                    provider=cfg.provider.name,
+                    title=w.title,
+                    start=a.occ.start,
+                    end=a.occ.end,
+                    window=w.id,
+                    tenant=tenant,
+                    zone=tenant.zone,
+                ),
+                "cancelled": w.cancelled or (ann is not None and ann.status == "cancelled"),
+                "exdates": exdates,
+            }
+        )
     for (wid, anc), ann in journal.announced.items():
         if (wid, anc) in live or ann.status != "cancelled" or tenant.id not in ann.tenants:
             continue
         recurring = anc != plan.EPOCH
-        events.append({"uid": calendar_uid(wid, ann.occurrence or anc, recurring), "sequence": ann.sequence,
-                       "start": ann.start, "end": ann.end, "title": f"{cfg.provider.name}: {ann.title}",
-                       "message": "Cancelled.", "cancelled": True})
+        events.append(
+            {
+                "uid": calendar_uid(wid, ann.occurrence or anc, recurring),
+                "sequence": ann.sequence,
+                "start": ann.start,
+                "end": ann.end,
+                "title": f"{cfg.provider.name}: {ann.title}",
+                "message": "Cancelled.",
+                "cancelled": True,
+            }
+        )
     return build_feed(events, name=f"{cfg.provider.name} maintenance ({tenant.name})", now=now)
 
 
@@ -155,27 +193,49 @@ def ops_view(daemon: Any, now: datetime) -> dict:
     for idx, tenants in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
         occs = [(items[i].occ.start, items[i].occ.end, items[i].window.id, items[i].occ.key) for i in idx]
         bars = []
-        for start, end, opener, closer in plan.merge_periods(sorted(occs)):
+        for start, end, opener, _closer in plan.merge_periods(sorted(occs)):
             left = max(0.0, (start - now).total_seconds() / span * 100)
             width = max(0.4, (min(end, horizon) - max(start, now)).total_seconds() / span * 100)
-            bars.append({"left": round(left, 2), "width": round(width, 2), "label": opener[0],
-                         "title": f"{opener[0]}: {isoz(start)} .. {isoz(end)}"})
+            bars.append(
+                {
+                    "left": round(left, 2),
+                    "width": round(width, 2),
+                    "label": opener[0],
+                    "title": f"{opener[0]}: {isoz(start)} .. {isoz(end)}",
+                }
+            )
         rows.append({"tenants": sorted(tenants), "count": len(tenants), "bars": bars})
     st = daemon.status()
     failed = daemon.store.notices(failed_only=True, limit=50)
-    return {"status": st, "rows": rows[:200], "now": isoz(now), "horizon": isoz(horizon),
-            "days": [{"left": round(d / 30 * 100, 2), "label": (now + timedelta(days=d)).strftime("%d %b")}
-                     for d in range(0, 30, 5)],
-            "drains": [lease for lease in st["leases"]["items"] if lease["drain"]],
-            "failed": [{"tenant": f["tenant"], "kind": f["kind"], "window": f["window"], "channel": f["channel"],
-                        "error": f["last_error"], "at": isoz(f["updated_at"])} for f in failed]}
+    return {
+        "status": st,
+        "rows": rows[:200],
+        "now": isoz(now),
+        "horizon": isoz(horizon),
+        "days": [
+            {"left": round(d / 30 * 100, 2), "label": (now + timedelta(days=d)).strftime("%d %b")}
+            for d in range(0, 30, 5)
+        ],
+        "drains": [lease for lease in st["leases"]["items"] if lease["drain"]],
+        "failed": [
+            {
+                "tenant": f["tenant"],
+                "kind": f["kind"],
+                "window": f["window"],
+                "channel": f["channel"],
+                "error": f["last_error"],
+                "at": isoz(f["updated_at"]),
+            }
+            for f in failed
+        ],
+    }
 
 
 def mount(app: FastAPI, daemon: Any, *, allowed: Any) -> None:
     """Add the tenant views and the ops page to the API app. ``allowed(request)`` says whether
     a request may see the ops page (loopback or token)."""
 
-    def lookup(secret: str) -> Optional[Tenant]:
+    def lookup(secret: str) -> Tenant | None:
         if not secret or len(secret) > 200:
             return None
         tid = daemon.store.tenant_for_secret(secret)
@@ -194,20 +254,28 @@ def mount(app: FastAPI, daemon: Any, *, allowed: Any) -> None:
         if tenant is None:
             return not_found
         html = _env.get_template("tenant.html").render(**tenant_view(daemon, tenant, daemon.clock()))
-        return HTMLResponse(html, headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex",
-                                           "Referrer-Policy": "no-referrer"})
+        return HTMLResponse(
+            html, headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
+        )
 
     @app.get("/t/{secret}/calendar.ics", include_in_schema=False)
     def tenant_calendar(secret: str):
         tenant = lookup(secret)
         if tenant is None:
             return not_found
-        return Response(tenant_feed(daemon, tenant, daemon.clock()), media_type="text/calendar; charset=utf-8",
-                        headers={"Cache-Control": "no-store"})
+        return Response(
+            tenant_feed(daemon, tenant, daemon.clock()),
+            media_type="text/calendar; charset=utf-8",
+            headers={"Cache-Control": "no-store"},
+        )
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def ops_page(request: Request):
         if not allowed(request):
-            return Response("Unauthorized: the ops page needs loopback or a bearer token\n", status_code=401,
-                            media_type="text/plain", headers={"WWW-Authenticate": "Bearer"})
+            return Response(
+                "Unauthorized: the ops page needs loopback or a bearer token\n",
+                status_code=401,
+                media_type="text/plain",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
         return HTMLResponse(_env.get_template("ops.html").render(**ops_view(daemon, daemon.clock())))
