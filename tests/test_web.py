@@ -283,14 +283,15 @@ def test_systemd_unit_verifies_or_has_the_essentials():
         "User=maintd",
         "NoNewPrivileges=yes",
         "ProtectSystem=strict",
-        "ExecStart=/usr/local/bin/maintd run",
+        "ExecStart=/opt/maintd/bin/maintd run",
+        "LimitNOFILE=",
     ):
         assert needed in unit
     analyze = shutil.which("systemd-analyze")
     maintd = shutil.which("maintd")
     if analyze and maintd:
         tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"maintd-{os.getpid()}.service"
-        tmp.write_text(unit.replace("/usr/local/bin/maintd", maintd))
+        tmp.write_text(unit.replace("/opt/maintd/bin/maintd", maintd))
         try:
             res = subprocess.run([analyze, "verify", str(tmp)], capture_output=True, text=True, timeout=60)
         finally:
@@ -299,7 +300,7 @@ def test_systemd_unit_verifies_or_has_the_essentials():
 
 
 def test_dockerfile_is_slim_non_root_and_health_checked():
-    text = (ROOT / "Dockerfile").read_text()
+    text = (ROOT / "deploy" / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim", text, re.M)
     assert re.search(r"^USER maintd", text, re.M)
     assert "HEALTHCHECK" in text and "/healthz" in text
