@@ -19,12 +19,14 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from scheduler.model import UTC, Occurrence, Tenant, Window, isoz
 from scheduler.recurrence import cron_intervals, occurrences
 
+_TICK = timedelta(microseconds=1)  # an interval's last instant is end - _TICK
 KINDS = ("freeze", "blackout", "redundancy")  # also the order of kinds among equal starts
 _KIND_RANK = {k: i for i, k in enumerate(KINDS)}
 
@@ -133,6 +135,7 @@ def _local(ts: datetime, zone: ZoneInfo) -> str:
     return ts.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
+@lru_cache(maxsize=4096)  # blackouts sharing a cron and zone repeat the same span in many messages
 def _span(start: datetime, end: datetime, zone: ZoneInfo) -> str:
     return f"{_local(start, zone)} - {_local(end, zone)} {zone.key}"
 
@@ -221,8 +224,7 @@ def _freeze_conflicts(window: Window, occs: list[Occurrence], g: Guardrails) -> 
     return kept, found
 
 
-def _on(window: Window, occ: Occurrence) -> dict[str, Any]:
-    """The fields of a Conflict that come from the window occurrence it is about."""
+def _on(window: Window, occ: Occurrence) -> dict[str, Any]:  # a Conflict's fields from its occurrence
     return {"window": window.id, "occurrence": occ.key, "start": occ.start, "end": occ.end, "line": window.line}
 
 
@@ -248,35 +250,34 @@ class BlackoutIndex:
 
     def __init__(self, blackouts: Mapping[str, Sequence[Blackout]], frm: datetime, to: datetime) -> None:
         self.frm, self.to = frm, to
-        self._days: dict[int, list[tuple[datetime, datetime, Blackout]]] = {}
+        # Rows are (start, end, first UTC day, blackout), filed under every day they touch.
+        self._days: dict[int, list[tuple[datetime, datetime, int, Blackout]]] = {}
         memo: dict[object, list[tuple[datetime, datetime]]] = {}
         for items in blackouts.values():
             for b in items:
-                key = (b.cron, b.duration, b.zone.key) if b.cron is not None else b
+                key = (b.cron, b.duration, b.zone) if b.cron is not None else b
                 if key not in memo:
                     memo[key] = blackout_intervals(b, frm, to)
                 for start, end in memo[key]:
-                    for day in range(_day(start), _day(end - timedelta(microseconds=1)) + 1):
-                        self._days.setdefault(day, []).append((start, end, b))
+                    first = _day(start)
+                    for day in range(first, _day(end - _TICK) + 1):
+                        self._days.setdefault(day, []).append((start, end, first, b))
         for rows in self._days.values():
-            rows.sort(key=lambda r: (r[0], r[2].tenant, r[2].index))
+            rows.sort(key=lambda r: (r[0], r[3].tenant, r[3].index))
 
     def hits(
         self, start: datetime, end: datetime, tenants: Collection[str] | None = None
     ) -> list[tuple[Blackout, datetime, datetime]]:
-        """Blackout intervals overlapping ``[start, end)``, of ``tenants`` only when given.
-
-        Sorted by blackout start, tenant, position; each interval once.
-        """
+        """Blackout intervals overlapping ``[start, end)`` (of ``tenants`` when given), each once."""
         if start < self.frm or end > self.to:
             raise ValueError(f"[{isoz(start)}, {isoz(end)}) is outside the index [{isoz(self.frm)}, {isoz(self.to)})")
         first = _day(start)
         found = []
-        for day in range(first, _day(end - timedelta(microseconds=1)) + 1):
-            for b_start, b_end, b in self._days.get(day, ()):
-                # An interval spanning several days is filed under each: take it only on
-                # the first of them that this lookup visits.
-                if max(_day(b_start), first) != day or not _overlaps(start, end, b_start, b_end):
+        for day in range(first, _day(end - _TICK) + 1):
+            for b_start, b_end, b_first, b in self._days.get(day, ()):
+                # A row spanning several days is filed under each: take it only on the
+                # first of them that this lookup visits.
+                if (b_first if b_first > first else first) != day or not (b_start < end and start < b_end):
                     continue
                 if tenants is None or b.tenant in tenants:
                     found.append((b, b_start, b_end))
@@ -284,7 +285,7 @@ class BlackoutIndex:
 
 
 def _day(ts: datetime) -> int:
-    return ts.astimezone(UTC).toordinal()
+    return (ts if ts.tzinfo is UTC else ts.astimezone(UTC)).toordinal()
 
 
 # What lookups accept: an index built once (fast) or the blackouts by tenant id.
