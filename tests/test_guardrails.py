@@ -220,6 +220,10 @@ def test_oneoff_freeze_error_without_reason():
 
 # ---------------------------------------------------------------- blackouts
 
+TENANTS = {
+    "kol": Tenant(id="kol", name="Kolkata Co", zone=KOLKATA),
+    "ny": Tenant(id="ny", name="New York Co", zone=NEW_YORK),
+}
 MONTHLY_KOL = Blackout(tenant="kol", zone=KOLKATA, cron="0 0 1 * *", duration=timedelta(days=1), line=40)
 MONTHLY_NY = Blackout(tenant="ny", zone=NEW_YORK, cron="0 0 1 * *", duration=timedelta(days=1), index=1, line=50)
 BLACKOUTS = {"kol": [MONTHLY_KOL], "ny": [MONTHLY_NY]}
@@ -245,6 +249,12 @@ INTERVALS = [
         Blackout(tenant="ny", zone=NEW_YORK, start=utc("2027-03-31T22:00"), end=utc("2027-04-01T10:00")),
         ("2027-03-01T00:00", "2027-05-01T00:00"),
         [("2027-03-31T18:00:00-04:00", "2027-04-01T06:00:00-04:00")],
+    ),
+    (
+        "one_off_by_duration",
+        Blackout(tenant="kol", zone=KOLKATA, start=utc("2027-03-31T18:30"), duration=timedelta(hours=12)),
+        ("2027-03-01T00:00", "2027-05-01T00:00"),
+        [("2027-04-01T00:00:00+05:30", "2027-04-01T12:00:00+05:30")],
     ),
     (
         "one_off_ending_at_range_start_left_out",
@@ -283,7 +293,7 @@ def test_blackout_by_cron_in_the_tenants_zone(start, end, expected):
     index = BlackoutIndex(BLACKOUTS, utc("2027-02-01T00:00"), utc("2027-05-01T00:00"))
     assert blackout_tenants(o, {"kol", "ny"}, index) == expected
     window = once("w", start, end)
-    found = blackout_conflicts({window: [o]}, {"kol": None, "ny": None}, BLACKOUTS, o.start, o.end)
+    found = blackout_conflicts({window: [o]}, TENANTS, BLACKOUTS, o.start, o.end)
     assert {c.tenant for c in found} == expected
 
 
@@ -291,7 +301,7 @@ def test_blackout_of_a_tenant_outside_the_window_is_no_conflict():
     o = occ("2027-03-01T04:30", "2027-03-01T05:30")
     assert blackout_tenants(o, {"ny"}, BLACKOUTS) == {"ny"}
     window = once("w", "2027-03-01T04:30", "2027-03-01T05:30", tenants=("ny",))
-    found = blackout_conflicts({window: [o]}, {"kol": None, "ny": None}, BLACKOUTS, o.start, o.end)
+    found = blackout_conflicts({window: [o]}, TENANTS, BLACKOUTS, o.start, o.end)
     assert [c.tenant for c in found] == ["ny"]
 
 
@@ -304,6 +314,15 @@ def test_multi_day_blackout_is_reported_once():
     ]
     assert index.hits(utc("2027-03-02T00:00"), utc("2027-03-02T01:00"), {"kol"})[0][0].tenant == "kol"
     assert index.hits(utc("2027-03-04T00:00"), utc("2027-03-05T00:00")) == []
+
+
+def test_blackout_without_times_is_refused():
+    with pytest.raises(ValueError, match="has a cron but no duration"):
+        blackout_intervals(
+            Blackout(tenant="kol", zone=KOLKATA, cron="0 0 1 * *"), utc("2027-03-01T00:00"), utc("2027-04-01T00:00")
+        )
+    with pytest.raises(ValueError, match="neither a start nor a cron"):
+        blackout_intervals(Blackout(tenant="kol", zone=KOLKATA), utc("2027-03-01T00:00"), utc("2027-04-01T00:00"))
 
 
 def test_index_refuses_lookups_outside_its_range():
@@ -324,7 +343,7 @@ def test_blackouts_warn_vs_skip(mode, excluded, skipped, suffix):
     o = occurrences(window, utc("2027-03-01T00:00"), utc("2027-03-02T00:00"))[0]
     assert tenants_excluded(window, o, window.tenants, BLACKOUTS, mode=mode) == excluded
     assert blackout_tenants(o, window.tenants, BLACKOUTS) == {"kol"}  # the plan's conflict mark
-    (found,) = blackout_conflicts({window: [o]}, {"kol": None, "ny": None}, BLACKOUTS, o.start, o.end, {"fw": mode})
+    (found,) = blackout_conflicts({window: [o]}, TENANTS, BLACKOUTS, o.start, o.end, {"fw": mode})
     assert (found.kind, found.severity, found.tenant, found.other, found.skipped) == (
         "blackout",
         "warning",
@@ -403,6 +422,13 @@ REDUNDANCY = [
         [once("a", "2027-05-01T00:00", "2027-05-01T02:00", resources=["repo-eu-1", "repo-eu-2", "other"])],
         [("a", None, "error", EU_PAIR)],
     ),
+    (
+        # Hourly for 2h, so occurrences overlap each other: each conflicts alone, none in pairs.
+        # 36 start in the 36 h range, plus the one started at 23:00Z the day before.
+        "overlapping_occurrences_of_one_window_not_paired",
+        [recurring("hourly", "0 * * * *", 2, resources=["repo-eu-1", "repo-eu-2"])],
+        [("hourly", None, "warning", EU_PAIR)] * 37,
+    ),
 ]
 
 
@@ -429,12 +455,8 @@ def test_redundancy_message_shows_the_overlap():
 
 
 def _config(windows) -> Config:
-    tenants = {
-        "kol": Tenant(id="kol", name="Kolkata Co", zone=KOLKATA),
-        "ny": Tenant(id="ny", name="New York Co", zone=NEW_YORK),
-    }
     provider = Provider(name="P", zone=BERLIN)
-    return Config(path="windows.yaml", provider=provider, tenants=tenants, windows=tuple(windows), policies={})
+    return Config(path="windows.yaml", provider=provider, tenants=TENANTS, windows=tuple(windows), policies={})
 
 
 def test_conflicts_collects_all_three_sorted_by_start_then_kind():
