@@ -48,7 +48,9 @@ def build_tenants(n: int, rng: random.Random) -> dict[str, Tenant]:
     return tenants
 
 
-def _select(tenants: dict[str, Tenant], rng: random.Random) -> frozenset[str]:
+def _select(
+    tenants: dict[str, Tenant], by_label: dict[tuple[str, str], set[str]], rng: random.Random
+) -> frozenset[str]:
     r = rng.random()
     if r < 0.03:
         return frozenset(tenants)
@@ -60,13 +62,17 @@ def _select(tenants: dict[str, Tenant], rng: random.Random) -> frozenset[str]:
         want = {"tier": rng.choice(TIERS), "region": rng.choice(REGIONS)}
     else:
         want = {"region": rng.choice(REGIONS)}
-    return frozenset(t.id for t in tenants.values() if all(t.labels.get(k) == v for k, v in want.items()))
+    return frozenset(set.intersection(*(by_label.get(kv, set()) for kv in want.items())))
 
 
 def build_windows(tenants: dict[str, Tenant], rng: random.Random, oneoff: int = 200, cron: int = 100) -> list[Window]:
+    by_label: dict[tuple[str, str], set[str]] = {}
+    for t in tenants.values():
+        for kv in t.labels.items():
+            by_label.setdefault(kv, set()).add(t.id)
     windows = []
     for i in range(oneoff + cron):
-        kw: dict = {"zone": rng.choice(ZONES), "tenants": _select(tenants, rng), "line": 1000 + i}
+        kw: dict = {"zone": rng.choice(ZONES), "tenants": _select(tenants, by_label, rng), "line": 1000 + i}
         if rng.random() < 0.35:
             kw["resources"] = frozenset(rng.sample(RESOURCES, k=rng.choice((1, 1, 2))))
         if i < oneoff:
