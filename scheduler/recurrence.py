@@ -185,3 +185,17 @@ def next_start_after(window: Window, ts: datetime) -> Occurrence | None:
         if start > ts:
             return Occurrence(start=start, end=start + window.duration, window=window.id, key=start)
     return None
+
+
+def cron_intervals(
+    cron: str, duration: timedelta, zone: ZoneInfo, frm: datetime, to: datetime
+) -> list[tuple[datetime, datetime]]:
+    """``[start, end)`` in UTC of every firing of ``cron`` in ``zone`` that intersects ``[frm, to)``.
+
+    For things that recur but are not windows (a tenant's blackouts): the same rules as a
+    recurring window's occurrences, i.e. SPEC's gap and fold rules on the local fire time
+    and ``duration`` added in absolute time. Ascending by start.
+    """
+    # A throwaway window keeps one code path for cron walking instead of a second copy.
+    probe = Window(id="", title="", zone=zone, tenants=frozenset(), cron=cron, duration=duration)
+    return [(o.start, o.end) for o in occurrences(probe, frm, to)]

@@ -569,3 +569,44 @@ def test_property_daily_weekly_berlin(minute, hour, weekday, duration, frm, span
         moved_by_gap = resolve_local(wall, BERLIN) != wall.replace(tzinfo=BERLIN).astimezone(UTC)
         assert (local.hour, local.minute) == (hour, minute) or moved_by_gap
     assert starts == _oracle(minute, hour, weekday, skip, duration, frm, to)
+
+
+# cron_intervals: a (cron, duration, zone) that is not a window, e.g. a tenant blackout.
+CRON_INTERVALS = [
+    (
+        "new_york_first_of_month_across_spring_forward",
+        ("0 0 1 * *", timedelta(days=1), NEW_YORK, utc("2027-02-15T00:00"), utc("2027-04-15T00:00")),
+        [
+            ("2027-03-01T00:00:00-05:00", "2027-03-02T00:00:00-05:00"),
+            ("2027-04-01T00:00:00-04:00", "2027-04-02T00:00:00-04:00"),
+        ],
+    ),
+    (
+        "kolkata_first_of_month_running_at_frm",
+        ("0 0 1 * *", timedelta(days=1), KOLKATA, utc("2027-03-01T12:00"), utc("2027-03-02T00:00")),
+        [("2027-03-01T00:00:00+05:30", "2027-03-02T00:00:00+05:30")],
+    ),
+    (
+        "ends_exactly_at_frm_left_out",
+        ("0 0 1 * *", timedelta(days=1), KOLKATA, utc("2027-03-01T18:30"), utc("2027-03-20T00:00")),
+        [],
+    ),
+    (
+        "starts_exactly_at_to_left_out",
+        ("0 0 1 * *", timedelta(days=1), NEW_YORK, utc("2027-02-15T00:00"), utc("2027-03-01T05:00")),
+        [],
+    ),
+    (
+        "berlin_spring_gap_moves_to_0300",
+        ("30 2 * * *", timedelta(hours=1), BERLIN, utc("2027-03-28T00:00"), utc("2027-03-28T02:00")),
+        [("2027-03-28T03:00:00+02:00", "2027-03-28T04:00:00+02:00")],
+    ),
+]
+
+
+@pytest.mark.parametrize("args, expected", [c[1:] for c in CRON_INTERVALS], ids=[c[0] for c in CRON_INTERVALS])
+def test_cron_intervals(args, expected):
+    zone = args[2]
+    got = recurrence.cron_intervals(*args)
+    assert [(s.astimezone(zone).isoformat(), e.astimezone(zone).isoformat()) for s, e in got] == expected
+    assert all(s.tzinfo is UTC and e.tzinfo is UTC for s, e in got)
