@@ -33,6 +33,19 @@ import httpx
 
 from .base import DeliveryError
 
+__all__ = [
+    "MAX_BODY",
+    "DeliveryError",
+    "HttpClient",
+    "Response",
+    "excerpt",
+    "mask_url",
+    "origin",
+    "parse_retry_after",
+    "raise_for_response",
+    "shared",
+]
+
 MAX_BODY = 64 * 1024
 EXCERPT = 200
 USER_AGENT = "maintd/1"
@@ -172,17 +185,21 @@ class HttpClient:
         timeout: float | None = None,
         where: str | None = None,
         check: Check | None = None,
+        max_body: int | None = None,
     ) -> Response:
         """Send and return the answer once ``check`` (default ``raise_for_response``) passed.
 
-        ``where`` names the target in error messages (default: the masked URL).
+        ``where`` names the target in error messages (default: the masked URL);
+        ``max_body`` raises the read cap for one call (a listing the caller must parse whole).
         """
         where = where or mask_url(url)
         total = self.timeout if timeout is None else timeout
         deadline = time.monotonic() + total
         self._deadline.value = deadline
         try:
-            response = self._exchange(method, url, json=json, content=content, headers=headers, total=total)
+            response = self._exchange(
+                method, url, json=json, content=content, headers=headers, total=total, limit=max_body or self.max_body
+            )
         except httpx.TimeoutException:
             raise DeliveryError(f"{where}: no complete response within {total:g}s", permanent=False) from None
         except (httpx.UnsupportedProtocol, httpx.InvalidURL, httpx.LocalProtocolError) as exc:
@@ -197,7 +214,7 @@ class HttpClient:
             raise_for_response(response, where=where)
         return response
 
-    def _exchange(self, method: str, url: str, *, json, content, headers, total: float) -> Response:
+    def _exchange(self, method: str, url: str, *, json, content, headers, total: float, limit: int) -> Response:
         request = self._client.build_request(method, url, json=json, content=content, headers=headers, timeout=total)
         response = self._client.send(request, stream=True)
         try:
@@ -206,15 +223,13 @@ class HttpClient:
             for chunk in response.iter_raw(16384):
                 chunks.append(chunk)
                 size += len(chunk)
-                if size >= self.max_body:
+                if size > limit:
                     break  # the rest is never read: closing drops the connection
             raw = b"".join(chunks)
         finally:
             response.close()
-        body, cut = _decode(raw, response.headers.get("content-encoding", ""), self.max_body)
-        return Response(
-            status=response.status_code, headers=response.headers, body=body, truncated=cut or size > len(raw)
-        )
+        body, cut = _decode(raw, response.headers.get("content-encoding", ""), limit)
+        return Response(status=response.status_code, headers=response.headers, body=body, truncated=cut)
 
 
 def _decode(raw: bytes, encoding: str, limit: int) -> tuple[bytes, bool]:
