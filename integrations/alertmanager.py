@@ -88,7 +88,14 @@ class Alertmanager(Integration):
             if current["status"]["state"] == "active":
                 # An active silence keeps its startsAt, or Alertmanager replaces it.
                 wanted["startsAt"] = current["startsAt"]
-        answer = self.call("POST", "/api/v2/silences", json=wanted)
+        try:
+            answer = self.call("POST", "/api/v2/silences", json=wanted)
+        except IntegrationError as exc:
+            if exc.status != 404 or "id" not in wanted:
+                raise
+            # Garbage-collected between our GET and POST ("silence not found"): make a new one.
+            del wanted["id"]
+            answer = self.call("POST", "/api/v2/silences", json=wanted)
         silence_id = (answer or {}).get("silenceID")
         if not silence_id:
             raise IntegrationError(f"{self.where}: no silenceID in the answer", permanent=False)

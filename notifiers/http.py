@@ -18,6 +18,7 @@ whether a retry can help. A caller changes only how an answer is judged (``check
 from __future__ import annotations
 
 import json as jsonlib
+import ssl
 import threading
 import time
 import zlib
@@ -156,7 +157,7 @@ class HttpClient:
         timeout: float = 10.0,
         max_body: int = MAX_BODY,
         user_agent: str = USER_AGENT,
-        verify: bool | str = True,
+        verify: bool | ssl.SSLContext = True,
         proxy: str | None = None,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
@@ -306,7 +307,9 @@ class _DeadlineBackend(httpcore.NetworkBackend):
         self._backend.sleep(seconds)
 
 
-def _deadline_transport(clock: threading.local, *, verify: bool | str, proxy: str | None) -> httpx.HTTPTransport:
+def _deadline_transport(
+    clock: threading.local, *, verify: bool | ssl.SSLContext, proxy: str | None
+) -> httpx.HTTPTransport:
     transport = httpx.HTTPTransport(verify=verify, proxy=proxy)
     # httpx has no total timeout and no public way to pass httpcore a network backend;
     # the pool (ConnectionPool or a proxy subclass of it) keeps it in this attribute.
