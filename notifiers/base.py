@@ -17,9 +17,32 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 
+from scheduler.errors import DeliveryError as _BaseDeliveryError
 from scheduler.model import NOTICE_KINDS, UTC, Notice, Tenant, isoz
 
 from .calendar import build_ics
+
+
+@dataclass
+class DeliveryError(_BaseDeliveryError):
+    """A failed send, classified: ``permanent`` (a retry cannot help), ``retry_after`` (the
+    receiver asked for a pause), ``status`` (the HTTP status, if any), ``gone`` (a 410: the
+    receiver says the endpoint is gone for good; SPEC 4.1 disables it).
+
+    A subclass of ``scheduler.errors.DeliveryError``, so every ``except`` on that one still
+    catches it; ``detail`` is kept filled (``status``, ``retry_after`` in whole seconds) for
+    readers of the older shape.
+    """
+
+    retry_after: timedelta | None = None
+    status: int | None = None
+    gone: bool = False
+
+    def __post_init__(self) -> None:
+        if self.status is not None:
+            self.detail.setdefault("status", self.status)
+        if self.retry_after is not None:
+            self.detail.setdefault("retry_after", max(0, int(self.retry_after.total_seconds())))
 
 
 @runtime_checkable

@@ -13,13 +13,15 @@ from standardwebhooks import WebhookVerificationError
 from werkzeug import Response
 
 from notifiers import WebhookNotifier, sign
-from scheduler.errors import DeliveryError
+from notifiers.base import DeliveryError
 from scheduler.model import Webhook, WebhookSettings
 
 try:
     from notifier_fixtures import free_port, make_notice, make_tenant, new_secret
+    from raw_http_server import raw_server
 except ImportError:  # tests/ became a package
     from tests.notifier_fixtures import free_port, make_notice, make_tenant, new_secret
+    from tests.raw_http_server import raw_server
 
 PATH = "/hooks/maintd"
 
@@ -207,55 +209,89 @@ def test_applies_to(tenant):
     assert not notifier().applies_to(make_tenant(webhook=None))
 
 
-def test_each_sending_thread_keeps_its_own_pooled_session(httpserver, tenant):
-    """A Session is not thread-safe, and one shared pool (10 connections) would drop and
-    reopen connections under the outbox's concurrent senders."""
+def test_concurrent_senders_share_one_pooled_client(httpserver, tenant):
+    """httpx.Client is thread-safe: the outbox's senders share one pool instead of one each."""
     import threading
 
     httpserver.expect_request(PATH, method="POST").respond_with_data("", status=204)
     n = notifier()
-    sessions = {}
+    errors: list[BaseException] = []
 
     def send(i: int) -> None:
-        n.send(make_notice(tenant=f"t{i}"), tenant)
-        n.send(make_notice(tenant=f"t{i}", kind="started"), tenant)
-        sessions[i] = n.session
+        try:
+            n.send(make_notice(tenant=f"t{i}"), tenant)
+            n.send(make_notice(tenant=f"t{i}", kind="started"), tenant)
+        except BaseException as exc:  # noqa: BLE001 - reported by the assert below
+            errors.append(exc)
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(4)]
     for t in threads:
         t.start()
     for t in threads:
         t.join(10)
-    assert len(sessions) == 4 and len({id(s) for s in sessions.values()}) == 4
+    assert errors == []
     assert sum(1 for _, resp in httpserver.log if resp.status_code == 204) == 8
-    assert n.session is n.session  # the same one again in one thread
+    assert n.http is notifier().http  # the process-wide helper
 
 
-@pytest.mark.parametrize(
-    "env, trusted",
-    [
-        ({}, False),
-        ({"HTTPS_PROXY": "http://proxy.example:3128"}, True),
-        ({"no_proxy": "localhost"}, True),
-        ({"REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca.pem"}, True),
-    ],
-    ids=["nothing_set", "https_proxy", "no_proxy", "ca_bundle"],
-)
-def test_sessions_read_the_environment_only_when_it_says_something(monkeypatch, env, trusted):
-    for name in (
-        "HTTP_PROXY",
-        "HTTPS_PROXY",
-        "ALL_PROXY",
-        "NO_PROXY",
-        "http_proxy",
-        "https_proxy",
-        "all_proxy",
-        "no_proxy",
-        "REQUESTS_CA_BUNDLE",
-        "CURL_CA_BUNDLE",
-        "NETRC",
-    ):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in env.items():
-        monkeypatch.setenv(name, value)
-    assert notifier().session.trust_env is trusted
+def test_trickling_receiver_hits_the_total_deadline(secret):
+    """A byte every 0.5 s never trips a per-read timeout; the total deadline must."""
+
+    def trickle(conn) -> None:
+        for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n" + b"x" * 100:
+            conn.sendall(bytes([byte]))
+            time.sleep(0.5)
+
+    with raw_server(trickle) as url:
+        started = time.monotonic()
+        with pytest.raises(DeliveryError) as info:
+            notifier(timeout=1.5).send(make_notice(), make_tenant(webhook=Webhook(url=url, secret=secret)))
+        elapsed = time.monotonic() - started
+    assert 1.4 < elapsed < 2.2
+    assert info.value.permanent is False and "1.5s" in info.value.message
+
+
+def test_a_huge_error_body_is_read_only_up_to_64_kib(secret):
+    """A 500 with a 50 MB body: at most 64 KiB is read, and memory barely moves."""
+    import tracemalloc
+
+    sent = []
+
+    def huge(conn) -> None:
+        conn.sendall(b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: %d\r\n\r\n" % (50 << 20))
+        chunk, total = b"e" * 65536, 0
+        try:
+            while total < 50 << 20:
+                conn.sendall(chunk)
+                total += len(chunk)
+        except OSError:
+            pass  # the client hung up: what we want
+        sent.append(total)
+
+    with raw_server(huge) as url:
+        tracemalloc.start()
+        try:
+            with pytest.raises(DeliveryError) as info:
+                notifier().send(make_notice(), make_tenant(webhook=Webhook(url=url, secret=secret)))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert info.value.status == 500 and info.value.permanent is False
+    assert len(info.value.message) < 400  # an excerpt, not the body
+    assert peak < 2 << 20, f"peak Python allocations {peak} bytes"
+    assert sent and sent[0] < 20 << 20  # the sender was stopped long before 50 MB
+
+
+def test_410_is_permanent_and_gone(httpserver, tenant):
+    httpserver.expect_oneshot_request(PATH).respond_with_data("gone", status=410)
+    with pytest.raises(DeliveryError) as info:
+        notifier().send(make_notice(), tenant)
+    assert (info.value.permanent, info.value.gone, info.value.status) == (True, True, 410)
+
+
+def test_429_retry_after_gives_retry_after(httpserver, tenant):
+    httpserver.expect_oneshot_request(PATH).respond_with_data("later", status=429, headers={"Retry-After": "90"})
+    with pytest.raises(DeliveryError) as info:
+        notifier().send(make_notice(), tenant)
+    assert info.value.permanent is False and info.value.gone is False
+    assert info.value.retry_after == timedelta(seconds=90)
