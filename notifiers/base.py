@@ -138,9 +138,7 @@ class Renderer:
             payload=notice.payload(),
         )
 
-    def subject(
-        self, notice: Notice, tenant: Tenant, *, locale: str | None = None, context: dict | None = None
-    ) -> str:
+    def subject(self, notice: Notice, tenant: Tenant, *, locale: str | None = None, context: dict | None = None) -> str:
         context = context if context is not None else self.context(notice, tenant, locale=locale)
         # A title with a newline would otherwise be a header injection (and EmailMessage refuses it).
         return " ".join(self.envs[self.locale_of(tenant, locale)].get_template("subject.txt").render(context).split())
