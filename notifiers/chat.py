@@ -179,9 +179,15 @@ def _secrets_of(url: str, shown: str) -> set[str]:
     secrets = {url, url.strip()}
     for raw in _TOKEN_SPLIT.split(url.split("://", 1)[-1]):
         for token in {raw, unquote(raw)}:
-            if len(token) >= 3 and token not in visible:
+            if _secretive(token) and token not in visible:
                 secrets.add(token)
     return secrets
+
+
+def _secretive(token: str) -> bool:
+    """Long enough to be a secret and unlikely to be an ordinary word in a log line."""
+    mixed = any(c.isdigit() for c in token) and any(c.isalpha() for c in token)
+    return len(token) >= 8 or (len(token) >= 4 and (mixed or not token.isalpha()))
 
 
 def _privacy_url(url: str) -> str:
