@@ -95,7 +95,7 @@ def _capturing() -> Iterator[list[str]]:
         _capture.reset(token)
 
 
-def _instantiate(url: str) -> tuple[object | None, list[str]]:
+def _instantiate(url: str) -> tuple[apprise.NotifyBase | None, list[str]]:
     """Apprise's plugin for one URL without sending anything, and what Apprise logged."""
     candidates = {t for raw in _TOKEN_SPLIT.split(url.split("://", 1)[-1]) for t in (raw, unquote(raw))}
     hidden = tuple(sorted((t for t in candidates if len(t) >= 3 and not _HOSTNAME.match(t)), key=len, reverse=True))
@@ -216,12 +216,12 @@ def deliver(url: str, title: str, body: str, *, timeout: float, notify_type: str
     plugin.socket_read_timeout = min(float(plugin.socket_read_timeout), timeout)
     sender = apprise.Apprise(asset=apprise.AppriseAsset(secure_logging=True))
     sender.add(plugin)
-    extra = {"timeout": timeout} if _NOTIFY_TAKES_TIMEOUT else {}
+    kwargs: dict = {"body": body, "title": title, "notify_type": notify_type, "body_format": "markdown"}
+    if _NOTIFY_TAKES_TIMEOUT:  # Apprise >= 2: a bound on the whole call, not only each socket read
+        kwargs["timeout"] = timeout
     with _capturing() as log:
         try:
-            ok = sender.notify(
-                body=body, title=title, notify_type=notify_type, body_format=apprise.NotifyFormat.MARKDOWN, **extra
-            )
+            ok = sender.notify(**kwargs)
         except Exception as exc:  # noqa: BLE001 - Apprise should not raise; if it does, a retry may help
             raise DeliveryError(f"{masked}: {_REDACTOR.redact(str(exc))}"[:_ERROR_LIMIT], permanent=False) from None
     if not ok:

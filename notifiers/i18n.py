@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
@@ -149,7 +150,7 @@ def lead_text(lead: str | None, locale: str | None = None) -> str:
     if template_locale_or_default(locale) == DEFAULT_LOCALE:
         return f"in {humanize_lead(lead)}"
     seconds = sum(n * _UNITS[u][1] for n, u in parts)
-    unit = _UNITS[parts[-1][1]][0]
+    unit: Any = _UNITS[parts[-1][1]][0]  # one of Babel's granularity literals
     return format_timedelta(
         timedelta(seconds=seconds),
         granularity=unit,
