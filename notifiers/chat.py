@@ -149,8 +149,10 @@ def mask_apprise_url(url: str) -> str:
     Apprise cannot parse keeps only its scheme and a plain host name.
     """
     plugin, _ = _instantiate(url or "")
-    if plugin is None:
-        return _fallback_mask(url or "")
+    return _fallback_mask(url or "") if plugin is None else _display(plugin)
+
+
+def _display(plugin: apprise.NotifyBase) -> str:
     parts = urlsplit(plugin.url(privacy=True))
     path = parts.path
     if parts.scheme in _GENERIC:
@@ -205,13 +207,13 @@ def deliver(url: str, title: str, body: str, *, timeout: float, notify_type: str
     whole call. A failure is retryable unless the URL cannot be parsed; its message names
     the masked URL and what Apprise logged, masked.
     """
-    masked = mask_apprise_url(url)
-    _REDACTOR.add(_secrets_of(url, _privacy_url(url)))
     # A fresh plugin per send: plugins keep per-instance state (throttling) between calls.
     plugin, log = _instantiate(url)
     if plugin is None:
         reason = f": {log[-1]}" if log else ""
-        raise DeliveryError(f"{masked}: not a usable Apprise URL{reason}"[:_ERROR_LIMIT], permanent=True)
+        raise DeliveryError(f"{_fallback_mask(url)}: not a usable Apprise URL{reason}"[:_ERROR_LIMIT], permanent=True)
+    masked = _display(plugin)
+    _REDACTOR.add(_secrets_of(url, plugin.url(privacy=True)))
     plugin.socket_connect_timeout = min(float(plugin.socket_connect_timeout), timeout)
     plugin.socket_read_timeout = min(float(plugin.socket_read_timeout), timeout)
     sender = apprise.Apprise(asset=apprise.AppriseAsset(secure_logging=True))
