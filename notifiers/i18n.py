@@ -7,6 +7,7 @@ Babel, so a tenant reads "Samstag, 5. Dezember 2026, 22:00 CET" and "in 24 Stund
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from datetime import datetime, timedelta
@@ -58,8 +59,14 @@ SUMMARY_LABELS: Mapping[str, Mapping[str, str]] = {
 
 def available_locales() -> list[str]:
     """The locales maintd has templates for: ``en`` plus every shipped ``templates/<locale>/``."""
+    return list(_shipped_locales())
+
+
+@functools.cache
+def _shipped_locales() -> tuple[str, ...]:
+    # The package's own folders: they cannot change while the process runs.
     folders = {p.name for p in SHIPPED_TEMPLATES.iterdir() if p.is_dir() and not p.name.startswith(("_", "."))}
-    return sorted(folders | {DEFAULT_LOCALE})
+    return tuple(sorted(folders | {DEFAULT_LOCALE}))
 
 
 def template_locale(tag: str | None) -> str:
@@ -70,7 +77,7 @@ def template_locale(tag: str | None) -> str:
     """
     if not tag:
         return DEFAULT_LOCALE
-    have = available_locales()
+    have = _shipped_locales()
     norm = tag.strip().replace("_", "-").lower()
     if norm in have:
         return norm
@@ -80,6 +87,7 @@ def template_locale(tag: str | None) -> str:
     raise ValueError(f'unknown locale "{tag}"; maintd has: {", ".join(have)}')
 
 
+@functools.lru_cache(maxsize=64)
 def babel_locale(tag: str | None) -> Locale:
     """Babel's locale for dates: the tenant's full tag when Babel knows it (``de-AT`` writes
     "Jänner"), else the template language."""
