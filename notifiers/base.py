@@ -65,8 +65,12 @@ def md_escape(value: object) -> str:
     return _MD_SPECIAL.sub(r"\\\1", str(value))
 
 
-def _md_finalize(value: object) -> object:
-    if value is None or isinstance(value, _Markdown):
+@jinja2.pass_context
+def _finalize(context: jinja2.runtime.Context, value: object) -> object:
+    """Every ``{{ expression }}``: escaped for Markdown when rendering a chat body, as is
+    otherwise (HTML autoescaping comes after). One environment serves mail and chat, so a
+    template compiles once."""
+    if not context.get("markdown") or value is None or isinstance(value, _Markdown):
         return value
     return md_escape(value)
 
@@ -88,17 +92,14 @@ class Renderer:
         # if the provider edits (or breaks) a file later -- the next reload checks that.
         self.loader = _SnapshotLoader(str(SHIPPED_TEMPLATES), template_dir)
         self.locales = available_locales()
-        self.envs = {loc: self._environment(loc, markdown=False) for loc in self.locales}
-        self.chat_envs = {loc: self._environment(loc, markdown=True) for loc in self.locales}
+        self.envs = {loc: self._environment(loc) for loc in self.locales}
         self.env = self.envs[DEFAULT_LOCALE]  # kept for callers that used the single environment
 
-    def _environment(self, locale: str, *, markdown: bool) -> jinja2.Environment:
+    def _environment(self, locale: str) -> jinja2.Environment:
         return jinja2.Environment(
             loader=_LocaleLoader(self.loader, locale, self.locales),
-            autoescape=False
-            if markdown
-            else jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
-            finalize=_md_finalize if markdown else None,
+            autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+            finalize=_finalize,
             # A typo in a provider's template should fail check(), not print an empty string.
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -150,7 +151,7 @@ class Renderer:
         title = self.subject(notice, tenant, locale=locale)
         context = self.context(notice, tenant, locale=locale, markdown=True)
         context["subject"] = title
-        body = self.chat_envs[self.locale_of(tenant, locale)].get_template(f"{notice.kind}.txt").render(context)
+        body = self.envs[self.locale_of(tenant, locale)].get_template(f"{notice.kind}.txt").render(context)
         return title, re.sub(r"\n{3,}", "\n\n", body).strip() + "\n"
 
     def locale_of(self, tenant: Tenant, locale: str | None = None) -> str:
