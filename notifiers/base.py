@@ -37,7 +37,7 @@ __all__ = ["Notifier", "Rendered", "Renderer", "format_local", "humanize_lead", 
 
 @runtime_checkable
 class Notifier(Protocol):
-    channel: str  # "email" | "webhook": the outbox keys deliveries on it
+    channel: str  # "email" | "webhook" | "apprise:<scheme>": the outbox keys deliveries on it
 
     def applies_to(self, tenant: Tenant) -> bool: ...
 
