@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import traceback
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,6 +21,19 @@ from scheduler.errors import DeliveryError as _BaseDeliveryError
 from scheduler.model import NOTICE_KINDS, UTC, Notice, Tenant, isoz
 
 from .calendar import build_ics
+from .i18n import (
+    DEFAULT_LOCALE,
+    SHIPPED_TEMPLATES,
+    available_locales,
+    format_local,
+    humanize_lead,
+    humanize_span,
+    lead_text,
+    summary_label,
+    template_locale_or_default,
+)
+
+__all__ = ["Notifier", "Rendered", "Renderer", "format_local", "humanize_lead", "humanize_span", "summary_lines"]
 
 
 @dataclass
@@ -47,7 +60,7 @@ class DeliveryError(_BaseDeliveryError):
 
 @runtime_checkable
 class Notifier(Protocol):
-    channel: str  # "email" | "webhook": the outbox keys deliveries on it
+    channel: str  # "email" | "webhook" | "apprise:<scheme>": the outbox keys deliveries on it
 
     def applies_to(self, tenant: Tenant) -> bool: ...
 
@@ -63,65 +76,53 @@ class Rendered:
     payload: dict
 
 
-_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
-_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
-_UNIT_NAMES = {"w": "week", "d": "day", "h": "hour", "m": "minute", "s": "second"}
-_SUMMARY_LABELS = {
-    "actual_start": "Started",
-    "actual_end": "Ended",
-    "refused": "Jobs refused",
-    "drained": "Jobs drained",
-    "stopped": "Jobs stopped",
-}
+# Markdown that a chat client would act on in text from windows.yaml (titles, messages).
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>|~#])")
 
 
-def format_local(ts: datetime | str | None, zone: ZoneInfo) -> str:
-    """``Sat 5 Dec 2026 22:00 CET``: English names whatever the process locale is."""
-    if ts is None:
-        return ""
-    if isinstance(ts, str):
-        ts = datetime.fromisoformat(ts)
-    local = ts.astimezone(zone)
-    return (
-        f"{_DAYS[local.weekday()]} {local.day} {_MONTHS[local.month - 1]} {local.year} {local:%H:%M} {local.tzname()}"
-    )
+class _Markdown(str):
+    """Text already in Markdown: the chat environment's finalize leaves it alone."""
 
 
-def humanize_lead(lead: str | None) -> str:
-    """``24h`` -> ``24 hours``, ``1h30m`` -> ``1 hour 30 minutes``; unknown text passes through."""
-    if not lead:
-        return ""
-    parts = re.findall(r"(\d+)([wdhms])", lead)
-    if not parts or "".join(n + u for n, u in parts) != lead.strip():
-        return lead
-    return " ".join(f"{n} {_UNIT_NAMES[u]}{'' if n == '1' else 's'}" for n, u in parts)
+def md_escape(value: object) -> str:
+    return _MD_SPECIAL.sub(r"\\\1", str(value))
 
 
-def humanize_span(span: timedelta) -> str:
-    days, rest = divmod(int(span.total_seconds() // 60), 1440)
-    bits = [(days, "day"), (rest // 60, "hour"), (rest % 60, "minute")]
-    return " ".join(f"{n} {name}{'' if n == 1 else 's'}" for n, name in bits if n) or "0 minutes"
+@jinja2.pass_context
+def _finalize(context: jinja2.runtime.Context, value: object) -> object:
+    """Every ``{{ expression }}``: escaped for Markdown when rendering a chat body, as is
+    otherwise (HTML autoescaping comes after). One environment serves mail and chat, so a
+    template compiles once."""
+    if not context.get("markdown") or value is None or isinstance(value, _Markdown):
+        return value
+    return md_escape(value)
 
 
 class Renderer:
-    """Jinja2 templates per notice kind; a provider's directory is searched first.
+    """Jinja2 templates per notice kind and tenant language; a provider's directory wins.
 
-    Times are shown in the tenant's zone. ``.html`` templates autoescape, so text that comes
-    from windows.yaml (titles, messages) cannot inject markup into a tenant's mail client.
+    A template name resolves, for a tenant in locale L, to the first of: the provider's
+    ``L/<name>``, the provider's ``<name>``, the shipped ``L/<name>``, the shipped ``<name>``
+    (English). Times are shown in the tenant's zone and language. ``.html`` templates
+    autoescape, so text from windows.yaml cannot inject markup into a mail client; chat
+    bodies render the same ``<kind>.txt`` templates with Markdown escaping instead.
     """
 
     def __init__(self, provider_name: str, template_dir: str | None = None) -> None:
         self.provider_name = provider_name
         self.template_dir = template_dir
-        loaders: list[jinja2.BaseLoader] = [jinja2.PackageLoader("notifiers", "templates")]
-        if template_dir:
-            loaders.insert(0, jinja2.FileSystemLoader(template_dir))
         # Read once: the templates a reload checked are the ones every send uses, even
         # if the provider edits (or breaks) a file later -- the next reload checks that.
-        self.loader = _SnapshotLoader(jinja2.ChoiceLoader(loaders))
-        self.env = jinja2.Environment(
-            loader=self.loader,
+        self.loader = _SnapshotLoader(str(SHIPPED_TEMPLATES), template_dir)
+        self.locales = available_locales()
+        self.envs = {loc: self._environment(loc) for loc in self.locales}
+        self.env = self.envs[DEFAULT_LOCALE]  # kept for callers that used the single environment
+
+    def _environment(self, locale: str) -> jinja2.Environment:
+        return jinja2.Environment(
+            loader=_LocaleLoader(self.loader, locale, self.locales),
             autoescape=jinja2.select_autoescape(enabled_extensions=("html",), default_for_string=False),
+            finalize=_finalize,
             # A typo in a provider's template should fail check(), not print an empty string.
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -130,25 +131,62 @@ class Renderer:
         )
 
     def render(
-        self, notice: Notice, tenant: Tenant, *, organizer: str | None = None, now: datetime | None = None
+        self,
+        notice: Notice,
+        tenant: Tenant,
+        *,
+        organizer: str | None = None,
+        now: datetime | None = None,
+        locale: str | None = None,
     ) -> Rendered:
-        context = self.context(notice, tenant)
-        # A title with a newline would otherwise be a header injection (and EmailMessage refuses it).
-        subject = " ".join(self.env.get_template("subject.txt").render(context).split())
+        """Subject, text, HTML and .ics of one notice; ``locale`` defaults to the tenant's."""
+        loc = self.locale_of(tenant, locale)
+        env = self.envs[loc]
+        context = self.context(notice, tenant, locale=locale)
+        subject = self.subject(notice, tenant, locale=locale, context=context)
         context["subject"] = subject
+        summary = " ".join(env.get_template("calendar_summary.txt").render(context).split())
+        description = env.get_template("calendar_description.txt").render(context).strip()
         return Rendered(
             subject=subject,
-            text=self.env.get_template(f"{notice.kind}.txt").render(context),
-            html=self.env.get_template(f"{notice.kind}.html").render(context),
-            ics=build_ics(notice, organizer=organizer, attendees=tenant.email, now=now),
+            text=env.get_template(f"{notice.kind}.txt").render(context),
+            html=env.get_template(f"{notice.kind}.html").render(context),
+            ics=build_ics(
+                notice,
+                organizer=organizer,
+                attendees=tenant.email,
+                now=now,
+                summary=summary,
+                description=description,
+            ),
             payload=notice.payload(),
         )
 
-    def context(self, notice: Notice, tenant: Tenant) -> dict:
+    def subject(self, notice: Notice, tenant: Tenant, *, locale: str | None = None, context: dict | None = None) -> str:
+        context = context if context is not None else self.context(notice, tenant, locale=locale)
+        # A title with a newline would otherwise be a header injection (and EmailMessage refuses it).
+        return " ".join(self.envs[self.locale_of(tenant, locale)].get_template("subject.txt").render(context).split())
+
+    def render_chat(self, notice: Notice, tenant: Tenant, *, locale: str | None = None) -> tuple[str, str]:
+        """``(title, markdown body)`` for a chat or push channel: the email's subject, and the
+        email's ``<kind>.txt`` rendered in Markdown mode (no greeting or signature, rows as a
+        list, text from windows.yaml escaped)."""
+        title = self.subject(notice, tenant, locale=locale)
+        context = self.context(notice, tenant, locale=locale, markdown=True)
+        context["subject"] = title
+        body = self.envs[self.locale_of(tenant, locale)].get_template(f"{notice.kind}.txt").render(context)
+        return title, re.sub(r"\n{3,}", "\n\n", body).strip() + "\n"
+
+    def locale_of(self, tenant: Tenant, locale: str | None = None) -> str:
+        """The template folder for this tenant: ``locale`` if given, else ``tenant.locale``."""
+        return template_locale_or_default(locale or getattr(tenant, "locale", None))
+
+    def context(self, notice: Notice, tenant: Tenant, *, locale: str | None = None, markdown: bool = False) -> dict:
         zone = tenant.zone
+        tag = locale or getattr(tenant, "locale", None) or DEFAULT_LOCALE
 
         def local(ts: datetime | str | None) -> str:  # also a helper for provider templates
-            return format_local(ts, zone)
+            return format_local(ts, zone, tag)
 
         return {
             "provider": self.provider_name,
@@ -160,66 +198,94 @@ class Renderer:
             "lead": notice.lead,
             "late": notice.late,
             "link": notice.link,
+            "locale": self.locale_of(tenant, locale),
+            "markdown": markdown,
+            "row": _row_helper(markdown),
+            "url": (lambda link: _Markdown(f"<{link}>")) if markdown else (lambda link: link),
             "local": local,
             "start": local(notice.start),
             "end": local(notice.end),
             "start_utc": isoz(notice.start),
             "end_utc": isoz(notice.end),
-            "duration": humanize_span(notice.end - notice.start),
+            "duration": humanize_span(notice.end - notice.start, tag),
             "zone": getattr(zone, "key", str(zone)),
-            "lead_text": f"in {humanize_lead(notice.lead)}" if notice.lead else "",
+            "lead_text": lead_text(notice.lead, tag),
             "previous_start": local(notice.previous_start) if notice.previous_start else None,
             "previous_end": local(notice.previous_end) if notice.previous_end else None,
-            "summary": summary_lines(notice.summary, zone),
+            "summary": summary_lines(notice.summary, zone, tag),
         }
 
     def check(self) -> list[str]:
-        """Compile every template, then render each kind once with a sample notice.
+        """Compile every template, then render each kind once with a sample notice, in every
+        locale maintd ships (so a provider's ``de/`` override is checked too).
 
         Returns ``FILE:LINE: message`` strings; empty when everything renders. Run it at
         config reload so a broken provider template is reported there, not at send time.
         """
-        errors: list[str] = []
         if self.template_dir and not Path(self.template_dir).is_dir():
             return [f"{self.template_dir}: template directory does not exist"]
         if self.loader.problems:
             return list(self.loader.problems)
-        for name in sorted(self.env.list_templates(extensions=("txt", "html"))):
+        errors: list[str] = []
+        for filename, source in self.loader.files():
             try:
-                self.env.get_template(name)
+                self.env.parse(source, filename=filename)
             except jinja2.TemplateSyntaxError as exc:
-                errors.append(f"{exc.filename or name}:{exc.lineno}: {exc.message}")
+                errors.append(f"{filename}:{exc.lineno}: {exc.message}")
         if errors:
             return errors
         tenant, notices = _samples()
-        for notice in notices:
-            try:
-                self.render(notice, tenant)
-            except Exception as exc:  # noqa: BLE001 - whatever breaks, report it, don't crash a reload
-                errors.append(self._locate(exc, notice.kind))
+        for loc in self.locales:
+            for notice in notices:
+                for step in (
+                    lambda: self.render(notice, tenant, locale=loc),
+                    lambda: self.render_chat(notice, tenant, locale=loc),
+                ):
+                    try:
+                        step()
+                    except Exception as exc:  # noqa: BLE001 - whatever breaks, report it, don't crash a reload
+                        error = self._locate(exc, notice.kind)
+                        if error not in errors:
+                            errors.append(error)
         return errors
 
     def _locate(self, exc: Exception, kind: str) -> str:
         # Jinja rewrites tracebacks so template frames carry the template's file and line.
-        files = {
-            self.env.loader.get_source(self.env, name)[1]
-            for name in self.env.list_templates(extensions=("txt", "html"))
-        }
+        files = {filename for filename, _ in self.loader.files()}
         frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename in files]
         where = f"{frames[-1].filename}:{frames[-1].lineno}" if frames else f"({kind} notice)"
         return f"{where}: {exc.__class__.__name__}: {exc} (rendering a {kind} notice)"
 
 
-class _SnapshotLoader(jinja2.BaseLoader):
-    """Every template's source as it was on disk when the renderer was made.
+def _row_helper(markdown: bool) -> Callable[[str, object], str]:
+    """``row(label, value)`` for the detail lines of ``.txt`` templates: aligned columns in
+    mail, a bulleted list in chat."""
+
+    def row(label: str, value: object) -> str:
+        if markdown:
+            return _Markdown(f"- **{md_escape(label)}:** {md_escape(value)}")
+        head = f"{label}:"
+        return f"  {head.ljust(15)}{value}" if len(head) < 15 else f"  {head} {value}"
+
+    return row
+
+
+class _SnapshotLoader:
+    """Every template's source as it was on disk when the renderer was made, by origin
+    (``provider`` or ``shipped``) and relative name (``scheduled.txt``, ``de/scheduled.txt``).
 
     Jinja's own loaders re-read a changed file on the next render; a broken edit would
     then surface at send time instead of at the reload that can report it.
     """
 
-    def __init__(self, loader: jinja2.BaseLoader) -> None:
-        self.sources: dict[str, tuple[str, str | None]] = {}
+    def __init__(self, shipped: str, provider: str | None) -> None:
+        self.sources: dict[tuple[str, str], tuple[str, str]] = {}
         self.problems: list[str] = []
+        for origin, root in (("shipped", shipped), ("provider", provider)):
+            if root and Path(root).is_dir():
+                self._read(origin, jinja2.FileSystemLoader(root))
+
+    def _read(self, origin: str, loader: jinja2.FileSystemLoader) -> None:
         probe = jinja2.Environment()
         for name in loader.list_templates():
             try:
@@ -229,35 +295,62 @@ class _SnapshotLoader(jinja2.BaseLoader):
             except (OSError, UnicodeDecodeError) as exc:
                 self.problems.append(f"{name}: cannot read template: {exc}")
                 continue
-            self.sources[name] = (source, filename)
+            self.sources[(origin, name)] = (source, filename or name)
+
+    def files(self) -> list[tuple[str, str]]:
+        """(filename, source) of every template ending in .txt or .html."""
+        return sorted((fn, src) for (_, name), (src, fn) in self.sources.items() if name.endswith((".txt", ".html")))
+
+
+class _LocaleLoader(jinja2.BaseLoader):
+    """One locale's view of the snapshot: provider ``L/name``, provider ``name``, shipped
+    ``L/name``, shipped ``name``. ``extends`` and ``include`` resolve the same way."""
+
+    def __init__(self, snapshot: _SnapshotLoader, locale: str, locales: list[str]) -> None:
+        self.snapshot = snapshot
+        self.locale = locale
+        self.locales = set(locales)
 
     def get_source(self, environment: jinja2.Environment, template: str):
-        try:
-            source, filename = self.sources[template]
-        except KeyError:
-            raise jinja2.TemplateNotFound(template) from None
-        return source, filename, lambda: True
+        for key in (
+            ("provider", f"{self.locale}/{template}"),
+            ("provider", template),
+            ("shipped", f"{self.locale}/{template}"),
+            ("shipped", template),
+        ):
+            if key in self.snapshot.sources:
+                source, filename = self.snapshot.sources[key]
+                return source, filename, lambda: True
+        raise jinja2.TemplateNotFound(template)
 
     def list_templates(self) -> list[str]:
-        return sorted(self.sources)
+        names = set()
+        for _, name in self.snapshot.sources:
+            first, _, rest = name.partition("/")
+            if not rest or first not in self.locales:
+                names.add(name)
+            elif first == self.locale:
+                names.add(rest)
+        return sorted(names)
 
 
-def summary_lines(summary: Mapping | None, zone: ZoneInfo) -> list[tuple[str, str]]:
+def summary_lines(summary: Mapping | None, zone: ZoneInfo, locale: str | None = None) -> list[tuple[str, str]]:
     """What the daemon reported about a finished occurrence, as (label, value) rows; only
     the keys that are present, known ones first."""
     if not summary:
         return []
     rows = []
-    keys = [k for k in _SUMMARY_LABELS if k in summary] + [k for k in summary if k not in _SUMMARY_LABELS]
+    known = ("actual_start", "actual_end", "refused", "drained", "stopped")
+    keys = [k for k in known if k in summary] + [k for k in summary if k not in known]
     for key in keys:
         value = summary[key]
         if key in ("actual_start", "actual_end") and value:
-            text = format_local(value, zone)
+            text = format_local(value, zone, locale)
         elif isinstance(value, Mapping):
             text = ", ".join(f"{k}: {v}" for k, v in value.items()) or "none"
         else:
             text = str(value)
-        rows.append((_SUMMARY_LABELS.get(key, key.replace("_", " ").capitalize()), text))
+        rows.append((summary_label(key, locale), text))
     return rows
 
 

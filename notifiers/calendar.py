@@ -18,13 +18,20 @@ PRODID = "-//maintd//EN"
 
 
 def build_ics(
-    notice: Notice, *, organizer: str | None = None, attendees: Sequence[str] = (), now: datetime | None = None
+    notice: Notice,
+    *,
+    organizer: str | None = None,
+    attendees: Sequence[str] = (),
+    now: datetime | None = None,
+    summary: str | None = None,
+    description: str | None = None,
 ) -> bytes:
     """One VEVENT as an iTIP message: ``REQUEST`` for every kind, ``CANCEL`` for cancelled.
 
     ``organizer`` is an address (``noc@example.com`` or ``Name <noc@example.com>``); clients
     that follow RFC 5546 ignore invitations without one. ``now`` is the DTSTAMP (the loop's
-    clock; defaults to the current time).
+    clock; defaults to the current time). ``summary`` and ``description`` are the tenant's
+    language (the renderer's calendar templates); they default to the title and message.
     """
     cancelled = notice.kind == "cancelled"
     cal = _calendar()
@@ -34,8 +41,8 @@ def build_ics(
         sequence=notice.sequence,
         start=notice.start,
         end=notice.end,
-        title=notice.title,
-        message=notice.message,
+        title=summary or notice.title,
+        message=notice.message if description is None else description,
         url=notice.link,
         cancelled=cancelled,
         stamp=now,

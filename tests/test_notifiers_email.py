@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import socket
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -12,7 +12,7 @@ import pytest
 
 from notifiers import EmailNotifier, Renderer
 from scheduler.errors import DeliveryError
-from scheduler.model import EmailSettings
+from scheduler.model import EmailSettings, Tenant
 
 try:
     from notifier_fixtures import (  # noqa: F401
@@ -222,3 +222,39 @@ def test_broken_provider_template_is_a_permanent_failure(smtp_server, tmp_path):
     assert info.value.permanent is True
     assert "no_such_variable" in info.value.message
     assert smtp_server.inbox.messages == []
+
+
+@dataclass(frozen=True, kw_only=True)
+class _LocaleTenant(Tenant):
+    locale: str = "en"
+
+    __hash__ = Tenant.__hash__
+
+
+@pytest.mark.parametrize(
+    "locale, subject, words",
+    [
+        (
+            "de",
+            "[Example Cloud] Geplante Wartung: Storage firmware update — Samstag, 5. Dezember 2026, 22:00 CET",
+            ["Hallo ACME Corp,", "Beginn in 24 Stunden", "Sonntag, 6. Dezember 2026, 02:00 CET"],
+        ),
+        (
+            "fr",
+            "[Example Cloud] Maintenance planifiée : Storage firmware update — samedi 5 décembre 2026 à 22:00 CET",
+            ["Bonjour ACME Corp,", "dans 24 heures", "dimanche 6 décembre 2026 à 02:00 CET"],
+        ),
+    ],
+    ids=["de", "fr"],
+)
+def test_a_tenants_locale_reaches_the_mailbox(smtp_server, renderer, locale, subject, words):
+    base = make_tenant()
+    tenant = _LocaleTenant(id=base.id, name=base.name, zone=base.zone, email=base.email, locale=locale)
+    msg = deliver(smtp_server, renderer, make_notice(), tenant)
+    assert msg["Subject"] == subject
+    for body in (msg.get_body(("plain",)).get_content(), msg.get_body(("html",)).get_content()):
+        for word in words:
+            assert word in body
+    assert f'<html lang="{locale}">' in msg.get_body(("html",)).get_content()
+    event = event_of(calendar_of(msg)[0])
+    assert words[2] in str(event["DESCRIPTION"])
