@@ -169,9 +169,8 @@ def test_backoff(attempts: int, jitter: float, delay: timedelta) -> None:
 
 
 def test_backoff_custom_base_and_cap_and_bad_jitter() -> None:
-    small = dict(base=timedelta(seconds=1), cap=timedelta(seconds=5))
-    assert backoff(3, T0, **small) == T0 + timedelta(seconds=4)
-    assert backoff(4, T0, **small) == T0 + timedelta(seconds=5)
+    assert backoff(3, T0, base=S, cap=5 * S) == T0 + 4 * S
+    assert backoff(4, T0, base=S, cap=5 * S) == T0 + 5 * S
     for bad in (-0.1, 1.5):
         with pytest.raises(ValueError, match="jitter must be between 0 and 1"):
             backoff(1, T0, jitter=bad)

@@ -912,6 +912,29 @@ def test_an_in_memory_transaction_reads_its_own_secret() -> None:
             assert r.secrets.tenant_for_secret(made) == "acme"
 
 
+def test_an_in_memory_store_takes_transactions_from_threads_in_turn() -> None:
+    """One shared connection: concurrent transactions and reads wait for each other."""
+    with Store("sqlite://") as store:
+        errors: list[BaseException] = []
+
+        def work(i: int) -> None:
+            try:
+                for k in range(20):
+                    with store.transaction() as tx:
+                        tx.journal("reload", at=T0, message=f"{i}-{k}")
+                    store.history(limit=1)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert errors == []
+        assert len(store.history(limit=1000)) == 80
+
+
 def test_read_sees_the_last_commit_and_refuses_writes(store: Store) -> None:
     with store.transaction() as tx:
         tx.journal("reload", at=T0, message="committed")

@@ -23,8 +23,9 @@ Rules the package keeps:
 from __future__ import annotations
 
 import secrets as _secrets
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -34,7 +35,7 @@ from ..errors import StoreError
 from ..retry import backoff as next_attempt
 from ..retry import give_up
 from .base import guard
-from .engine import WRITE, database_url, describe, make_engine, read_only
+from .engine import WRITE, database_url, describe, is_memory, make_engine, read_only
 from .migrations import LATEST_VERSION, MIGRATIONS, migrate, refuse_newer, schema_version
 from .schema import JSONText, OccurrenceKey, UTCDateTime, metadata
 from .tx import Tx
@@ -70,6 +71,8 @@ class Store:
         self.url = make_url(url)
         self.where = describe(self.url)
         self.engine = make_engine(self.url)
+        # An in-memory database is one shared connection: its transactions take turns.
+        self._turns: AbstractContextManager[Any] = threading.RLock() if is_memory(self.url) else nullcontext()
         try:
             self._upgrade()
         except BaseException:
@@ -99,7 +102,7 @@ class Store:
     def _open(self, action: str, *, write: bool = False) -> Iterator[Tx]:
         """One transaction on a pooled connection. A write commits on leaving and rolls back
         on an exception; a read refuses writes and always rolls back."""
-        with guard(self.where, action), self.engine.connect() as conn:
+        with self._turns, guard(self.where, action), self.engine.connect() as conn:
             if write:
                 conn.execution_options(**{WRITE: True})
                 with conn.begin():

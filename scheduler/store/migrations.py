@@ -19,147 +19,147 @@ from .schema import JSONText, OccurrenceKey, UTCDateTime
 __all__ = ["LATEST_VERSION", "MIGRATIONS", "migrate", "refuse_newer", "schema_version"]
 
 
+# Version 1: the tables of the first release, frozen as released.
+_v1 = sa.MetaData()
+_dt, _key, _js, _S = UTCDateTime, OccurrenceKey, JSONText, sa.String  # short, for the table below
+sa.Table(
+    "journal",
+    _v1,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("at", _dt, nullable=False),
+    sa.Column("kind", _S(32), nullable=False),
+    sa.Column("window", _S(200)),
+    sa.Column("occurrence", _key),
+    sa.Column("actor", _S(200)),
+    sa.Column("message", sa.Text, nullable=False, server_default=""),
+    sa.Column("detail", _js),
+)
+sa.Table(
+    "occurrence_events",
+    _v1,
+    sa.Column("window", _S(200), primary_key=True),
+    sa.Column("occurrence", _key, primary_key=True),
+    sa.Column("event", _S(8), primary_key=True),
+    sa.Column("at", _dt, nullable=False),
+    sa.Column("recorded_at", _dt, nullable=False),
+    sa.Column("late", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("detail", _js),
+)
+sa.Table(
+    "announcements",
+    _v1,
+    sa.Column("window", _S(200), primary_key=True),
+    sa.Column("occurrence", _key, primary_key=True),
+    sa.Column("start", _dt, nullable=False),
+    sa.Column("end", _dt, nullable=False),
+    sa.Column("title", sa.Text, nullable=False),
+    sa.Column("sequence", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("tenants", _js, nullable=False),
+    sa.Column("status", _S(16), nullable=False),
+    sa.Column("updated_at", _dt, nullable=False),
+)
+sa.Table(
+    "overrides",
+    _v1,
+    sa.Column("window", _S(200), primary_key=True),
+    sa.Column("occurrence", _key, primary_key=True),
+    sa.Column("end", _dt, nullable=False),
+    sa.Column("reason", _S(16), nullable=False),
+    sa.Column("at", _dt, nullable=False),
+    sa.Column("actor", _S(200)),
+)
+sa.Table(
+    "manual",
+    _v1,
+    sa.Column("id", _S(64), primary_key=True),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("start", _dt, nullable=False),
+    sa.Column("end", _dt),
+    sa.Column("tenants", _js),
+    sa.Column("policy", _S(200)),
+    sa.Column("created_at", _dt, nullable=False),
+    sa.Column("ended_at", _dt),
+    sa.Column("actor", _S(200)),
+)
+sa.Table(
+    "outbox",
+    _v1,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("notice_id", _S(64), nullable=False),
+    sa.Column("channel", _S(32), nullable=False),
+    sa.Column("window", _S(200), nullable=False),
+    sa.Column("occurrence", _key, nullable=False),
+    sa.Column("tenant", _S(200), nullable=False),
+    sa.Column("kind", _S(16), nullable=False),
+    sa.Column("lead", _S(32), nullable=False, server_default=""),
+    sa.Column("seq", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("payload", _js, nullable=False),
+    sa.Column("status", _S(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", _dt, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", _dt, nullable=False),
+    sa.Column("updated_at", _dt, nullable=False),
+    sa.Column("sent_at", _dt),
+    sa.Column("claimed_by", _S(200)),
+    sa.Column("claimed_until", _dt),
+    sa.UniqueConstraint("window", "occurrence", "tenant", "kind", "lead", "seq", "channel", name="uq_outbox_delivery"),
+)
+sa.Table(
+    "leases",
+    _v1,
+    sa.Column("id", _S(64), primary_key=True),
+    sa.Column("tenant", _S(200), nullable=False),
+    sa.Column("kind", _S(200), nullable=False),
+    sa.Column("resource", _S(200)),
+    sa.Column("window", _S(200)),
+    sa.Column("occurrence", _key),
+    sa.Column("admitted_at", _dt, nullable=False),
+    sa.Column("heartbeat_at", _dt, nullable=False),
+    sa.Column("interval_s", sa.Integer, nullable=False),
+    sa.Column("expires_at", _dt, nullable=False),
+    sa.Column("drain", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("deadline", _dt),
+    sa.Column("then", _S(8)),
+    sa.Column("status", _S(16), nullable=False, server_default="running"),
+    sa.Column("released_at", _dt),
+    sa.Column("overrun", sa.Boolean, nullable=False, server_default=sa.false()),
+)
+sa.Table(
+    "hook_runs",
+    _v1,
+    sa.Column("window", _S(200), primary_key=True),
+    sa.Column("occurrence", _key, primary_key=True),
+    sa.Column("event", _S(8), primary_key=True),
+    sa.Column("status", _S(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("next_attempt_at", _dt, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("exit_code", sa.Integer),
+    sa.Column("updated_at", _dt, nullable=False),
+)
+sa.Table(
+    "tenant_secrets",
+    _v1,
+    sa.Column("tenant", _S(200), primary_key=True),
+    sa.Column("secret", _S(200), nullable=False, unique=True),
+    sa.Column("created_at", _dt, nullable=False),
+)
+sa.Table(
+    "instances",
+    _v1,
+    sa.Column("id", _S(200), primary_key=True),
+    sa.Column("listen", _S(200), nullable=False),
+    sa.Column("started_at", _dt, nullable=False),
+    sa.Column("heartbeat_at", _dt, nullable=False),
+    sa.Column("leader", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("since", _dt),
+)
+
+
 def _v1_base_tables(conn: Connection) -> None:
     """Version 1: the tables of the first release."""
-    md = sa.MetaData()
-    dt, key, js = UTCDateTime, OccurrenceKey, JSONText
-    S = sa.String
-    sa.Table(
-        "journal",
-        md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("at", dt, nullable=False),
-        sa.Column("kind", S(32), nullable=False),
-        sa.Column("window", S(200)),
-        sa.Column("occurrence", key),
-        sa.Column("actor", S(200)),
-        sa.Column("message", sa.Text, nullable=False, server_default=""),
-        sa.Column("detail", js),
-    )
-    sa.Table(
-        "occurrence_events",
-        md,
-        sa.Column("window", S(200), primary_key=True),
-        sa.Column("occurrence", key, primary_key=True),
-        sa.Column("event", S(8), primary_key=True),
-        sa.Column("at", dt, nullable=False),
-        sa.Column("recorded_at", dt, nullable=False),
-        sa.Column("late", sa.Boolean, nullable=False, server_default=sa.false()),
-        sa.Column("detail", js),
-    )
-    sa.Table(
-        "announcements",
-        md,
-        sa.Column("window", S(200), primary_key=True),
-        sa.Column("occurrence", key, primary_key=True),
-        sa.Column("start", dt, nullable=False),
-        sa.Column("end", dt, nullable=False),
-        sa.Column("title", sa.Text, nullable=False),
-        sa.Column("sequence", sa.Integer, nullable=False, server_default="0"),
-        sa.Column("tenants", js, nullable=False),
-        sa.Column("status", S(16), nullable=False),
-        sa.Column("updated_at", dt, nullable=False),
-    )
-    sa.Table(
-        "overrides",
-        md,
-        sa.Column("window", S(200), primary_key=True),
-        sa.Column("occurrence", key, primary_key=True),
-        sa.Column("end", dt, nullable=False),
-        sa.Column("reason", S(16), nullable=False),
-        sa.Column("at", dt, nullable=False),
-        sa.Column("actor", S(200)),
-    )
-    sa.Table(
-        "manual",
-        md,
-        sa.Column("id", S(64), primary_key=True),
-        sa.Column("reason", sa.Text, nullable=False),
-        sa.Column("start", dt, nullable=False),
-        sa.Column("end", dt),
-        sa.Column("tenants", js),
-        sa.Column("policy", S(200)),
-        sa.Column("created_at", dt, nullable=False),
-        sa.Column("ended_at", dt),
-        sa.Column("actor", S(200)),
-    )
-    sa.Table(
-        "outbox",
-        md,
-        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
-        sa.Column("notice_id", S(64), nullable=False),
-        sa.Column("channel", S(32), nullable=False),
-        sa.Column("window", S(200), nullable=False),
-        sa.Column("occurrence", key, nullable=False),
-        sa.Column("tenant", S(200), nullable=False),
-        sa.Column("kind", S(16), nullable=False),
-        sa.Column("lead", S(32), nullable=False, server_default=""),
-        sa.Column("seq", sa.Integer, nullable=False, server_default="0"),
-        sa.Column("payload", js, nullable=False),
-        sa.Column("status", S(16), nullable=False, server_default="pending"),
-        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-        sa.Column("next_attempt_at", dt, nullable=False),
-        sa.Column("last_error", sa.Text),
-        sa.Column("created_at", dt, nullable=False),
-        sa.Column("updated_at", dt, nullable=False),
-        sa.Column("sent_at", dt),
-        sa.Column("claimed_by", S(200)),
-        sa.Column("claimed_until", dt),
-        sa.UniqueConstraint(
-            "window", "occurrence", "tenant", "kind", "lead", "seq", "channel", name="uq_outbox_delivery"
-        ),
-    )
-    sa.Table(
-        "leases",
-        md,
-        sa.Column("id", S(64), primary_key=True),
-        sa.Column("tenant", S(200), nullable=False),
-        sa.Column("kind", S(200), nullable=False),
-        sa.Column("resource", S(200)),
-        sa.Column("window", S(200)),
-        sa.Column("occurrence", key),
-        sa.Column("admitted_at", dt, nullable=False),
-        sa.Column("heartbeat_at", dt, nullable=False),
-        sa.Column("interval_s", sa.Integer, nullable=False),
-        sa.Column("expires_at", dt, nullable=False),
-        sa.Column("drain", sa.Boolean, nullable=False, server_default=sa.false()),
-        sa.Column("deadline", dt),
-        sa.Column("then", S(8)),
-        sa.Column("status", S(16), nullable=False, server_default="running"),
-        sa.Column("released_at", dt),
-        sa.Column("overrun", sa.Boolean, nullable=False, server_default=sa.false()),
-    )
-    sa.Table(
-        "hook_runs",
-        md,
-        sa.Column("window", S(200), primary_key=True),
-        sa.Column("occurrence", key, primary_key=True),
-        sa.Column("event", S(8), primary_key=True),
-        sa.Column("status", S(16), nullable=False, server_default="pending"),
-        sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
-        sa.Column("next_attempt_at", dt, nullable=False),
-        sa.Column("last_error", sa.Text),
-        sa.Column("exit_code", sa.Integer),
-        sa.Column("updated_at", dt, nullable=False),
-    )
-    sa.Table(
-        "tenant_secrets",
-        md,
-        sa.Column("tenant", S(200), primary_key=True),
-        sa.Column("secret", S(200), nullable=False, unique=True),
-        sa.Column("created_at", dt, nullable=False),
-    )
-    sa.Table(
-        "instances",
-        md,
-        sa.Column("id", S(200), primary_key=True),
-        sa.Column("listen", S(200), nullable=False),
-        sa.Column("started_at", dt, nullable=False),
-        sa.Column("heartbeat_at", dt, nullable=False),
-        sa.Column("leader", sa.Boolean, nullable=False, server_default=sa.false()),
-        sa.Column("since", dt),
-    )
-    md.create_all(conn)
+    _v1.create_all(conn)
 
 
 def _v2_late_notices_and_indexes(conn: Connection) -> None:

@@ -7,7 +7,7 @@ a compare-and-set and may finish only the rows it still holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -24,7 +24,7 @@ _RESULT_STATUSES = ("sent", "pending", "failed", "superseded")
 
 
 class Outbox(Repository):
-    def enqueue(self, rows: list[Mapping[str, Any]]) -> int:
+    def enqueue(self, rows: Sequence[Mapping[str, Any]]) -> int:
         """Add notice deliveries as ``pending``; rows already there are skipped. Returns how many were new.
 
         Each row needs ``notice_id, channel, window, occurrence, tenant, kind, payload,

@@ -7,7 +7,7 @@ the one connection, a read inside a transaction sees that transaction's own writ
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -112,7 +112,7 @@ class Tx:
 
     # outbox ----------------------------------------------------------------
 
-    def enqueue(self, rows: list[Mapping[str, Any]]) -> int:
+    def enqueue(self, rows: Sequence[Mapping[str, Any]]) -> int:
         return self.outbox.enqueue(rows)
 
     def supersede(self, window: str, occurrence: datetime, kind: str, now: datetime, tenant: str | None = None) -> int:
