@@ -21,17 +21,8 @@ import sqlalchemy as sa
 from sqlalchemy import event
 
 from scheduler.errors import StoreError
-from scheduler.store import (
-    LATEST_VERSION,
-    MIGRATIONS,
-    Store,
-    database_url,
-    give_up,
-    make_engine,
-    metadata,
-    migrate,
-    next_attempt,
-)
+from scheduler.store import LATEST_VERSION, MIGRATIONS, Store, database_url, make_engine, metadata, migrate
+from scheduler.store.engine import BUSY_TIMEOUT_MS
 
 UTC = UTC
 T0 = datetime(2026, 12, 5, 21, 0, tzinfo=UTC)  # an occurrence start
@@ -104,6 +95,25 @@ def notice_row(
         created_at=at,
         **extra,
     )
+
+
+def finish(
+    store: Store,
+    id: int,
+    now: datetime,
+    status: str,
+    error: str | None = None,
+    *,
+    next_at: datetime | None = None,
+    worker: str | None = None,
+) -> bool:
+    """One delivery result through ``finish_many``, as the outbox worker records it; True if it moved."""
+    values: dict = {"status": status, "updated_at": now, "last_error": error}
+    if status == "sent":
+        values["sent_at"] = now
+    if next_at is not None:
+        values["next_attempt_at"] = next_at
+    return store.finish_many([(id, values)], worker=worker) == {id}
 
 
 # --------------------------------------------------------------------------- opening and migrations
@@ -218,7 +228,8 @@ def test_sqlite_connection_settings(db_path: Path) -> None:
             name: conn.exec_driver_sql(f"PRAGMA {name}").scalar()
             for name in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
         }
-    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 5000, "foreign_keys": 1}
+    assert pragmas == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": BUSY_TIMEOUT_MS, "foreign_keys": 1}
+    assert BUSY_TIMEOUT_MS >= 30_000  # outlasts the longest write transaction: see engine.py
 
 
 def test_in_memory_store_is_one_shared_database() -> None:
@@ -507,26 +518,26 @@ def test_claim_takes_due_rows_only(store: Store) -> None:
                 notice_row("dry", at=now - 5 * MIN, status="dry-run"),
             ]
         )
-    first = store.claim(now, worker="w1", limit=2, lease=5 * MIN)
+    first = store.claim_batch(now, worker="w1", limit=2, lease=5 * MIN)
     assert [r["tenant"] for r in first] == ["due-first", "due-second"]
     assert {(r["status"], r["attempts"], r["claimed_by"], r["claimed_until"]) for r in first} == {
         ("sending", 1, "w1", now + 5 * MIN)
     }
-    assert [r["tenant"] for r in store.claim(now, worker="w2", limit=10, lease=5 * MIN)] == ["due-now"]
-    assert store.claim(now, worker="w3", limit=10, lease=5 * MIN) == []
-    assert [r["tenant"] for r in store.claim(now + MIN, worker="w3", limit=10, lease=5 * MIN)] == ["later"]
+    assert [r["tenant"] for r in store.claim_batch(now, worker="w2", limit=10, lease=5 * MIN)] == ["due-now"]
+    assert store.claim_batch(now, worker="w3", limit=10, lease=5 * MIN) == []
+    assert [r["tenant"] for r in store.claim_batch(now + MIN, worker="w3", limit=10, lease=5 * MIN)] == ["later"]
 
 
 def test_a_crashed_workers_claim_is_taken_over_after_its_lease(store: Store) -> None:
     with store.transaction() as tx:
         tx.enqueue([notice_row("acme", at=T0 - MIN)])
-    [row] = store.claim(T0, worker="crashed", limit=1, lease=5 * MIN)
-    assert store.claim(T0 + 5 * MIN, worker="w2", limit=1, lease=5 * MIN) == []  # still held
-    [again] = store.claim(T0 + 5 * MIN + timedelta(seconds=1), worker="w2", limit=1, lease=5 * MIN)
+    [row] = store.claim_batch(T0, worker="crashed", limit=1, lease=5 * MIN)
+    assert store.claim_batch(T0 + 5 * MIN, worker="w2", limit=1, lease=5 * MIN) == []  # still held
+    [again] = store.claim_batch(T0 + 5 * MIN + timedelta(seconds=1), worker="w2", limit=1, lease=5 * MIN)
     assert (again["id"], again["claimed_by"], again["attempts"]) == (row["id"], "w2", 2)
     # the crashed worker, should it wake up, can no longer finish the row
-    assert store.mark_sent(row["id"], T0 + 6 * MIN, worker="crashed") is False
-    assert store.mark_sent(row["id"], T0 + 6 * MIN, worker="w2") is True
+    assert finish(store, row["id"], T0 + 6 * MIN, "sent", worker="crashed") is False
+    assert finish(store, row["id"], T0 + 6 * MIN, "sent", worker="w2") is True
 
 
 @pytest.mark.parametrize(
@@ -554,25 +565,25 @@ def test_a_crashed_workers_claim_is_taken_over_after_its_lease(store: Store) -> 
         "superseded_sent_refused",
     ],
 )
-def test_mark_is_compare_and_set_on_sending(store: Store, setup: str, mark: str, result: bool, status: str) -> None:
+def test_finish_is_compare_and_set_on_sending(store: Store, setup: str, mark: str, result: bool, status: str) -> None:
     with store.transaction() as tx:
         tx.enqueue([notice_row("acme", at=T0 - MIN)])
     [row] = store.notices()
     if setup != "pending":
-        store.claim(T0, worker="w", limit=1, lease=MIN)
+        store.claim_batch(T0, worker="w", limit=1, lease=MIN)
     if setup == "sent":
-        store.mark_sent(row["id"], T0)
+        finish(store, row["id"], T0, "sent")
     elif setup == "failed":
-        store.mark_failed(row["id"], T0, "550 no such user")
+        finish(store, row["id"], T0, "failed", "550 no such user")
     elif setup == "superseded":
         with store.transaction() as tx:
             tx.supersede("storage-firmware", OCC, "scheduled", T0)
 
     now = T0 + MIN
     marks = {
-        "sent": lambda: store.mark_sent(row["id"], now),
-        "retry": lambda: store.mark_retry(row["id"], now, "HTTP 503", now + 30 * MIN / 60),
-        "failed": lambda: store.mark_failed(row["id"], now, "HTTP 410 gone"),
+        "sent": lambda: finish(store, row["id"], now, "sent"),
+        "retry": lambda: finish(store, row["id"], now, "pending", "HTTP 503", next_at=now + 30 * MIN / 60),
+        "failed": lambda: finish(store, row["id"], now, "failed", "HTTP 410 gone"),
     }
     assert marks[mark]() is result
     [after] = store.notices()
@@ -583,14 +594,13 @@ def test_mark_is_compare_and_set_on_sending(store: Store, setup: str, mark: str,
         assert (after["last_error"], after["sent_at"]) == expected[mark]
     if mark == "retry" and result:
         assert after["next_attempt_at"] == now + 30 * MIN / 60
-        assert store.claim(now, worker="w", limit=1, lease=MIN) == []
-        assert len(store.claim(now + 30 * MIN / 60, worker="w", limit=1, lease=MIN)) == 1
+        assert store.claim_batch(now, worker="w", limit=1, lease=MIN) == []
+        assert len(store.claim_batch(now + 30 * MIN / 60, worker="w", limit=1, lease=MIN)) == 1
 
 
-@pytest.mark.parametrize("claim", ["claim", "claim_batch"])
-def test_two_stores_claiming_at_once_never_share_a_row(url: str, claim: str) -> None:
-    """Two Store objects on one database (two daemons' worth of connections), two threads;
-    the same race for the one-by-one claim and the batch claim the outbox worker uses."""
+def test_two_stores_claiming_at_once_never_share_a_row(url: str) -> None:
+    """Two Store objects on one database (two daemons' worth of connections), two threads
+    racing with the batch claim the outbox worker uses."""
     stores = [Store(url), Store(url)]
     with stores[0].transaction() as tx:
         tx.enqueue([notice_row(f"tenant-{i:03d}", at=T0 - MIN) for i in range(300)])
@@ -601,7 +611,7 @@ def test_two_stores_claiming_at_once_never_share_a_row(url: str, claim: str) -> 
     def worker(name: str, s: Store) -> None:
         try:
             start.wait()
-            while rows := getattr(s, claim)(T0, worker=name, limit=7, lease=5 * MIN):
+            while rows := s.claim_batch(T0, worker=name, limit=7, lease=5 * MIN):
                 claimed[name].extend(r["id"] for r in rows)
                 for r in rows:
                     assert r["claimed_by"] == name
@@ -635,11 +645,11 @@ def test_supersede_and_was_notified(store: Store) -> None:
             ]
         )
     by_tenant = {}
-    for row in store.claim(now, worker="w", limit=10, lease=MIN):
+    for row in store.claim_batch(now, worker="w", limit=10, lease=MIN):
         by_tenant[row["tenant"]] = row["id"]
-    store.mark_sent(by_tenant["sent"], now)
-    store.mark_failed(by_tenant["failed"], now, "boom")
-    store.mark_retry(by_tenant["other-occurrence"], now, "later", now + MIN)
+    finish(store, by_tenant["sent"], now, "sent")
+    finish(store, by_tenant["failed"], now, "failed", "boom")
+    finish(store, by_tenant["other-occurrence"], now, "pending", "later", next_at=now + MIN)
 
     assert store.was_notified("storage-firmware", OCC) == {"sent", "sending", "pending"}
     assert store.was_notified("storage-firmware", OCC, include_dry_run=True) == {"sent", "sending", "pending", "dry"}
@@ -648,7 +658,7 @@ def test_supersede_and_was_notified(store: Store) -> None:
     assert store.was_notified("storage-firmware", OCC) == {"sent", "sending"}
     with store.transaction() as tx:
         assert tx.supersede("storage-firmware", OCC, "scheduled", now) == 1  # only "sending" is left
-    assert store.mark_sent(by_tenant["sending"], now) is False  # its worker lost the row
+    assert finish(store, by_tenant["sending"], now, "sent") is False  # its worker lost the row
     assert store.was_notified("storage-firmware", OCC) == {"sent"}
     statuses = {(n["tenant"], n["kind"]): n["status"] for n in store.notices()}
     assert statuses == {
@@ -672,10 +682,10 @@ def test_notice_counts_and_log_filters(store: Store) -> None:
                 notice_row("acme", window="patch-tuesday", at=T0 - MIN),
             ]
         )
-    rows = {(r["window"], r["tenant"]): r["id"] for r in store.claim(T0, worker="w", limit=2, lease=MIN)}
-    store.mark_sent(rows[("storage-firmware", "acme")], T0)
-    store.mark_failed(rows[("storage-firmware", "beta")], T0, "HTTP 410")
-    store.claim(T0, worker="w", limit=1, lease=MIN)  # one "sending" counts as pending
+    rows = {(r["window"], r["tenant"]): r["id"] for r in store.claim_batch(T0, worker="w", limit=2, lease=MIN)}
+    finish(store, rows[("storage-firmware", "acme")], T0, "sent")
+    finish(store, rows[("storage-firmware", "beta")], T0, "failed", "HTTP 410")
+    store.claim_batch(T0, worker="w", limit=1, lease=MIN)  # one "sending" counts as pending
 
     assert store.notice_counts() == {"sent": 1, "pending": 2, "failed": 1}
     cases = {
@@ -698,65 +708,6 @@ def test_notice_counts_and_log_filters(store: Store) -> None:
         1,
         {"tenant": "beta", "kind": "scheduled"},
     )
-
-
-# --------------------------------------------------------------------------- retry policy
-
-
-@pytest.mark.parametrize(
-    ("attempts", "jitter", "delay"),
-    [
-        (1, 0.0, timedelta(seconds=30)),
-        (2, 0.0, timedelta(seconds=60)),
-        (3, 0.0, timedelta(seconds=120)),
-        (7, 0.0, timedelta(seconds=1920)),
-        (8, 0.0, timedelta(hours=1)),
-        (500, 0.0, timedelta(hours=1)),
-        (0, 0.0, timedelta(seconds=30)),
-        (1, 1.0, timedelta(seconds=15)),
-        (3, 0.5, timedelta(seconds=90)),
-        (500, 1.0, timedelta(minutes=30)),
-    ],
-    ids=[
-        "first_retry",
-        "doubles",
-        "doubles_again",
-        "just_under_cap",
-        "capped",
-        "huge_attempts_capped",
-        "zero_attempts_is_base",
-        "full_jitter_halves",
-        "half_jitter_quarter_off",
-        "jitter_under_cap",
-    ],
-)
-def test_next_attempt(attempts: int, jitter: float, delay: timedelta) -> None:
-    assert next_attempt(attempts, T0, jitter=jitter) == T0 + delay
-
-
-def test_next_attempt_custom_base_and_cap_and_bad_jitter() -> None:
-    small = dict(base=timedelta(seconds=1), cap=timedelta(seconds=5))
-    assert next_attempt(3, T0, **small) == T0 + timedelta(seconds=4)
-    assert next_attempt(4, T0, **small) == T0 + timedelta(seconds=5)
-    for bad in (-0.1, 1.5):
-        with pytest.raises(ValueError, match="jitter must be between 0 and 1"):
-            next_attempt(1, T0, jitter=bad)
-
-
-@pytest.mark.parametrize(
-    ("attempts", "age", "expected"),
-    [
-        (1, timedelta(minutes=1), False),
-        (7, timedelta(hours=23, minutes=59), False),
-        (8, timedelta(minutes=1), True),
-        (9, timedelta(minutes=1), True),
-        (1, timedelta(hours=24), True),
-        (1, timedelta(days=3), True),
-    ],
-    ids=["fresh", "just_under_both", "max_attempts_reached", "past_max_attempts", "max_age_reached", "way_too_old"],
-)
-def test_give_up(attempts: int, age: timedelta, expected: bool) -> None:
-    assert give_up(attempts, T0 - age, T0, max_attempts=8, max_age=timedelta(hours=24)) is expected
 
 
 # --------------------------------------------------------------------------- leases
@@ -925,6 +876,125 @@ def test_instances(store: Store) -> None:
             "since": None,
         },
     ]
+
+
+# --------------------------------------------------------------------------- transactions and reads
+
+
+def test_a_transaction_reads_its_own_writes(store: Store) -> None:
+    """Every repository of a transaction shares its connection: what it wrote, it reads,
+    while other connections still see the last commit."""
+    with store.transaction() as tx:
+        secret = tx.secrets.tenant_secret("acme", token_factory=lambda: "s-acme", now=T0)
+        assert secret == "s-acme"
+        assert tx.secrets.tenant_secret("acme", create=False) == "s-acme"
+        assert tx.secrets.tenant_for_secret("s-acme") == "acme"
+        tx.journal("reload", at=T0, message="inside")
+        assert [e["message"] for e in tx.journal.history()] == ["inside"]
+        assert tx.enqueue([notice_row("acme")]) == 1
+        assert [n["tenant"] for n in tx.outbox.listing()] == ["acme"]
+        tx.add_lease("l1", tenant="acme", kind="backup", admitted_at=T0, interval_s=60)
+        assert tx.leases.lease("l1")["status"] == "running"
+        assert store.tenant_secret("acme", create=False) is None  # not committed yet
+        assert store.history() == []
+    assert store.tenant_secret("acme", create=False) == "s-acme"
+    assert [e["message"] for e in store.history()] == ["inside"]
+
+
+def test_an_in_memory_transaction_reads_its_own_secret() -> None:
+    with Store("sqlite://") as store:
+        with store.transaction() as tx:
+            assert tx.secrets.tenant_secret("acme", create=False) is None
+            made = tx.secrets.tenant_secret("acme", now=T0)
+            assert made and tx.secrets.tenant_secret("acme", create=False) == made
+        with store.read() as r:
+            assert r.secrets.tenant_secret("acme", create=False) == made
+            assert r.secrets.tenant_for_secret(made) == "acme"
+
+
+def test_an_in_memory_store_takes_transactions_from_threads_in_turn() -> None:
+    """One shared connection: concurrent transactions and reads wait for each other."""
+    with Store("sqlite://") as store:
+        errors: list[BaseException] = []
+
+        def work(i: int) -> None:
+            try:
+                for k in range(20):
+                    with store.transaction() as tx:
+                        tx.journal("reload", at=T0, message=f"{i}-{k}")
+                    store.history(limit=1)
+            except BaseException as exc:
+                errors.append(exc)
+
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=30)
+        assert errors == []
+        assert len(store.history(limit=1000)) == 80
+
+
+def test_read_sees_the_last_commit_and_refuses_writes(store: Store) -> None:
+    with store.transaction() as tx:
+        tx.journal("reload", at=T0, message="committed")
+    for i in range(3):  # every pooled connection a read used writes normally afterwards
+        with store.read() as r:
+            assert [e["message"] for e in r.journal.history()] == ["committed"] + ["after a read"] * i
+            with pytest.raises(StoreError, match="cannot write the journal: .*read"):
+                r.journal("reload", at=T0, message="through a read")
+        with store.transaction() as tx:
+            tx.journal("reload", at=T0 - MIN, message="after a read")
+    assert [e["message"] for e in store.history()] == ["committed"] + ["after a read"] * 3
+
+
+def test_two_writers_in_one_process_wait_for_each_other(db_path: Path) -> None:
+    """A writer that holds SQLite's write lock for a while makes the next one wait
+    (busy_timeout), never fail with "database is locked"."""
+    store = Store(f"sqlite:///{db_path}")
+    holding = threading.Event()
+    errors: list[BaseException] = []
+
+    def slow() -> None:
+        try:
+            with store.transaction() as tx:
+                tx.journal("reload", at=T0, message="slow")
+                holding.set()
+                threading.Event().wait(1.0)  # a long write transaction
+        except BaseException as exc:
+            errors.append(exc)
+            holding.set()
+
+    def quick(i: int) -> None:
+        try:
+            with store.transaction() as tx:
+                tx.journal("reload", at=T0 + i * MIN, message=f"quick-{i}")
+        except BaseException as exc:
+            errors.append(exc)
+
+    try:
+        first = threading.Thread(target=slow)
+        first.start()
+        assert holding.wait(10)
+        others = [threading.Thread(target=quick, args=(i,)) for i in range(1, 5)]
+        for t in others:
+            t.start()
+        for t in [first, *others]:
+            t.join(timeout=30)
+        assert errors == []
+        assert sorted(e["message"] for e in store.history()) == ["quick-1", "quick-2", "quick-3", "quick-4", "slow"]
+    finally:
+        store.close()
+
+
+def test_the_old_import_names_still_work() -> None:
+    import scheduler.retry
+    import scheduler.store
+
+    assert scheduler.store.next_attempt is scheduler.retry.backoff
+    assert scheduler.store.give_up is scheduler.retry.give_up
+    assert scheduler.store.StoreError is StoreError
+    assert {"Store", "Tx", "database_url", "make_engine", "migrate", "metadata"} <= set(scheduler.store.__all__)
 
 
 # --------------------------------------------------------------------------- failing writes
@@ -1098,7 +1168,7 @@ def test_a_failed_write_raises_store_error_and_the_store_recovers(tmp_path: Path
             tx.journal("end", at=T0 + 2 * MIN, message="after")
         assert [e["message"] for e in store.history()] == ["after", "before"]
         assert [n["tenant"] for n in store.notices()] == ["acme"]  # nothing of the failed write
-        assert len(store.claim(T0, worker="w", limit=5, lease=MIN)) == 1
+        assert len(store.claim_batch(T0, worker="w", limit=5, lease=MIN)) == 1
     finally:
         store.close()
         failure.cleanup()
@@ -1109,7 +1179,7 @@ def test_a_locked_database_raises_store_error_naming_the_cause(db_path: Path, mo
     store = Store(f"sqlite:///{db_path}")
     blocker = make_engine(f"sqlite:///{db_path}")
 
-    @event.listens_for(store.engine, "checkout")  # 5 s is right for a daemon, slow for a test
+    @event.listens_for(store.engine, "checkout")  # 30 s is right for a daemon, slow for a test
     def _short_timeout(dbapi_conn, _record, _proxy) -> None:
         dbapi_conn.execute("PRAGMA busy_timeout = 50")
 
