@@ -219,7 +219,7 @@ def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> No
     JSON — without sending anything."""
     from notifiers import Renderer
 
-    from .daemon import compose_notice
+    from .notices import compose_notice
 
     cfg = load_config(ctx)
     now = clock()
