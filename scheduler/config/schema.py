@@ -17,6 +17,7 @@ from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic.json_schema import GenerateJsonSchema
 
 from .. import messages
 from ..duration import format_duration, parse_duration
@@ -357,8 +358,28 @@ class ConfigModel(_M):
     hooks: HooksModel | None = None
 
 
+class _Schema(GenerateJsonSchema):
+    """Defaults written as the file would write them (``10m``, not ISO ``PT10M``), so that
+    every default validates against its own property's schema."""
+
+    def encode_default(self, dft: Any) -> Any:
+        return super().encode_default(_as_written(dft))
+
+
+def _as_written(value: Any) -> Any:
+    if isinstance(value, timedelta):
+        return format_duration(value)
+    if isinstance(value, BaseModel):
+        value = {k: getattr(value, k) for k in type(value).model_fields}
+    if isinstance(value, dict):
+        return {k: _as_written(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_written(v) for v in value]
+    return value
+
+
 def json_schema() -> dict:
     """The JSON Schema of windows.yaml (``maintd schema``)."""
-    schema = ConfigModel.model_json_schema()
+    schema = ConfigModel.model_json_schema(schema_generator=_Schema)
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     return schema
