@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from .. import model
 from ..errors import ConfigIssue
 from . import windows as win
+from .issues import secret_reason
 from .schema import DAEMON_ENV, ConfigModel, DaemonModel, WindowModel
 from .source import Collector, Source
 
@@ -127,6 +128,12 @@ def _policies(cfg: ConfigModel, src: Source, col: Collector) -> dict[str, model.
     return policies
 
 
+def _shown(src: Source, path: tuple, name: object) -> str:
+    """A name used in a reference, quoted; never one that came from ${VAR}."""
+    reason = secret_reason(src, path)
+    return f'"{name}"' if reason is None else f"(not shown: {reason})"
+
+
 def _refs_of(w: WindowModel | None, raw: Any) -> tuple[Any, Any, Any]:
     if w is not None:
         return w.id, w.policy, w.tenants
@@ -161,13 +168,15 @@ def check_references(
         if isinstance(wid, str) and (w is not None or isinstance(raw.get("id"), str)):
             seen.setdefault(wid, src.at(wp)[0])
         if isinstance(policy, str) and policy not in policies:
-            col.add(src.issue(wp + ("policy",), f'undefined policy "{policy}" used in window "{wid}"'))
+            name = _shown(src, wp + ("policy",), policy)
+            col.add(src.issue(wp + ("policy",), f'undefined policy {name} used in window "{wid}"'))
             bad.add(i)
         for j, tid in enumerate(sel if isinstance(sel, list) else []):
             if isinstance(tid, str) and tid in s.broken:
                 bad.add(i)  # its own error is reported where it is declared
             elif (isinstance(tid, str) or w is not None) and tid not in tenants:
-                col.add(src.issue(wp + ("tenants", j), f'unknown tenant "{tid}" in window "{wid}"'))
+                name = _shown(src, wp + ("tenants", j), tid)
+                col.add(src.issue(wp + ("tenants", j), f'unknown tenant {name} in window "{wid}"'))
                 bad.add(i)
     return duplicate, bad
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from .schema import ID_RE, WINDOW_ID_RE, ConfigModel, MatchModel, PolicyModel
+from .schema import ID_RE, SECRET_FIELDS, WINDOW_ID_RE, ConfigModel, MatchModel, PolicyModel
 from .source import Collector, Path, Source
 
 # pydantic error types whose message gets the field name in front and the value behind
@@ -45,7 +45,54 @@ def shape_issues(exc: ValidationError, src: Source, prefix: Path, model_cls: typ
             expected = f" (expected one of: {', '.join(owner.model_fields)})" if owner else ""
             col.add(src.issue(loc, f'unknown key "{rel[-1]}"{describe(loc[:-1], src.data)}{expected}', key=True))
         else:
-            col.add(src.issue(loc, _message(err, rel)))
+            reason = secret_reason(src, loc)
+            col.add(src.issue(loc, _message(err, rel) if reason is None else _hidden(err, rel, reason)))
+
+
+def is_secret_key(name: object) -> bool:
+    """Keys whose values are never shown: SMTP passwords, webhook secrets, tokens, API keys."""
+    return isinstance(name, str) and (name in SECRET_FIELDS or name.endswith(("_token", "_secret", "_password")))
+
+
+def secret_reason(src: Source, path: Path) -> str | None:
+    """Why the value at ``path`` must not be shown, or None when it may be."""
+    if any(is_secret_key(part) for part in path):
+        return "a secret"
+    if any(path[:k] in src.expanded for k in range(len(path), 0, -1)):
+        return "it comes from the environment"
+    return None
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, str):
+        return "text"
+    if value is None:
+        return "null"
+    return "a mapping" if isinstance(value, dict) else "a list" if isinstance(value, list) else "a value"
+
+
+def _hidden(err: Any, rel: tuple, reason: str) -> str:
+    """The message for a value that must not be shown: what was expected, never what was given."""
+    field_name = next((str(x) for x in reversed(rel) if isinstance(x, str)), "value")
+    shown = err.get("input")
+    msg = err["msg"].removeprefix("Value error, ")
+    if err["type"] in _TYPED:
+        return f"{field_name}: {msg[0].lower() + msg[1:]}, got {_kind_of(shown)} (not shown: {reason})"
+    note = f" (not shown: {reason})"
+    got = f", got {shown!r}"
+    if msg.endswith(got):  # the rules of schema.py end so: say what kind of value it was instead
+        msg = msg[: -len(got)] + f", got {_kind_of(shown)}{note}"
+    quoted = [f'"{shown}"', f"'{shown}'", *([repr(shown)] if isinstance(shown, str) and shown else [])]
+    if shown is None or not any(q in msg for q in quoted):
+        return msg
+    rule = msg.rsplit("; ", 1)[1] if "; " in msg else ""
+    if any(q in rule for q in quoted):
+        rule = ""
+    return f"{field_name}: invalid value{note}" + (f"; {rule}" if rule else "")
 
 
 def _message(err: Any, rel: tuple) -> str:

@@ -181,7 +181,7 @@ SkipDate = Annotated[date, BeforeValidator(_skip_date), WithJsonSchema({"type": 
 Listen = Annotated[str, BeforeValidator(listen)]
 
 # Field names whose values are never shown in a message (values from ${VAR} neither).
-SECRET_FIELDS = frozenset({"password", "secret", "token", "username"})
+SECRET_FIELDS = frozenset({"password", "secret", "token", "api_key", "routing_key"})
 
 
 class _M(BaseModel):
