@@ -8,6 +8,7 @@ is declared once, in :mod:`.schema`. Names used across the file are checked in o
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, replace
@@ -20,7 +21,7 @@ from .. import model
 from ..errors import ConfigIssue
 from . import windows as win
 from .issues import secret_reason
-from .schema import DAEMON_ENV, ConfigModel, DaemonModel, WindowModel
+from .schema import DAEMON_ENV, ConfigModel, DaemonModel, EmailModel, WindowModel
 from .source import Collector, Source
 
 
@@ -241,6 +242,8 @@ def _notifiers(s: Shapes, col: Collector) -> model.Notifiers:
             "is not configured; no email will be sent"
         )
         col.add(s.tsrc.issue(("tenants", i, "email"), message, severity="warning"))
+    if n.email is not None:
+        _check_email(n.email, s.src, col)
     templates = os.path.join(os.path.dirname(os.path.abspath(s.file)), n.templates) if n.templates else None
     return model.Notifiers(
         email=record(model.EmailSettings, n.email),
@@ -250,6 +253,27 @@ def _notifiers(s: Shapes, col: Collector) -> model.Notifiers:
         max_age=n.max_age,
         retry_base=n.retry_base,
     )
+
+
+def _loopback(host: str) -> bool:
+    host = host.strip().strip("[]").rstrip(".").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # 127.0.0.0/8 and ::1
+    except ValueError:
+        return False
+
+
+def _check_email(e: EmailModel, src: Source, col: Collector) -> None:
+    """Credentials travel only encrypted, unless the relay is on this machine."""
+    given = [k for k in ("username", "password") if getattr(e, k)]
+    if given and not (e.starttls or e.ssl) and not _loopback(e.host):
+        message = (
+            f"notifiers.email would send {' and '.join(given)} unencrypted; set starttls: true or ssl: true "
+            "(only a loopback host such as localhost or 127.0.0.1 may go without)"
+        )
+        col.add(src.issue(("notifiers", "email", given[0]), message, key=True))
 
 
 def daemon_env(cfg: model.Config, env: Mapping[str, str], col: Collector) -> model.Config:

@@ -1,0 +1,88 @@
+"""Rules of meaning added to windows.yaml: SMTP credentials only encrypted, names that can
+render, ids and kinds normalised. Tables of named cases with the exact FILE:LINE:COL lines."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from scheduler import config
+from scheduler.errors import ConfigError
+
+# 10 lines; a case's `notifiers:` body starts on line 11, its keys in column 3.
+BASE = """\
+version: 1
+provider:
+  name: Example Cloud
+tenants:
+  - id: acme
+windows:
+  - id: w
+    start: 2027-01-01T00:00
+    duration: 1h
+notifiers:
+"""
+
+
+def N(body: str) -> str:
+    return BASE + textwrap.indent(textwrap.dedent(body).lstrip("\n"), "  ")
+
+
+def load(tmp_path: Path, text: str, env: dict | None = None):
+    (tmp_path / "windows.yaml").write_text(text)
+    return config.load(str(tmp_path / "windows.yaml"), env=env or {})
+
+
+def errors(tmp_path: Path, text: str, env: dict | None = None) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        load(tmp_path, text, env)
+    return [str(i).removeprefix(str(tmp_path) + "/") for i in info.value.issues]
+
+
+# --- SMTP credentials travel encrypted unless the relay is local -------------------------
+
+PLAIN = (
+    "would send {what} unencrypted; set starttls: true or ssl: true "
+    "(only a loopback host such as localhost or 127.0.0.1 may go without)"
+)
+
+
+def smtp(host: str, extra: str = "username: noc\npassword: pw") -> str:
+    return N(f"email:\n  host: {host}\n  " + extra.replace("\n", "\n  ") + "\n")
+
+
+SMTP_BAD = [
+    ("remote_user_and_password", smtp("smtp.example.com"), "13:5", "username and password"),
+    ("remote_password_only", smtp("smtp.example.com", "password: pw"), "13:5", "password"),
+    ("remote_username_only", smtp("smtp.example.com", "username: noc"), "13:5", "username"),
+    ("starttls_false_spelled_out", smtp("smtp.example.com", "starttls: false\npassword: pw"), "14:5", "password"),
+    ("ip_next_to_loopback", smtp("128.0.0.1"), "13:5", "username and password"),
+    ("ipv6_not_loopback", smtp('"::2"'), "13:5", "username and password"),
+    ("name_that_starts_with_localhost", smtp("localhost.example.com"), "13:5", "username and password"),
+]
+
+
+@pytest.mark.parametrize(("text", "where", "what"), [c[1:] for c in SMTP_BAD], ids=[c[0] for c in SMTP_BAD])
+def test_smtp_credentials_without_tls_to_a_remote_host(tmp_path, text, where, what):
+    assert errors(tmp_path, text) == [f"windows.yaml:{where}: notifiers.email " + PLAIN.format(what=what)]
+
+
+SMTP_OK = [
+    ("starttls", smtp("smtp.example.com", "starttls: true\nusername: noc\npassword: pw")),
+    ("ssl", smtp("smtp.example.com", "ssl: true\nport: 465\nusername: noc\npassword: pw")),
+    ("localhost", smtp("localhost")),
+    ("localhost_upper_case", smtp("LOCALHOST")),
+    ("loopback_v4", smtp("127.0.0.1")),
+    ("loopback_v4_other", smtp("127.10.0.2")),
+    ("loopback_v6", smtp('"::1"')),
+    ("loopback_v6_bracketed", smtp('"[::1]"')),
+    ("no_credentials", smtp("smtp.example.com", "port: 25")),
+    ("empty_password_from_env_default", smtp("smtp.example.com", 'password: "${SMTP_PASSWORD:-}"')),
+]
+
+
+@pytest.mark.parametrize("text", [c[1] for c in SMTP_OK], ids=[c[0] for c in SMTP_OK])
+def test_smtp_credentials_that_are_fine(tmp_path, text):
+    assert load(tmp_path, text).notifiers.email is not None
