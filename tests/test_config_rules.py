@@ -26,6 +26,9 @@ notifiers:
 """
 
 
+FULL = BASE + "  templates: t\n"  # a whole valid file
+
+
 def N(body: str) -> str:
     return BASE + textwrap.indent(textwrap.dedent(body).lstrip("\n"), "  ")
 
@@ -86,3 +89,56 @@ SMTP_OK = [
 @pytest.mark.parametrize("text", [c[1] for c in SMTP_OK], ids=[c[0] for c in SMTP_OK])
 def test_smtp_credentials_that_are_fine(tmp_path, text):
     assert load(tmp_path, text).notifiers.email is not None
+
+
+# --- names that cannot render: one printable line -----------------------------------------
+
+NAME_BAD = [
+    (
+        "provider_name_newline",
+        FULL.replace("  name: Example Cloud", '  name: "Example\\nCloud"'),
+        "windows.yaml:3:9: name contains a line break (U+000A); expected one line of printable text",
+    ),
+    (
+        "provider_name_carriage_return",
+        FULL.replace("  name: Example Cloud", '  name: "Example Cloud\\r"'),
+        "windows.yaml:3:9: name contains a line break (U+000D); expected one line of printable text",
+    ),
+    (
+        "tenant_name_nul",
+        FULL.replace("  - id: acme", '  - id: acme\n    name: "Acme\\0 Corp"'),
+        "windows.yaml:6:11: name contains a control character (U+0000); expected one line of printable text",
+    ),
+    (
+        "tenant_name_line_separator",
+        FULL.replace("  - id: acme", '  - id: acme\n    name: "Acme\\LCorp"'),
+        "windows.yaml:6:11: name contains a line break (U+2028); expected one line of printable text",
+    ),
+    (
+        "window_title_newline",
+        FULL.replace("  - id: w", '  - id: w\n    title: "Storage\\nfirmware"'),
+        "windows.yaml:8:12: title contains a line break (U+000A); expected one line of printable text",
+    ),
+    (
+        "window_title_escape",
+        FULL.replace("  - id: w", '  - id: w\n    title: "Storage \\e[31mfirmware"'),
+        "windows.yaml:8:12: title contains a control character (U+001B); expected one line of printable text",
+    ),
+    (
+        "sender_display_name_header_injection",
+        N('email: {host: 127.0.0.1, sender: "NOC\\r\\nBcc: all@example.com <noc@example.com>"}\n'),
+        "windows.yaml:11:36: sender contains a line break (U+000D); expected one line of printable text",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in NAME_BAD], ids=[c[0] for c in NAME_BAD])
+def test_names_that_cannot_render(tmp_path, text, expected):
+    assert errors(tmp_path, text) == [expected]
+
+
+def test_names_in_any_script_render(tmp_path):
+    text = FULL.replace("  name: Example Cloud", "  name: Beispiel Wolke – Ünïcødé 雲")
+    text = text.replace("  - id: w", "  - id: w\n    title: Speicher-Firmware „heute“")
+    cfg = load(tmp_path, text + "  email: {host: 127.0.0.1, sender: 'Größe NOC <noc@example.com>'}\n")
+    assert cfg.provider.name == "Beispiel Wolke – Ünïcødé 雲" and cfg.windows[0].title == "Speicher-Firmware „heute“"

@@ -10,13 +10,14 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import unicodedata
 from datetime import date, datetime, timedelta
 from email.utils import parseaddr
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
 from pydantic.json_schema import GenerateJsonSchema
 
 from .. import messages
@@ -83,6 +84,18 @@ def _label_value(v: Any) -> Any:
         )
     if isinstance(v, (int, float)):
         return str(v)
+    return v
+
+
+def _one_line(v: str, info: ValidationInfo) -> str:
+    # A line break in a name splits an email header or a notice line; other control
+    # characters cannot be shown at all.
+    for ch in v:
+        if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
+            what = "a line break" if ch in "\r\n\x85\u2028\u2029" else "a control character"
+            raise ValueError(
+                f"{info.field_name} contains {what} (U+{ord(ch):04X}); expected one line of printable text"
+            )
     return v
 
 
@@ -179,6 +192,7 @@ Secret = Annotated[str, BeforeValidator(_secret)]
 Message = Annotated[str, BeforeValidator(_message)]
 SkipDate = Annotated[date, BeforeValidator(_skip_date), WithJsonSchema({"type": "string", "format": "date"})]
 Listen = Annotated[str, BeforeValidator(listen)]
+Name = Annotated[str, AfterValidator(_one_line)]  # shown in headers and notices: one printable line
 
 # Field names whose values are never shown in a message (values from ${VAR} neither).
 SECRET_FIELDS = frozenset({"password", "secret", "token", "api_key", "routing_key"})
@@ -195,7 +209,7 @@ class WebhookModel(_M):
 
 class TenantModel(_M):
     id: str = Field(pattern=ID_RE.pattern, description="[a-z0-9][a-z0-9_-]*, unique")
-    name: str | None = None
+    name: Name | None = None
     timezone: Zone | None = None
     labels: dict[str, LabelValue] = {}
     email: Annotated[list[Email], BeforeValidator(_str_list)] = []
@@ -207,7 +221,7 @@ class TenantsFileModel(_M):
 
 
 class ProviderModel(_M):
-    name: str
+    name: Name
     timezone: Zone = "UTC"
     message: Message | None = None
     policy: str | None = None
@@ -220,7 +234,7 @@ class EmailModel(_M):
     ssl: bool = False
     username: str | None = None
     password: str | None = None
-    sender: str = "maintd <maintd@localhost>"
+    sender: Name = "maintd <maintd@localhost>"
     timeout: Duration = timedelta(seconds=10)
 
 
@@ -306,7 +320,7 @@ TenantSelector = Annotated[Any, BeforeValidator(_tenant_selector), WithJsonSchem
 
 class WindowModel(_M):
     id: str = Field(pattern=WINDOW_ID_RE.pattern)
-    title: str | None = None
+    title: Name | None = None
     start: Timestamp | None = None
     end: Timestamp | None = None
     duration: Duration | None = None
