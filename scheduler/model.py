@@ -7,6 +7,7 @@ Intervals are half-open: ``[start, end)``.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -29,6 +30,35 @@ def isoz(ts: datetime | None) -> str | None:
     if ts is None:
         return None
     return ts.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+# control, format (zero-width, bidi overrides, BOM), line and paragraph separators: they make
+# two ids that look the same differ, or one that looks harmless mean something else
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def normalise_id(s: str) -> str:
+    """An id as compared everywhere: NFKC. Raises ValueError on control or invisible characters.
+
+    Pure; the config loader applies it to tenant ids and label values, and the API should
+    apply it to the ids in incoming requests so both sides compare the same text.
+    """
+    s = unicodedata.normalize("NFKC", s)
+    for ch in s:
+        if unicodedata.category(ch) in _INVISIBLE:
+            name = unicodedata.name(ch, "")
+            what = f"U+{ord(ch):04X} {name}".rstrip()
+            kind = "a control character" if unicodedata.category(ch) == "Cc" else "an invisible character"
+            raise ValueError(f"contains {what}, {kind}; expected visible characters only")
+    return s
+
+
+def normalise_kind(s: str) -> str:
+    """A job kind as compared everywhere: NFKC and casefolded ("Backup" is "backup").
+
+    Raises ValueError on control or invisible characters (``backup\u200b``, ``back\x00up``).
+    """
+    return unicodedata.normalize("NFKC", normalise_id(s).casefold())
 
 
 @dataclass(frozen=True, kw_only=True)

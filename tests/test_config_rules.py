@@ -142,3 +142,92 @@ def test_names_in_any_script_render(tmp_path):
     text = text.replace("  - id: w", "  - id: w\n    title: Speicher-Firmware „heute“")
     cfg = load(tmp_path, text + "  email: {host: 127.0.0.1, sender: 'Größe NOC <noc@example.com>'}\n")
     assert cfg.provider.name == "Beispiel Wolke – Ünïcødé 雲" and cfg.windows[0].title == "Speicher-Firmware „heute“"
+
+
+# --- ids, label values and kinds: normalised, no control or invisible characters ------------
+
+INVISIBLE = "an invisible character; expected visible characters only"
+CONTROL = "a control character; expected visible characters only"
+POLICY = "policies:\n  p:\n    rules:\n      - allow: {kind: KIND}\n"  # lines 12-15; KIND at 15:23
+
+ID_BAD = [
+    (
+        "tenant_id_zero_width_space",
+        FULL.replace("- id: acme", '- id: "acme\\u200b"'),
+        f"windows.yaml:5:9: tenant id 'acme\\u200b' contains U+200B ZERO WIDTH SPACE, {INVISIBLE}",
+    ),
+    (
+        "tenant_id_nul",
+        FULL.replace("- id: acme", '- id: "ac\\0me"'),
+        f"windows.yaml:5:9: tenant id 'ac\\x00me' contains U+0000, {CONTROL}",
+    ),
+    (
+        "window_tenant_with_bom",
+        FULL.replace("    duration: 1h\n", '    duration: 1h\n    tenants: [acme, "\\uFEFFacme"]\n'),
+        f"windows.yaml:10:21: tenant id '\\ufeffacme' contains U+FEFF ZERO WIDTH NO-BREAK SPACE, {INVISIBLE}",
+    ),
+    (
+        "label_value_zero_width_joiner",
+        FULL.replace("- id: acme", '- id: acme\n    labels: {tier: "gold\\u200d"}'),
+        f"windows.yaml:6:20: label value 'gold\\u200d' contains U+200D ZERO WIDTH JOINER, {INVISIBLE}",
+    ),
+    (
+        "kind_zero_width_space",
+        FULL + POLICY.replace("KIND", '"backup\\u200b"'),
+        f"windows.yaml:15:23: kind 'backup\\u200b' contains U+200B ZERO WIDTH SPACE, {INVISIBLE}",
+    ),
+    (
+        "kind_nul",
+        FULL + POLICY.replace("KIND", '"back\\0up"'),
+        f"windows.yaml:15:23: kind 'back\\x00up' contains U+0000, {CONTROL}",
+    ),
+    (
+        "kind_right_to_left_override_in_a_list",
+        FULL + POLICY.replace("KIND", '[restore, "back\\u202Eup"]'),
+        f"windows.yaml:15:33: kind 'back\\u202eup' contains U+202E RIGHT-TO-LEFT OVERRIDE, {INVISIBLE}",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "expected"), [c[1:] for c in ID_BAD], ids=[c[0] for c in ID_BAD])
+def test_ids_labels_and_kinds_with_invisible_characters(tmp_path, text, expected):
+    assert errors(tmp_path, text) == [expected]
+
+
+def test_ids_labels_and_kinds_are_normalised(tmp_path):
+    text = FULL.replace("- id: acme", "- id: ａｃｍｅ\n    labels: {tier: ｇｏｌｄ}")  # fullwidth letters
+    text = text.replace("    duration: 1h\n", "    duration: 1h\n    tenants: [acme]\n")
+    text = text.replace(
+        "  - id: w\n",
+        "  - id: g\n    start: 2027-01-02T00:00\n    duration: 1h\n    tenants: {labels: {tier: gold}}\n  - id: w\n",
+    )
+    cfg = load(tmp_path, text + POLICY.replace("KIND", "[Backup, ＲＥＳＴＯＲＥ, Straße]"))
+    assert list(cfg.tenants) == ["acme"] and cfg.tenants["acme"].labels == {"tier": "gold"}
+    assert {w.id: w.tenants for w in cfg.windows} == {"g": {"acme"}, "w": {"acme"}}
+    assert cfg.policies["p"].rules[0].kinds == {"backup", "restore", "strasse"}
+
+
+NORMALISE = [
+    ("plain", "backup", "backup"),
+    ("upper_case", "Backup", "backup"),
+    ("fullwidth", "ＢＡＣＫＵＰ", "backup"),
+    ("sharp_s", "Straße", "strasse"),
+    ("ligature", "ﬁle-copy", "file-copy"),
+    ("zero_width_space", "backup\u200b", "contains U+200B ZERO WIDTH SPACE, " + INVISIBLE),
+    ("nul", "back\x00up", "contains U+0000, " + CONTROL),
+    ("newline", "backup\n", "contains U+000A, " + CONTROL),
+    ("bom", "\ufeffbackup", "contains U+FEFF ZERO WIDTH NO-BREAK SPACE, " + INVISIBLE),
+    ("line_separator", "back\u2028up", "contains U+2028 LINE SEPARATOR, " + INVISIBLE),
+]
+
+
+@pytest.mark.parametrize(("raw", "expected"), [c[1:] for c in NORMALISE], ids=[c[0] for c in NORMALISE])
+def test_normalise_kind(raw, expected):
+    from scheduler.model import normalise_kind
+
+    if expected.startswith("contains"):
+        with pytest.raises(ValueError) as info:
+            normalise_kind(raw)
+        assert str(info.value) == expected
+    else:
+        assert normalise_kind(raw) == expected

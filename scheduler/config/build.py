@@ -173,6 +173,13 @@ def check_references(
             col.add(src.issue(wp + ("policy",), f'undefined policy {name} used in window "{wid}"'))
             bad.add(i)
         for j, tid in enumerate(sel if isinstance(sel, list) else []):
+            if isinstance(tid, str):
+                try:
+                    tid = model.normalise_id(tid)
+                except ValueError as exc:
+                    col.add(src.issue(wp + ("tenants", j), f"tenant id {tid!r} {exc}"))
+                    bad.add(i)
+                    continue
             if isinstance(tid, str) and tid in s.broken:
                 bad.add(i)  # its own error is reported where it is declared
             elif (isinstance(tid, str) or w is not None) and tid not in tenants:

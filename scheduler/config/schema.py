@@ -22,6 +22,7 @@ from pydantic.json_schema import GenerateJsonSchema
 
 from .. import messages
 from ..duration import format_duration, parse_duration
+from ..model import normalise_id, normalise_kind
 
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
 WINDOW_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -84,7 +85,31 @@ def _label_value(v: Any) -> Any:
         )
     if isinstance(v, (int, float)):
         return str(v)
-    return v
+    return _normalised(v, normalise_id, "label value")
+
+
+def _normalised(v: Any, how: Any, what: str) -> Any:
+    if not isinstance(v, str):
+        return v
+    try:
+        return how(v)
+    except ValueError as exc:
+        raise ValueError(f"{what} {v!r} {exc}") from None
+
+
+def _tenant_id(v: Any) -> Any:
+    return _normalised(v, normalise_id, "tenant id")
+
+
+def _id_or_same(v: Any) -> Any:
+    try:
+        return normalise_id(v) if isinstance(v, str) else v
+    except ValueError:
+        return v
+
+
+def _kind(v: Any) -> Any:
+    return _normalised(v, normalise_kind, "kind")
 
 
 def _one_line(v: str, info: ValidationInfo) -> str:
@@ -184,6 +209,8 @@ Timestamp = Annotated[
     WithJsonSchema({"type": "string", "examples": ["2026-12-05T22:00", "2026-12-05T21:00:00Z"]}),
 ]
 Argv = Annotated[list[str], BeforeValidator(_argv)]
+Kinds = Annotated[list[Annotated[str, BeforeValidator(_kind)]], BeforeValidator(_str_list)]
+TenantId = Annotated[str, BeforeValidator(_tenant_id)]
 StrList = Annotated[list[str], BeforeValidator(_str_list)]
 LabelValue = Annotated[str, BeforeValidator(_label_value)]
 Email = Annotated[str, BeforeValidator(_email)]
@@ -208,7 +235,7 @@ class WebhookModel(_M):
 
 
 class TenantModel(_M):
-    id: str = Field(pattern=ID_RE.pattern, description="[a-z0-9][a-z0-9_-]*, unique")
+    id: TenantId = Field(pattern=ID_RE.pattern, description="[a-z0-9][a-z0-9_-]*, unique")
     name: Name | None = None
     timezone: Zone | None = None
     labels: dict[str, LabelValue] = {}
@@ -257,7 +284,7 @@ class NotifiersModel(_M):
 
 
 class MatchModel(_M):
-    kind: StrList | None = None
+    kind: Kinds | None = None
     resource: StrList | None = None
     labels: dict[str, LabelValue] = {}
 
@@ -296,10 +323,12 @@ class LabelSelectorModel(_M):
 
 
 def _tenant_selector(v: Any) -> Any:
-    if v == "all" or isinstance(v, (list, dict)):
+    if v == "all" or isinstance(v, dict):
         return v
     if isinstance(v, str):  # a single id reads naturally: `tenants: acme`
-        return [v]
+        v = [v]
+    if isinstance(v, list):  # an id that cannot be normalised is reported by the reference pass, at its item
+        return [_id_or_same(t) for t in v]
     raise ValueError(f"expected all, a list of tenant ids, or {{labels: {{key: value}}}}, got {v!r}")
 
 
