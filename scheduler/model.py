@@ -216,10 +216,21 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Retry:
+    """SPEC section 4.1: the wait after each failed try; no try later than ``max_age`` after due."""
+
+    schedule: tuple[timedelta, ...] = tuple(timedelta(seconds=s) for s in (5, 300, 1800, 7200, 18000, 36000, 36000))
+    max_age: timedelta = timedelta(hours=72)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Notifiers:
     email: EmailSettings | None = None
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     templates: str | None = None  # a provider's own template directory (absolute)
+    retry: Retry = field(default_factory=Retry)
+    # Before notifiers.retry; kept while the outbox still reads them. Old keys in the file
+    # set them as before; with notifiers.retry they follow it (tries = waits + 1).
     max_attempts: int = 8
     max_age: timedelta = timedelta(hours=24)
     retry_base: timedelta = timedelta(seconds=30)  # first retry delay; doubles per attempt, up to 1h

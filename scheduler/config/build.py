@@ -12,16 +12,18 @@ import ipaddress
 import os
 from collections.abc import Container, Mapping
 from dataclasses import dataclass, replace
+from datetime import timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import ValidationError
 
 from .. import model
+from ..duration import format_duration
 from ..errors import ConfigIssue
 from . import windows as win
 from .issues import secret_reason
-from .schema import DAEMON_ENV, ConfigModel, DaemonModel, EmailModel, WindowModel
+from .schema import DAEMON_ENV, ConfigModel, DaemonModel, EmailModel, NotifiersModel, WindowModel
 from .source import Collector, Source
 
 
@@ -252,14 +254,49 @@ def _notifiers(s: Shapes, col: Collector) -> model.Notifiers:
     if n.email is not None:
         _check_email(n.email, s.src, col)
     templates = os.path.join(os.path.dirname(os.path.abspath(s.file)), n.templates) if n.templates else None
+    retry, legacy = _retry(n, s.src, col)
     return model.Notifiers(
         email=record(model.EmailSettings, n.email),
         webhook=record(model.WebhookSettings, n.webhook),
         templates=templates,
-        max_attempts=n.max_attempts,
-        max_age=n.max_age,
-        retry_base=n.retry_base,
+        retry=retry,
+        **legacy,
     )
+
+
+_OLD_RETRY_KEYS = ("max_attempts", "retry_base", "max_age")
+
+
+def _retry(n: NotifiersModel, src: Source, col: Collector) -> tuple[model.Retry, dict[str, Any]]:
+    """notifiers.retry, or its translation from the old keys (with a warning that says what to write).
+
+    Also the old attributes of model.Notifiers, for readers that have not moved to ``retry``.
+    """
+    old = {k: getattr(n, k) for k in _OLD_RETRY_KEYS if getattr(n, k) is not None}
+    where = ("notifiers", min(old, key=lambda k: src.at(("notifiers", k), key=True)) if old else "")
+    named = ", ".join(f"notifiers.{k}" for k in old)
+    if n.retry is not None:
+        retry = model.Retry(schedule=tuple(n.retry.schedule), max_age=n.retry.max_age)
+        if old:
+            message = (
+                f"{named} {'is' if len(old) == 1 else 'are'} deprecated and ignored: notifiers.retry is set; remove"
+            )
+            col.add(src.issue(where, f"{message} {'it' if len(old) == 1 else 'them'}", key=True, severity="warning"))
+        first = retry.schedule[0] if retry.schedule else model.Notifiers().retry_base
+        return retry, {"max_attempts": len(retry.schedule) + 1, "max_age": retry.max_age, "retry_base": first}
+    if not old:
+        return model.Retry(), {}
+    legacy = {**{k: getattr(model.Notifiers(), k) for k in _OLD_RETRY_KEYS}, **old}
+    # The old rule: retry_base doubled per attempt, at most 1h, max_attempts tries in all.
+    waits = tuple(min(legacy["retry_base"] * 2**k, timedelta(hours=1)) for k in range(legacy["max_attempts"] - 1))
+    retry = model.Retry(schedule=waits, max_age=legacy["max_age"])
+    written = ", ".join(format_duration(w) for w in waits)
+    message = (
+        f"{named} {'is' if len(old) == 1 else 'are'} deprecated; under notifiers write instead: "
+        f"retry: {{schedule: [{written}], max_age: {format_duration(retry.max_age)}}}"
+    )
+    col.add(src.issue(where, message, key=True, severity="warning"))
+    return retry, legacy
 
 
 def _loopback(host: str) -> bool:

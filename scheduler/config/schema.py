@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, WithJsonSchema
 from pydantic.json_schema import GenerateJsonSchema
 
-from .. import messages
+from .. import messages, model
 from ..duration import format_duration, parse_duration
 from ..model import normalise_id, normalise_kind
 
@@ -269,18 +269,31 @@ class WebhookSettingsModel(_M):
     timeout: Duration = timedelta(seconds=5)
 
 
+class RetryModel(_M):
+    """SPEC section 4.1; the defaults are Standard Webhooks'."""
+
+    schedule: list[Wait] = Field(
+        default=list(model.Retry().schedule), description="the wait after each failed try (each +/-10% jitter)"
+    )
+    max_age: Duration = Field(default=model.Retry().max_age, description="no try later than this after it was due")
+
+
+def _deprecated(text: str) -> Any:
+    return Field(default=None, description=f"deprecated ({text}): write notifiers.retry", json_schema_extra=_DEPRECATED)
+
+
+_DEPRECATED: dict[str, Any] = {"deprecated": True}
+
+
 class NotifiersModel(_M):
     email: EmailModel | None = None
     webhook: WebhookSettingsModel = WebhookSettingsModel()
     templates: str | None = Field(default=None, description="directory of your own notice templates")
-    max_attempts: int = Field(default=8, ge=1, le=100, description="tries per delivery before it is failed")
-    max_age: Duration = Field(
-        default=timedelta(hours=24), description="a delivery older than this is failed instead of sent late"
-    )
-    retry_base: Wait = Field(
-        default=timedelta(seconds=30),
-        description="delay before the first retry; doubles per attempt (with jitter), at most 1h",
-    )
+    retry: RetryModel | None = None
+    # The keys before notifiers.retry: still read, translated, and warned about (build.py).
+    max_attempts: Annotated[int, Field(ge=1, le=100)] | None = _deprecated("tries per delivery")
+    max_age: Duration | None = _deprecated("oldest delivery still sent")
+    retry_base: Wait | None = _deprecated("first wait, doubled per try up to 1h")
 
 
 class MatchModel(_M):
