@@ -240,8 +240,12 @@ class Notifiers:
 class DaemonSettings:
     listen: str = "127.0.0.1:8787"
     database: str = "maintd.db"  # resolved: absolute SQLite path or a SQLAlchemy URL
-    token_file: str | None = None
+    token_file: str | None = None  # scope admin; MAINTD_TOKEN wins
     public_url: str | None = None
+    gate_token_file: str | None = None  # scope gate (admissions, heartbeats); MAINTD_GATE_TOKEN wins
+    read_token_file: str | None = None  # scope read (status, windows, metrics); MAINTD_READ_TOKEN wins
+    socket: str | None = None  # unix socket serving the API, mode 0660, no token
+    show_resources: bool = False  # whether tenant pages list internal resource names
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -163,3 +163,86 @@ def test_validate_prints_the_deprecation_to_stderr(tmp_path):
         "windows.yaml:7:3: warning: notifiers.max_attempts is " + OLD + "{schedule: [30s, 1m], max_age: 1d}"
     ]
     assert "warning" not in proc.stdout
+
+
+# --- daemon settings for scoped tokens (SPEC section 3) ------------------------------------
+
+DAEMON_BASE = BASE + "  templates: t\ndaemon:\n"  # a case's daemon body starts on line 9, keys in column 3
+LONG_SOCKET = "/run/" + "m" * 103 + ".sock"  # 113 bytes
+
+DAEMON = [
+    ("defaults", "listen: 127.0.0.1:8787\n", {}, (None, None, None, False)),
+    (
+        "from_the_file",
+        "gate_token_file: /etc/maintd/gate\nread_token_file: /etc/maintd/read\n"
+        "socket: /run/maintd/api.sock\nshow_resources: true\n",
+        {},
+        ("/etc/maintd/gate", "/etc/maintd/read", "/run/maintd/api.sock", True),
+    ),
+    (
+        "env_wins",
+        "gate_token_file: /etc/maintd/gate\nshow_resources: true\n",
+        {
+            "MAINTD_GATE_TOKEN_FILE": "/run/secrets/gate",
+            "MAINTD_READ_TOKEN_FILE": "/run/secrets/read",
+            "MAINTD_SOCKET": "/run/maintd.sock",
+            "MAINTD_SHOW_RESOURCES": "false",
+        },
+        ("/run/secrets/gate", "/run/secrets/read", "/run/maintd.sock", False),
+    ),
+    ("env_turns_resources_on", "listen: 127.0.0.1:8787\n", {"MAINTD_SHOW_RESOURCES": "true"}, (None, None, None, True)),
+]
+
+
+@pytest.mark.parametrize(("body", "env", "expected"), [c[1:] for c in DAEMON], ids=[c[0] for c in DAEMON])
+def test_daemon_scoped_token_settings(tmp_path, monkeypatch, body, env, expected):
+    monkeypatch.chdir(tmp_path)
+    d = load(tmp_path, DAEMON_BASE + textwrap.indent(body, "  "), env).daemon
+    assert (d.gate_token_file, d.read_token_file, d.socket, d.show_resources) == expected
+
+
+DAEMON_BAD = [
+    (
+        "show_resources_not_a_boolean",
+        "show_resources: maybe\n",
+        {},
+        "windows.yaml:9:19: show_resources: input should be a valid boolean, unable to interpret input, got 'maybe'",
+    ),
+    (
+        "socket_path_too_long",
+        f"socket: {LONG_SOCKET}\n",
+        {},
+        "windows.yaml:9:11: socket path is 113 bytes; a unix socket path has at most 107",
+    ),
+    (
+        "socket_path_too_long_from_env",
+        "listen: 127.0.0.1:8787\n",
+        {"MAINTD_SOCKET": LONG_SOCKET},
+        "$MAINTD_SOCKET:1:1: MAINTD_SOCKET: socket path is 113 bytes; a unix socket path has at most 107",
+    ),
+    (
+        "show_resources_env_not_a_boolean",
+        "listen: 127.0.0.1:8787\n",
+        {"MAINTD_SHOW_RESOURCES": "perhaps"},
+        "$MAINTD_SHOW_RESOURCES:1:1: MAINTD_SHOW_RESOURCES: Input should be a valid boolean, unable to interpret input",
+    ),
+]
+
+
+@pytest.mark.parametrize(("body", "env", "expected"), [c[1:] for c in DAEMON_BAD], ids=[c[0] for c in DAEMON_BAD])
+def test_daemon_scoped_token_settings_errors(tmp_path, monkeypatch, body, env, expected):
+    monkeypatch.chdir(tmp_path)
+    assert errors(tmp_path, DAEMON_BASE + textwrap.indent(body, "  "), env) == [expected]
+
+
+def test_every_daemon_key_has_its_env_override():
+    assert config.DAEMON_ENV == {
+        "listen": "MAINTD_LISTEN",
+        "database": "MAINTD_DATABASE",
+        "token_file": "MAINTD_TOKEN_FILE",
+        "public_url": "MAINTD_PUBLIC_URL",
+        "gate_token_file": "MAINTD_GATE_TOKEN_FILE",
+        "read_token_file": "MAINTD_READ_TOKEN_FILE",
+        "socket": "MAINTD_SOCKET",
+        "show_resources": "MAINTD_SHOW_RESOURCES",
+    }
