@@ -242,8 +242,8 @@ def _window(w: WindowModel, raw: Any, zone: ZoneInfo, chosen: frozenset[str], st
 
 def _notifiers(s: Shapes, col: Collector) -> model.Notifiers:
     n = s.cfg.notifiers
-    mailed = [(i, t) for i, t in s.tenants if t.email]
-    if n.email is None and mailed:
+    mailed = [(i, t) for i, t in s.tenants if t.email] if n.email is None else []
+    if mailed:
         # Addresses with nowhere to send from: say so once, at the first tenant that has them.
         i, t = mailed[0]
         message = (

@@ -95,9 +95,9 @@ _FLOAT = "tag:yaml.org,2002:float"
 _BOOL = "tag:yaml.org,2002:bool"
 _NULL = "tag:yaml.org,2002:null"
 _MERGE = "tag:yaml.org,2002:merge"
-_START = (yaml.MappingStartEvent, yaml.SequenceStartEvent)
-_END = (yaml.MappingEndEvent, yaml.SequenceEndEvent)
-_NODE = (yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.AliasEvent)
+_START = frozenset({yaml.MappingStartEvent, yaml.SequenceStartEvent})
+_END = frozenset({yaml.MappingEndEvent, yaml.SequenceEndEvent})
+_NODE = frozenset({yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.AliasEvent})
 
 
 class _Dummy(yaml.SafeLoader):
@@ -223,14 +223,15 @@ class _Reader:
             parent.out.append(value)
 
     def run(self) -> None:
+        node, close = self.node, self.close  # bound once: this loop sees every event of the file
         for ev in yaml.parse(self.text, Loader=_Loader):
             t = type(ev)
             if self.discard:
                 self.discard += 1 if t in _START else -1 if t in _END else 0
             elif t in _NODE:
-                self.node(ev, t)
+                node(ev, t)
             elif t in _END:
-                self.close()
+                close()
             elif t is yaml.DocumentStartEvent:
                 self.docs += 1
                 if self.docs > 1:
@@ -255,7 +256,7 @@ class _Reader:
             path = parent.path + (parent.key,)
         else:
             path = parent.path + (len(parent.out),)
-        mark = self.at(ev)
+        mark = (ev.start_mark.line + 1, ev.start_mark.column + 1)
         self.count += 1
         if t is yaml.AliasEvent:
             self.alias(ev, path, mark)
@@ -265,10 +266,19 @@ class _Reader:
         self.src.marks[path] = mark
         for r in self.recorders:
             r[1].append((path[r[0] :], mark))
-        if t is yaml.ScalarEvent:
-            self.scalar(ev, path, mark)
-        else:
+        if t is not yaml.ScalarEvent:
             self.open(ev, t, path, mark)
+        elif ev.style or ev.anchor is not None or "$" in ev.value:
+            self.scalar(ev, path, mark)
+        else:  # the common case, kept short: a plain scalar without anchor or ${VAR}
+            value = _typed(ev)
+            if parent is None:
+                self.root = value
+            elif parent.is_map:
+                parent.out[parent.key] = value
+                parent.key = _NO_KEY
+            else:
+                parent.out.append(value)
 
     def key(self, ev: Any, t: type, parent: _Frame) -> None:
         if t is not yaml.ScalarEvent:

@@ -49,10 +49,11 @@ def members(
     except ValidationError:
         col.add(src.issue(wp + ("tenants",), "expected all, a list of tenant ids, or {labels: {key: value}}"))
         return None
-    chosen: frozenset[str] = frozenset(tenants)
     if labels:
         sets = sorted((by_label.get(kv, set()) for kv in labels.items()), key=len)
         chosen = frozenset(sets[0].intersection(*sets[1:]))
+    else:
+        chosen = frozenset(tenants)
     if not chosen:
         shown = ", ".join(f"{k}: {v}" for k, v in labels.items())
         col.add(
