@@ -7,6 +7,7 @@ Intervals are half-open: ``[start, end)``.
 from __future__ import annotations
 
 import hashlib
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -29,6 +30,35 @@ def isoz(ts: datetime | None) -> str | None:
     if ts is None:
         return None
     return ts.astimezone(UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+# control, format (zero-width, bidi overrides, BOM), line and paragraph separators: they make
+# two ids that look the same differ, or one that looks harmless mean something else
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def normalise_id(s: str) -> str:
+    """An id as compared everywhere: NFKC. Raises ValueError on control or invisible characters.
+
+    Pure; the config loader applies it to tenant ids and label values, and the API should
+    apply it to the ids in incoming requests so both sides compare the same text.
+    """
+    s = unicodedata.normalize("NFKC", s)
+    for ch in s:
+        if unicodedata.category(ch) in _INVISIBLE:
+            name = unicodedata.name(ch, "")
+            what = f"U+{ord(ch):04X} {name}".rstrip()
+            kind = "a control character" if unicodedata.category(ch) == "Cc" else "an invisible character"
+            raise ValueError(f"contains {what}, {kind}; expected visible characters only")
+    return s
+
+
+def normalise_kind(s: str) -> str:
+    """A job kind as compared everywhere: NFKC and casefolded ("Backup" is "backup").
+
+    Raises ValueError on control or invisible characters (``backup\u200b``, ``back\x00up``).
+    """
+    return unicodedata.normalize("NFKC", normalise_id(s).casefold())
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -186,10 +216,21 @@ class WebhookSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class Retry:
+    """SPEC section 4.1: the wait after each failed try; no try later than ``max_age`` after due."""
+
+    schedule: tuple[timedelta, ...] = tuple(timedelta(seconds=s) for s in (5, 300, 1800, 7200, 18000, 36000, 36000))
+    max_age: timedelta = timedelta(hours=72)
+
+
+@dataclass(frozen=True, kw_only=True)
 class Notifiers:
     email: EmailSettings | None = None
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     templates: str | None = None  # a provider's own template directory (absolute)
+    retry: Retry = field(default_factory=Retry)
+    # Before notifiers.retry; kept while the outbox still reads them. Old keys in the file
+    # set them as before; with notifiers.retry they follow it (tries = waits + 1).
     max_attempts: int = 8
     max_age: timedelta = timedelta(hours=24)
     retry_base: timedelta = timedelta(seconds=30)  # first retry delay; doubles per attempt, up to 1h
@@ -199,8 +240,12 @@ class Notifiers:
 class DaemonSettings:
     listen: str = "127.0.0.1:8787"
     database: str = "maintd.db"  # resolved: absolute SQLite path or a SQLAlchemy URL
-    token_file: str | None = None
+    token_file: str | None = None  # scope admin; MAINTD_TOKEN wins
     public_url: str | None = None
+    gate_token_file: str | None = None  # scope gate (admissions, heartbeats); MAINTD_GATE_TOKEN wins
+    read_token_file: str | None = None  # scope read (status, windows, metrics); MAINTD_READ_TOKEN wins
+    socket: str | None = None  # unix socket serving the API, mode 0660, no token
+    show_resources: bool = False  # whether tenant pages list internal resource names
 
 
 @dataclass(frozen=True, kw_only=True)
