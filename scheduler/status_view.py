@@ -1,116 +1,219 @@
-"""The at-a-glance ``maintd status`` for ops at 2 a.m. (rich)."""
+"""The at-a-glance ``maintd status`` for ops at 2 a.m. (rich), and the terminal's way of
+writing times and durations that the other tables share.
+
+Designed for 80 columns (also the width when output is not a terminal): local times in
+the provider's zone written short (``Sat 05 02:30``), ids never cut, one line per row,
+the occurrences of one recurring window folded into one row. ``--json`` has everything.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
+from rich.text import Text
+
+from .duration import format_duration
+
+WIDE = 100_000  # --wide: no width limit; nothing is cut
 
 
-def _ts(text: str | None) -> datetime | None:
+def ts(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text.replace("Z", "+00:00")) if text else None
 
 
-def _short(text: str | None) -> str:
-    """2026-12-05T21:00:00Z -> 12-05 21:00Z: readable in an 80-column terminal."""
-    ts = _ts(text)
-    return ts.strftime("%m-%d %H:%MZ") if ts else "-"
+def short_time(when: datetime | str | None, zone: ZoneInfo, *, month: bool = False) -> str:
+    """``Sat 05 02:30`` in ``zone`` (``Sat 05 Dec 02:30`` with ``month``); ``-`` for none."""
+    t = ts(when) if isinstance(when, str) or when is None else when
+    if t is None:
+        return "-"
+    return t.astimezone(zone).strftime("%a %d %b %H:%M" if month else "%a %d %H:%M")
+
+
+def needs_month(times: Sequence[datetime | str | None]) -> bool:
+    """Weekday and day of month name one day only within four weeks: beyond, show the month."""
+    got = [t for t in (ts(x) if isinstance(x, str) or x is None else x for x in times) if t is not None]
+    return bool(got) and max(got) - min(got) > timedelta(days=27)
+
+
+def full_time(when: datetime, zone: ZoneInfo) -> str:
+    return when.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def human(seconds: float) -> str:
+    """A duration as maintd writes them, rounded to what a reader needs: ``45s``, ``30m``,
+    ``2h30m``, ``5d4h`` (never ``0:30:00``)."""
+    s = max(0, round(seconds))
+    if s >= 86400:
+        s = round(s / 3600) * 3600
+    elif s >= 3600:
+        s = round(s / 60) * 60
+    elif s >= 60:
+        s = -(-s // 60) * 60  # up: "retry in 1m" for 59 s would be early
+    return format_duration(timedelta(seconds=s))
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    return f"{n} {word if n == 1 else many or word + 's'}"
+
+
+def console(wide: bool = False) -> Console:
+    """The terminal's width, COLUMNS, or 80 when not a terminal; unlimited with --wide."""
+    return Console(width=WIDE) if wide else Console()
+
+
+def table(title: str | None = None) -> Table:
+    """A borderless table: every column of an 80-column screen goes to data."""
+    return Table(
+        title=title,
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        show_edge=False,
+        header_style="bold",
+        padding=(0, 1),
+    )
+
+
+def add_id(t: Table, name: str) -> None:
+    t.add_column(name, no_wrap=True)  # never cut or folded: people copy ids into commands
+
+
+def add_text(t: Table, name: str, ratio: int | None = None) -> None:
+    """A free-text column: it gives way to the others (its cells are ellipsized, one line)."""
+    t.add_column(name, ratio=ratio)
+
+
+def cell(text: str | None) -> Text:
+    return Text(text or "", no_wrap=True, overflow="ellipsis")
+
+
+def tenants_text(ids: Sequence[str], limit: int = 5) -> str:
+    shown = ", ".join(ids[:limit]) + (f" +{len(ids) - limit} more" if len(ids) > limit else "")
+    return shown or "none"
+
+
+# --------------------------------------------------------------------------- status
 
 
 def _left(end: str | None, now: datetime) -> str:
-    e = _ts(end)
+    e = ts(end)
     if e is None:
         return "until `maintd exit`"
-    secs = int((e - now).total_seconds())
-    if secs <= 0:
-        return "ending"
-    h, rem = divmod(secs, 3600)
-    m = rem // 60
-    return f"{h}h{m:02d}m left" if h else f"{m}m left" if m else f"{secs}s left"
+    secs = (e - now).total_seconds()
+    return f"{human(secs)} left" if secs > 0 else "ending"
 
 
-def _until(start: str | None, now: datetime) -> str:
-    s = _ts(start)
-    if s is None:
-        return ""
-    secs = int((s - now).total_seconds())
-    d, rem = divmod(max(secs, 0), 86400)
-    h, rem = divmod(rem, 3600)
-    return f"in {d}d{h}h" if d else f"in {h}h{rem // 60:02d}m"
+def _every(starts: list[datetime], zone: ZoneInfo) -> str:
+    """How a recurring window's next occurrences repeat: ``every Sat 02:30``, ``daily 02:30``."""
+    gaps = {b - a for a, b in zip(starts, starts[1:])}
+    local = starts[0].astimezone(zone)
+    if gaps <= {timedelta(days=7), timedelta(days=7, hours=1), timedelta(days=6, hours=23)}:
+        return f"every {local:%a %H:%M}"
+    if gaps <= {timedelta(days=1), timedelta(hours=25), timedelta(hours=23)}:
+        return f"daily {local:%H:%M}"
+    if len(gaps) == 1:
+        return f"every {human(next(iter(gaps)).total_seconds())} from {local:%a %d %H:%M}"
+    return f"{len(starts)} times from {local:%a %d %H:%M}"
 
 
-def _tenants(ts: list[str]) -> str:
-    return ", ".join(ts[:5]) + (f" +{len(ts) - 5} more" if len(ts) > 5 else "")
+def _fold(items: list[dict]) -> list[tuple[dict, int]]:
+    """The next occurrences, one row per window: its first, and how many are listed."""
+    first: dict[str, dict] = {}
+    count: dict[str, int] = {}
+    for a in items:
+        first.setdefault(a["window"], a)
+        count[a["window"]] = count.get(a["window"], 0) + 1
+    return [(a, count[w]) for w, a in first.items()]
 
 
-def render_status(st: dict[str, Any], now: datetime) -> None:
-    console = Console()
+def render_status(st: dict[str, Any], now: datetime, zone: ZoneInfo | None = None, *, wide: bool = False) -> None:
+    zone = zone or ZoneInfo("UTC")
+    out = console(wide)
     colour = {"normal": "green", "maintenance": "yellow", "draining": "red"}[st["mode"]]
     head = f"[bold {colour}]{st['mode'].upper()}[/]"
     if st.get("dry_run"):
         head += "  [dim](dry run: notices are rendered, not sent)[/]"
-    console.print(Panel(head, title="maintd", expand=False))
+    out.print(Panel(head, title="maintd", expand=False))
+    month = needs_month([a["start"] for a in st["active"] + st["next"]] + [now])
     if st["active"]:
-        t = Table(title="active", title_justify="left")
-        t.add_column("window", overflow="fold")
-        t.add_column("title")
+        t = table(f"active (times in {zone.key})")
+        add_id(t, "window")
         t.add_column("since", no_wrap=True)
         t.add_column("ends", no_wrap=True)
-        t.add_column("tenants")
+        add_text(t, "tenants")
+        add_text(t, "title")
         for a in st["active"]:
+            ends = f"{short_time(a['end'], zone, month=month)}, {_left(a['end'], now)}" if a["end"] else "on exit"
+            shown = a["tenants"] if wide else tenants_text(a["tenants"])
             t.add_row(
-                a["window"],
-                a.get("title", ""),
-                _short(a["start"]),
-                f"{_short(a['end']) if a['end'] else 'on exit'}\n{_left(a['end'], now)}",
-                _tenants(a["tenants"]),
+                a["window"], short_time(a["start"], zone, month=month), ends, cell(_join(shown)), cell(a.get("title"))
             )
-        console.print(t)
+        out.print(t)
     if st["next"]:
-        t = Table(title="next", title_justify="left")
-        t.add_column("window", overflow="fold")
-        t.add_column("title")
-        t.add_column("start", no_wrap=True)
-        t.add_column("end", no_wrap=True)
-        t.add_column("tenants")
-        for a in st["next"]:
-            t.add_row(
-                a["window"],
-                a.get("title", ""),
-                f"{_short(a['start'])}\n{_until(a['start'], now)}",
-                _short(a["end"]),
-                _tenants(a["tenants"]),
-            )
-        console.print(t)
+        t = table(f"next (times in {zone.key})")
+        add_id(t, "window")
+        t.add_column("starts", no_wrap=True)
+        t.add_column("in", no_wrap=True)
+        t.add_column("for", no_wrap=True)
+        add_text(t, "tenants")
+        add_text(t, "title")
+        for a, n in [(a, 1) for a in st["next"]] if wide else _fold(st["next"]):
+            starts = [x for x in (ts(b["start"]) for b in st["next"] if b["window"] == a["window"]) if x]
+            when = _every(starts, zone) if n > 1 else short_time(a["start"], zone, month=month)
+            start, end = ts(a["start"]), ts(a["end"])
+            lasts = human((end - start).total_seconds()) if start and end else "-"
+            shown = a["tenants"] if wide else tenants_text(a["tenants"])
+            t.add_row(a["window"], when, _in(start, now), lasts, cell(_join(shown)), cell(a.get("title")))
+        out.print(t)
+    _print_counts(out, st, zone)
+
+
+def _join(shown: Sequence[str] | str) -> str:
+    return shown if isinstance(shown, str) else ", ".join(shown)
+
+
+def _in(start: datetime | None, now: datetime) -> str:
+    if start is None:
+        return ""
+    secs = (start - now).total_seconds()
+    return human(secs) if secs > 0 else "now"
+
+
+def _print_counts(out: Console, st: dict[str, Any], zone: ZoneInfo) -> None:
     leases, notices = st["leases"], st["notices"]
-    console.print(
-        f"jobs: {leases['running']} running, "
+    out.print(
+        f"jobs: {plural(leases['running'], 'job')} running, "
         f"[{'red' if leases['draining'] else 'default'}]{leases['draining']} draining[/]"
     )
     for lease in leases.get("items", []):
         if lease["drain"]:
             flag = " [red]OVERRUN[/]" if lease.get("overrun") else ""
-            console.print(
-                f"  draining {lease['id']} {lease['tenant']}/{lease['kind']} "
-                f"deadline {lease['deadline'] or 'none (may finish)'}{flag}"
-            )
-    console.print(
+            deadline = short_time(lease["deadline"], zone) if lease.get("deadline") else "none (may finish)"
+            line = Text(f"  draining {lease['id']} {lease['tenant']}/{lease['kind']} deadline {deadline}")
+            out.print(line, Text.from_markup(flag) if flag else "", sep="")
+    extra = "".join(f", {notices[k]} {k}" for k in ("superseded",) if notices.get(k))
+    out.print(
         f"notices: {notices['sent']} sent, {notices['pending']} pending, "
-        f"[{'red' if notices['failed'] else 'default'}]{notices['failed']} failed[/]"
+        f"[{'red' if notices['failed'] else 'default'}]{notices['failed']} failed[/]{extra}"
     )
     hooks = st.get("hooks") or {}
     if hooks.get("pending") or hooks.get("failed"):
-        console.print(f"hooks: {hooks.get('pending', 0)} pending, {hooks.get('failed', 0)} failed")
+        out.print(f"hooks: {hooks.get('pending', 0)} pending, {hooks.get('failed', 0)} failed")
     cfg = st["config"]
-    line = f"config: {cfg['path']} loaded {cfg['loaded_at']}"
-    console.print(line)
+    out.print(Text(f"config: {cfg['path']}, loaded {short_time(cfg['loaded_at'], zone)}"))
     if cfg.get("error"):
-        console.print(
-            f"[bold red]last reload failed ({cfg.get('reloaded_at')}), still running the config "
-            f"loaded {cfg['loaded_at']}:[/] {cfg['error']}"
+        out.print(
+            f"[bold red]last reload failed ({short_time(cfg.get('reloaded_at'), zone)}), still running the config "
+            f"loaded {short_time(cfg['loaded_at'], zone)}:[/]",
+            Text(cfg["error"]),
         )
     for f in st.get("faults", []):
-        console.print(f"[red]fault[/] {f['what']}: {f['message']} (since {f['since']})")
+        out.print(
+            Text.assemble(("fault", "red"), f" {f['what']}: {f['message']} (since {short_time(f['since'], zone)})")
+        )

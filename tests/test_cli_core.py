@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -204,8 +205,12 @@ def test_plan_table(workdir):
     proc = maintd("plan", "--from", "2026-11-25T00:00", "--to", "2026-12-20T00:00", cwd=workdir, check_code=0)
     for word in ("storage-firmware", "notice", "start", "end", "acme", "7d"):
         assert word in proc.stdout
-    # times are shown in each tenant's zone: acme is in New York
-    assert "2026-12-05 16:00 EST" in proc.stdout
+    # narrow: one row for all tenants, in the provider's zone (Berlin)
+    assert re.search(r"^Sat 05 22:00 +start +storage-firmware +acme, beta, gamma *$", proc.stdout, re.M), proc.stdout
+    assert "acme, beta, gamma" in proc.stdout
+    # --wide: one row per tenant's zone, in that zone: acme is in New York
+    wide = maintd("plan", "--wide", "--from", "2026-11-25T00:00", "--to", "2026-12-20T00:00", cwd=workdir, check_code=0)
+    assert "Sat 2026-12-05 16:00 EST" in wide.stdout and "Sat 2026-12-05 22:00 CET" in wide.stdout
 
 
 def test_plan_table_nothing_happens(workdir):
