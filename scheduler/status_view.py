@@ -93,9 +93,16 @@ def cell(text: str | None) -> Text:
     return Text(text or "", no_wrap=True, overflow="ellipsis")
 
 
-def tenants_text(ids: Sequence[str], limit: int = 5) -> str:
-    shown = ", ".join(ids[:limit]) + (f" +{len(ids) - limit} more" if len(ids) > limit else "")
-    return shown or "none"
+def tenants_text(ids: Sequence[str], budget: int = 20) -> str:
+    """Whole tenant ids while they fit in ``budget`` characters, then how many more: ``acme, beta +8``."""
+    shown: list[str] = []
+    for i in ids:
+        rest = len(ids) - len(shown) - 1
+        if shown and len(", ".join([*shown, i])) + (len(f" +{rest}") if rest else 0) > budget:
+            break
+        shown.append(i)
+    more = len(ids) - len(shown)
+    return ", ".join(shown) + (f" +{more}" if more else "") if ids else "none"
 
 
 # --------------------------------------------------------------------------- status
@@ -104,9 +111,9 @@ def tenants_text(ids: Sequence[str], limit: int = 5) -> str:
 def _left(end: str | None, now: datetime) -> str:
     e = ts(end)
     if e is None:
-        return "until `maintd exit`"
+        return "until exit"
     secs = (e - now).total_seconds()
-    return f"{human(secs)} left" if secs > 0 else "ending"
+    return human(secs) if secs > 0 else "ending"
 
 
 def _every(starts: list[datetime], zone: ZoneInfo) -> str:
@@ -140,38 +147,54 @@ def render_status(st: dict[str, Any], now: datetime, zone: ZoneInfo | None = Non
     if st.get("dry_run"):
         head += "  [dim](dry run: notices are rendered, not sent)[/]"
     out.print(Panel(head, title="maintd", expand=False))
-    month = needs_month([a["start"] for a in st["active"] + st["next"]] + [now])
     if st["active"]:
-        t = table(f"active (times in {zone.key})")
-        add_id(t, "window")
-        t.add_column("since", no_wrap=True)
-        t.add_column("ends", no_wrap=True)
-        add_text(t, "tenants")
-        add_text(t, "title")
-        for a in st["active"]:
-            ends = f"{short_time(a['end'], zone, month=month)}, {_left(a['end'], now)}" if a["end"] else "on exit"
-            shown = a["tenants"] if wide else tenants_text(a["tenants"])
-            t.add_row(
-                a["window"], short_time(a["start"], zone, month=month), ends, cell(_join(shown)), cell(a.get("title"))
-            )
-        out.print(t)
+        out.print(_active(st["active"], now, zone, wide))
     if st["next"]:
-        t = table(f"next (times in {zone.key})")
-        add_id(t, "window")
-        t.add_column("starts", no_wrap=True)
-        t.add_column("in", no_wrap=True)
-        t.add_column("for", no_wrap=True)
-        add_text(t, "tenants")
-        add_text(t, "title")
-        for a, n in [(a, 1) for a in st["next"]] if wide else _fold(st["next"]):
-            starts = [x for x in (ts(b["start"]) for b in st["next"] if b["window"] == a["window"]) if x]
-            when = _every(starts, zone) if n > 1 else short_time(a["start"], zone, month=month)
-            start, end = ts(a["start"]), ts(a["end"])
-            lasts = human((end - start).total_seconds()) if start and end else "-"
-            shown = a["tenants"] if wide else tenants_text(a["tenants"])
-            t.add_row(a["window"], when, _in(start, now), lasts, cell(_join(shown)), cell(a.get("title")))
-        out.print(t)
+        out.print(_next(st["next"], now, zone, wide))
     _print_counts(out, st, zone)
+
+
+def _active(items: list[dict], now: datetime, zone: ZoneInfo, wide: bool) -> Table:
+    month = needs_month([now] + [a["start"] for a in items] + [a["end"] for a in items])
+    t = table(f"active (times in {zone.key})")
+    add_id(t, "window")
+    if wide:
+        t.add_column("since", no_wrap=True)
+    t.add_column("ends", no_wrap=True)
+    t.add_column("left", no_wrap=True)
+    add_id(t, "tenants")
+    add_text(t, "title")
+    for a in items:
+        row: list[Any] = [a["window"]]
+        if wide:
+            row.append(short_time(a["start"], zone, month=month))
+        row += [
+            short_time(a["end"], zone, month=month) if a["end"] else "on exit",
+            _left(a["end"], now),
+            _join(a["tenants"] if wide else tenants_text(a["tenants"])),
+            cell(a.get("title")),
+        ]
+        t.add_row(*row)
+    return t
+
+
+def _next(items: list[dict], now: datetime, zone: ZoneInfo, wide: bool) -> Table:
+    rows = [(a, 1) for a in items] if wide else _fold(items)
+    month = needs_month([now] + [a["start"] for a, _ in rows])
+    t = table(f"next (times in {zone.key})")
+    add_id(t, "window")
+    for name in ("starts", "in", "for"):
+        t.add_column(name, no_wrap=True)
+    add_id(t, "tenants")
+    add_text(t, "title")
+    for a, n in rows:
+        starts = [x for x in (ts(b["start"]) for b in items if b["window"] == a["window"]) if x]
+        when = _every(starts, zone) if n > 1 else short_time(a["start"], zone, month=month)
+        start, end = ts(a["start"]), ts(a["end"])
+        lasts = human((end - start).total_seconds()) if start and end else "-"
+        shown = a["tenants"] if wide else tenants_text(a["tenants"])
+        t.add_row(a["window"], when, _in(start, now), lasts, _join(shown), cell(a.get("title")))
+    return t
 
 
 def _join(shown: Sequence[str] | str) -> str:
@@ -188,7 +211,7 @@ def _in(start: datetime | None, now: datetime) -> str:
 def _print_counts(out: Console, st: dict[str, Any], zone: ZoneInfo) -> None:
     leases, notices = st["leases"], st["notices"]
     out.print(
-        f"jobs: {plural(leases['running'], 'job')} running, "
+        f"{plural(leases['running'], 'job')} running, "
         f"[{'red' if leases['draining'] else 'default'}]{leases['draining']} draining[/]"
     )
     for lease in leases.get("items", []):
@@ -206,7 +229,7 @@ def _print_counts(out: Console, st: dict[str, Any], zone: ZoneInfo) -> None:
     if hooks.get("pending") or hooks.get("failed"):
         out.print(f"hooks: {hooks.get('pending', 0)} pending, {hooks.get('failed', 0)} failed")
     cfg = st["config"]
-    out.print(Text(f"config: {cfg['path']}, loaded {short_time(cfg['loaded_at'], zone)}"))
+    out.print(Text(f"config loaded {short_time(cfg['loaded_at'], zone)} from {cfg['path']}"))
     if cfg.get("error"):
         out.print(
             f"[bold red]last reload failed ({short_time(cfg.get('reloaded_at'), zone)}), still running the config "

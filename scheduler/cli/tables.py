@@ -10,8 +10,10 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 from datetime import datetime, timedelta
-from typing import Any
 from zoneinfo import ZoneInfo
+
+from rich.padding import Padding
+from rich.text import Text
 
 from ..model import Config, isoz
 from ..status_view import (
@@ -33,12 +35,21 @@ __all__ = ["full_time", "print_history", "print_notices", "print_plan", "tidy_me
 _TIMEDELTA = re.compile(r"\b(?:(\d+) days?, )?(\d{1,2}):(\d\d):(\d\d)\b")
 
 
-def tidy_message(text: str | None) -> str:
-    def sub(m: re.Match) -> str:
+_INSTANT = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)")
+
+
+def tidy_message(text: str | None, zone: ZoneInfo | None = None) -> str:
+    """A daemon message as the tables write things: ``0:30:00`` as ``30m``, and (given a
+    zone) UTC instants as short local times."""
+
+    def duration(m: re.Match) -> str:
         days, h, mi, s = (int(x or 0) for x in m.groups())
         return human(timedelta(days=days, hours=h, minutes=mi, seconds=s).total_seconds())
 
-    return _TIMEDELTA.sub(sub, text or "")
+    text = _TIMEDELTA.sub(duration, text or "")
+    if zone is not None:
+        text = _INSTANT.sub(lambda m: short_time(m.group(0), zone), text)
+    return text
 
 
 def print_plan(cfg: Config, events: list, start: datetime, end: datetime, tenant: str | None, *, wide: bool) -> None:
@@ -58,7 +69,7 @@ def print_plan(cfg: Config, events: list, start: datetime, end: datetime, tenant
     t.add_column("event", no_wrap=True)
     add_id(t, "window")
     t.add_column("detail", no_wrap=True)
-    add_text(t, "tenants")
+    add_id(t, "tenants")
     groups: dict[tuple, list[str]] = defaultdict(list)
     for e in events:
         # narrow: one row for every tenant at once; wide: one per tenant's zone, in that zone
@@ -75,8 +86,8 @@ def print_plan(cfg: Config, events: list, start: datetime, end: datetime, tenant
             if late:
                 detail += " LATE"
         label = {"start": "[red]start[/]", "end": "[green]end[/]", "notice": "notice"}.get(event, event)
-        shown = ", ".join(tenants) if wide else tenants_text(tenants, limit=6)
-        t.add_row(when, label, window, detail, cell(shown))
+        shown = ", ".join(tenants) if wide else tenants_text(tenants, budget=24)
+        t.add_row(when, label, window, detail, shown)
     out.print(t)
     if any(key[7] for key in groups):
         out.print("LATE: its lead time has passed at --from; sent at once, before the window starts.")
@@ -113,35 +124,41 @@ def print_notices(rows: list[dict], zone: ZoneInfo, *, failed: bool, wide: bool)
             )
         out.print(t)
         return
+    # One table per window under its id: at 80 columns a window id beside each row leaves
+    # no room for the status. Column widths are shared so the tables line up.
     month = needs_month([r["created_at"] for r in rows])
-    t = table(f"{title}, times in {zone.key}")
-    t.add_column("created", no_wrap=True)
-    add_id(t, "window")
-    add_id(t, "tenant")
-    t.add_column("kind", no_wrap=True)
-    t.add_column("via", no_wrap=True)
-    add_text(t, "status")
-    for r in rows:
-        kind = r["kind"] + (f" {r['lead']}" if r.get("lead") else "") + (" late" if r.get("late") else "")
-        t.add_row(
+    cells = [
+        (
             short_time(r["created_at"], zone, month=month),
-            r["window"],
             r["tenant"],
-            kind,
+            r["kind"] + (f" {r['lead']}" if r.get("lead") else "") + (" late" if r.get("late") else ""),
             r["channel"],
-            cell(_state(r)),
         )
-    out.print(t)
+        for r in rows
+    ]
+    widths = [max(len(c[i]) for c in cells) for i in range(4)]
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        groups[r["window"]].append(i)
+    out.print(f"{title}, times in {zone.key}")
+    for n, (window, members) in enumerate(groups.items()):
+        t = table()
+        t.show_header = n == 0
+        for name, width in zip(("created", "tenant", "kind", "via"), widths):
+            t.add_column(name, no_wrap=True, min_width=width)
+        add_text(t, "status")
+        for i in members:
+            t.add_row(*cells[i], cell(_state(rows[i])))
+        out.print(Text(window, style="bold"))
+        out.print(Padding(t, (0, 0, 0, 2)))
 
 
 def _state(r: dict) -> str:
-    """``sent``, ``pending, try 3 in 5m``, ``failed after 7 tries: connection refused``."""
+    """``sent``, ``pending (1 try): connection refused``, ``failed (7 tries): HTTP 500``."""
     status, attempts = r["status"], r.get("attempts") or 0
     text = status
-    if status == "failed" and attempts:
-        text += f" after {attempts} tr{'y' if attempts == 1 else 'ies'}"
-    elif status == "pending" and attempts:
-        text += f", {attempts} failed tr{'y' if attempts == 1 else 'ies'}"
+    if attempts and status != "sent":
+        text += f" ({attempts} tr{'y' if attempts == 1 else 'ies'})"
     if r.get("last_error") and status != "sent":
         text += f": {r['last_error']}"
     return text
@@ -152,20 +169,32 @@ def print_history(rows: list[dict], zone: ZoneInfo, *, wide: bool) -> None:
     if not rows:
         out.print("No history yet.")
         return
-    t = table("history" if wide else f"history, times in {zone.key}")
-    t.add_column("at", no_wrap=True)
-    t.add_column("kind", no_wrap=True)
-    add_id(t, "window")
     if wide:
-        t.add_column("occurrence", no_wrap=True)
-    t.add_column("actor", no_wrap=True)
-    add_text(t, "message")
+        t = table("history")
+        for name in ("at", "kind", "window", "occurrence", "actor"):
+            t.add_column(name, no_wrap=True)
+        add_text(t, "message")
+        for r in rows:
+            t.add_row(
+                r["at"],
+                r["kind"],
+                r.get("window") or "",
+                r.get("occurrence") or "",
+                r.get("actor") or "",
+                cell(tidy_message(r.get("message"))),
+            )
+        out.print(t)
+        return
+    # The window's id leads the message (most messages start with it already): a column of
+    # its own would leave the message a dozen characters at 80 columns.
     month = needs_month([r["at"] for r in rows])
+    t = table(f"history, times in {zone.key}")
+    for name in ("at", "kind", "actor"):
+        t.add_column(name, no_wrap=True)
+    add_text(t, "window: message")
     for r in rows:
-        at = r["at"] if wide else short_time(r["at"], zone, month=month)
-        row: list[Any] = [at, r["kind"], r.get("window") or ""]
-        if wide:
-            row.append(r.get("occurrence") or "")
-        row += [r.get("actor") or "", cell(tidy_message(r.get("message")))]
-        t.add_row(*row)
+        window, message = r.get("window") or "", tidy_message(r.get("message"), zone)
+        if window and not message.startswith(window):
+            message = f"{window}: {message}" if message else window
+        t.add_row(short_time(r["at"], zone, month=month), r["kind"], r.get("actor") or "", cell(message))
     out.print(t)
