@@ -94,15 +94,49 @@ def cell(text: str | None) -> Text:
 
 
 def tenants_text(ids: Sequence[str], budget: int = 20) -> str:
-    """Whole tenant ids while they fit in ``budget`` characters, then how many more: ``acme, beta +8``."""
+    """Whole tenant ids while they fit in ``budget`` characters, then how many more
+    (``acme, beta +8``); only the count when not even one id fits. Never a cut id."""
+    if not ids:
+        return "none"
     shown: list[str] = []
     for i in ids:
         rest = len(ids) - len(shown) - 1
-        if shown and len(", ".join([*shown, i])) + (len(f" +{rest}") if rest else 0) > budget:
+        if len(", ".join([*shown, i])) + (len(f" +{rest}") if rest else 0) > budget:
             break
         shown.append(i)
+    if not shown:
+        return plural(len(ids), "tenant") if len(plural(len(ids), "tenant")) <= budget else str(len(ids))
     more = len(ids) - len(shown)
-    return ", ".join(shown) + (f" +{more}" if more else "") if ids else "none"
+    return ", ".join(shown) + (f" +{more}" if more else "")
+
+
+def fitted(
+    title: str | None,
+    header: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    tenants: Sequence[Sequence[str]],
+    notes: Sequence[str | None] | None = None,
+    *,
+    width: int,
+    note_header: str = "title",
+) -> Table:
+    """A borderless table for ``width`` columns: ``header`` columns never cut (times, ids,
+    words), then the tenants (whole ids while they fit, then a count), then a free-text
+    note (ellipsized) when there is room for one."""
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(header)]
+    left = width - sum(widths) - 2 * len(widths)
+    budget = left if notes is None else min(left, 24)
+    shown = [tenants_text(ids, max(budget, 1)) for ids in tenants]
+    with_notes = notes is not None and left - max([7] + [len(x) for x in shown]) - 2 >= 8
+    t = table(title)
+    for h in header:
+        t.add_column(h, no_wrap=True)
+    t.add_column("tenants" if left >= len("tenants") else "#", no_wrap=True)
+    if with_notes:
+        add_text(t, note_header)
+    for i, (row, who) in enumerate(zip(rows, shown)):
+        t.add_row(*row, who, *([cell(notes[i])] if with_notes and notes else []))
+    return t
 
 
 # --------------------------------------------------------------------------- status
@@ -148,53 +182,39 @@ def render_status(st: dict[str, Any], now: datetime, zone: ZoneInfo | None = Non
         head += "  [dim](dry run: notices are rendered, not sent)[/]"
     out.print(Panel(head, title="maintd", expand=False))
     if st["active"]:
-        out.print(_active(st["active"], now, zone, wide))
+        out.print(_active(st["active"], now, zone, out, wide))
     if st["next"]:
-        out.print(_next(st["next"], now, zone, wide))
+        out.print(_next(st["next"], now, zone, out, wide))
     _print_counts(out, st, zone)
 
 
-def _active(items: list[dict], now: datetime, zone: ZoneInfo, wide: bool) -> Table:
+def _active(items: list[dict], now: datetime, zone: ZoneInfo, out: Console, wide: bool) -> Table:
     month = needs_month([now] + [a["start"] for a in items] + [a["end"] for a in items])
-    t = table(f"active (times in {zone.key})")
-    add_id(t, "window")
-    if wide:
-        t.add_column("since", no_wrap=True)
-    t.add_column("ends", no_wrap=True)
-    t.add_column("left", no_wrap=True)
-    add_id(t, "tenants")
-    add_text(t, "title")
+    header = ["window", *(["since"] if wide else []), "ends", "left"]
+    rows = []
     for a in items:
-        row: list[Any] = [a["window"]]
-        if wide:
-            row.append(short_time(a["start"], zone, month=month))
-        row += [
-            short_time(a["end"], zone, month=month) if a["end"] else "on exit",
-            _left(a["end"], now),
-            _join(a["tenants"] if wide else tenants_text(a["tenants"])),
-            cell(a.get("title")),
-        ]
-        t.add_row(*row)
-    return t
+        since = [short_time(a["start"], zone, month=month)] if wide else []
+        ends = short_time(a["end"], zone, month=month) if a["end"] else "on exit"
+        rows.append([a["window"], *since, ends, _left(a["end"], now)])
+    title = f"active (times in {zone.key})"
+    notes = [a.get("title") for a in items]
+    return fitted(title, header, rows, [a["tenants"] for a in items], notes, width=out.width)
 
 
-def _next(items: list[dict], now: datetime, zone: ZoneInfo, wide: bool) -> Table:
-    rows = [(a, 1) for a in items] if wide else _fold(items)
-    month = needs_month([now] + [a["start"] for a, _ in rows])
-    t = table(f"next (times in {zone.key})")
-    add_id(t, "window")
-    for name in ("starts", "in", "for"):
-        t.add_column(name, no_wrap=True)
-    add_id(t, "tenants")
-    add_text(t, "title")
-    for a, n in rows:
+def _next(items: list[dict], now: datetime, zone: ZoneInfo, out: Console, wide: bool) -> Table:
+    firsts = [(a, 1) for a in items] if wide else _fold(items)
+    month = needs_month([now] + [a["start"] for a, _ in firsts])
+    rows = []
+    for a, n in firsts:
         starts = [x for x in (ts(b["start"]) for b in items if b["window"] == a["window"]) if x]
         when = _every(starts, zone) if n > 1 else short_time(a["start"], zone, month=month)
         start, end = ts(a["start"]), ts(a["end"])
         lasts = human((end - start).total_seconds()) if start and end else "-"
-        shown = a["tenants"] if wide else tenants_text(a["tenants"])
-        t.add_row(a["window"], when, _in(start, now), lasts, _join(shown), cell(a.get("title")))
-    return t
+        rows.append([a["window"], when, _in(start, now), lasts])
+    title = f"next (times in {zone.key})"
+    notes = [a.get("title") for a, _ in firsts]
+    tenants = [a["tenants"] for a, _ in firsts]
+    return fitted(title, ["window", "starts", "in", "for"], rows, tenants, notes, width=out.width)
 
 
 def _join(shown: Sequence[str] | str) -> str:

@@ -21,6 +21,7 @@ from ..status_view import (
     add_text,
     cell,
     console,
+    fitted,
     full_time,
     human,
     needs_month,
@@ -57,40 +58,31 @@ def print_plan(cfg: Config, events: list, start: datetime, end: datetime, tenant
     if not events:
         out.print(f"Nothing happens between {isoz(start)} and {isoz(end)}.")
         return
+    zone = cfg.provider.zone
     suffix = f" for {tenant}" if tenant else ""
     if wide:
-        t = table(f"maintd plan {isoz(start)} .. {isoz(end)}{suffix}")
-        t.add_column("when (tenant's zone)", no_wrap=True)
+        title = f"maintd plan {isoz(start)} .. {isoz(end)}{suffix}, times in each tenant's zone"
     else:
-        zone = cfg.provider.zone
-        month = needs_month([e.at for e in events])
-        t = table(f"maintd plan {short_time(start, zone, month=True)} .. {short_time(end, zone, month=True)}{suffix}")
-        t.add_column(f"when ({zone.key})", no_wrap=True)
-    t.add_column("event", no_wrap=True)
-    add_id(t, "window")
-    t.add_column("detail", no_wrap=True)
-    add_id(t, "tenants")
+        span = f"{short_time(start, zone, month=True)} .. {short_time(end, zone, month=True)}"
+        title = f"maintd plan {span}{suffix}, times in {zone.key}"
+    month = needs_month([e.at for e in events])
     groups: dict[tuple, list[str]] = defaultdict(list)
     for e in events:
         # narrow: one row for every tenant at once; wide: one per tenant's zone, in that zone
         zone_key = cfg.tenants[e.tenant].zone.key if wide else ""
         groups[(e.at, e.rank, e.event, e.window, e.occurrence, e.kind, e.lead, e.late, zone_key)].append(e.tenant)
-    for (at, _, event, window, _, kind, lead, late, _zone), tenants in groups.items():
-        if wide:
-            when = full_time(at, cfg.tenants[tenants[0]].zone)
-        else:
-            when = short_time(at, cfg.provider.zone, month=month)
-        detail = ""
+    rows, tenants = [], []
+    for (at, _, event, window, _, kind, lead, late, _zone), ids in groups.items():
+        when = full_time(at, cfg.tenants[ids[0]].zone) if wide else short_time(at, zone, month=month)
+        what = event
         if event == "notice":
-            detail = f"{kind} {lead}" if lead else kind
-            if late:
-                detail += " LATE"
-        label = {"start": "[red]start[/]", "end": "[green]end[/]", "notice": "notice"}.get(event, event)
-        shown = ", ".join(tenants) if wide else tenants_text(tenants, budget=24)
-        t.add_row(when, label, window, detail, shown)
-    out.print(t)
+            what = (f"{kind} {lead}" if lead else kind) + (" LATE" if late else "")
+        rows.append([when, window, what])
+        tenants.append(ids)
+    out.print(Text(title))  # not the table's title: that wraps at the table's width
+    out.print(fitted(None, ["when", "window", "event"], rows, tenants, width=out.width))
     if any(key[7] for key in groups):
-        out.print("LATE: its lead time has passed at --from; sent at once, before the window starts.")
+        out.print("LATE: lead time passed at --from; sent at once, before the window starts.")
 
 
 def print_notices(rows: list[dict], zone: ZoneInfo, *, failed: bool, wide: bool) -> None:
