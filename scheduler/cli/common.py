@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 
@@ -34,7 +35,7 @@ def parse_time(text: str, config: Config | None, now: datetime) -> datetime:
             f'invalid time "{text}"; expected ISO 8601 such as 2026-12-05T22:00, 2026-12-05T21:00Z or now'
         ) from None
     if ts.tzinfo is None:
-        zone = config.provider.zone if config else UTC
+        zone = config.provider.zone if config else ZoneInfo("UTC")
         return resolve_local(ts, zone)
     return ts.astimezone(UTC)
 

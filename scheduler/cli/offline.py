@@ -135,7 +135,7 @@ def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> No
         previous=(occ.start, occ.end) if kind in ("rescheduled", "extended") else None,
         recurring=w.recurring,
     )
-    summary = None
+    summary: dict[str, Any] | None = None
     if kind == "completed":
         summary = {
             "actual_start": isoz(occ.start),
@@ -153,6 +153,11 @@ def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> No
         raise UsageError("the notice templates do not render:\n  " + "\n  ".join(problems))
     sender = cfg.notifiers.email.sender if cfg.notifiers.email else None
     rendered = renderer.render(notice, tenant, organizer=sender, now=now)
+    _print_preview(cfg, kind, tenant, w, occ, notice, rendered, sender)
+
+
+def _print_preview(cfg: Any, kind: str, tenant: Any, w: Any, occ: Any, notice: Any, rendered: Any, sender: Any) -> None:
+    changed = kind in ("rescheduled", "extended", "cancelled")
 
     def section(title: str, note: str = "") -> None:
         click.echo(f"\n===== {title} " + (f"({note}) " if note else "") + "=" * max(3, 60 - len(title) - len(note)))

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import re
 from collections import defaultdict
+from collections.abc import Sequence
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from rich.padding import Padding
@@ -17,7 +19,6 @@ from rich.text import Text
 
 from ..model import Config, isoz
 from ..status_view import (
-    add_id,
     add_text,
     cell,
     console,
@@ -27,7 +28,6 @@ from ..status_view import (
     needs_month,
     short_time,
     table,
-    tenants_text,
 )
 
 __all__ = ["full_time", "print_history", "print_notices", "print_plan", "tidy_message"]
@@ -53,7 +53,9 @@ def tidy_message(text: str | None, zone: ZoneInfo | None = None) -> str:
     return text
 
 
-def print_plan(cfg: Config, events: list, start: datetime, end: datetime, tenant: str | None, *, wide: bool) -> None:
+def print_plan(
+    cfg: Config, events: Sequence[Any], start: datetime, end: datetime, tenant: str | None, *, wide: bool
+) -> None:
     out = console(wide)
     if not events:
         out.print(f"Nothing happens between {isoz(start)} and {isoz(end)}.")
@@ -65,7 +67,7 @@ def print_plan(cfg: Config, events: list, start: datetime, end: datetime, tenant
     else:
         span = f"{short_time(start, zone, month=True)} .. {short_time(end, zone, month=True)}"
         title = f"maintd plan {span}{suffix}, times in {zone.key}"
-    month = needs_month([e.at for e in events])
+    month = needs_month([events[0].at, events[-1].at])  # sorted by `at`
     groups: dict[tuple, list[str]] = defaultdict(list)
     for e in events:
         # narrow: one row for every tenant at once; wide: one per tenant's zone, in that zone
