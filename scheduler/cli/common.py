@@ -1,4 +1,8 @@
-"""What every command shares: the clock reading, times and durations on the command line, JSON out."""
+"""What every command shares: the clock reading, times and durations on the command line, JSON out.
+
+The config loader, the planner and rich are imported where a command uses them: ``maintd
+exec`` runs before every backup and must start in a fraction of a second.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,9 @@ from zoneinfo import ZoneInfo
 
 import click
 
-from .. import config as config_mod
 from ..duration import parse_duration
 from ..errors import UsageError
 from ..model import UTC, Config
-from ..recurrence import resolve_local
 
 DEFAULT_CONFIG = "windows.yaml"
 
@@ -35,6 +37,8 @@ def parse_time(text: str, config: Config | None, now: datetime) -> datetime:
             f'invalid time "{text}"; expected ISO 8601 such as 2026-12-05T22:00, 2026-12-05T21:00Z or now'
         ) from None
     if ts.tzinfo is None:
+        from ..recurrence import resolve_local
+
         zone = config.provider.zone if config else ZoneInfo("UTC")
         return resolve_local(ts, zone)
     return ts.astimezone(UTC)
@@ -60,6 +64,8 @@ DURATION = Duration()
 
 def load_config(ctx: click.Context) -> Config:
     """The whole config, for the offline commands (client commands read only ``daemon:``)."""
+    from .. import config as config_mod  # here: `maintd exec` starts without pydantic
+
     return config_mod.load(ctx.obj["config"])
 
 

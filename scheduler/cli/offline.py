@@ -10,11 +10,8 @@ from typing import Any
 
 import click
 
-from .. import config as config_mod
-from .. import plan as plan_mod
 from ..errors import ConfigError, UsageError
 from ..model import NOTICE_KINDS, isoz
-from . import tables
 from .common import clock, echo_json, load_config, parse_time, unknown
 
 
@@ -48,6 +45,9 @@ def validate(ctx: click.Context) -> None:
 @click.pass_context
 def plan(ctx: click.Context, frm: str, to: str | None, tenant: str | None, as_json: bool, wide: bool) -> None:
     """The timeline that would happen — notices, starts, ends per tenant — without sending anything."""
+    from .. import plan as plan_mod
+    from . import tables
+
     cfg = load_config(ctx)
     now = clock()
     start = parse_time(frm, cfg, now)
@@ -65,6 +65,8 @@ def plan(ctx: click.Context, frm: str, to: str | None, tenant: str | None, as_js
 
 def _print_plan_json(events: Any) -> None:
     # Streamed: a 10,000-tenant plan is hundreds of thousands of events.
+    from .. import plan as plan_mod
+
     out = sys.stdout
     try:
         out.write("[")
@@ -83,6 +85,8 @@ def _print_plan_json(events: Any) -> None:
 @click.command()
 def schema() -> None:
     """Print the JSON Schema of windows.yaml (for editors and CI)."""
+    from .. import config as config_mod
+
     echo_json(config_mod.json_schema())
 
 
@@ -102,6 +106,7 @@ def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> No
     JSON — without sending anything."""
     from notifiers import Renderer
 
+    from .. import plan as plan_mod
     from ..daemon import compose_notice
 
     cfg = load_config(ctx)
@@ -157,6 +162,8 @@ def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> No
 
 
 def _print_preview(cfg: Any, kind: str, tenant: Any, w: Any, occ: Any, notice: Any, rendered: Any, sender: Any) -> None:
+    from .tables import full_time
+
     changed = kind in ("rescheduled", "extended", "cancelled")
 
     def section(title: str, note: str = "") -> None:
@@ -164,7 +171,7 @@ def _print_preview(cfg: Any, kind: str, tenant: Any, w: Any, occ: Any, notice: A
 
     click.echo(
         f"Preview of the {kind} notice for {tenant.id} about {w.id}, occurrence {isoz(occ.key)} "
-        f"({tables.full_time(occ.start, tenant.zone)} .. {tables.full_time(occ.end, tenant.zone)}). Nothing is sent."
+        f"({full_time(occ.start, tenant.zone)} .. {full_time(occ.end, tenant.zone)}). Nothing is sent."
     )
     if changed:
         click.echo(
