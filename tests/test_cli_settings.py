@@ -231,3 +231,118 @@ def test_status_talks_over_the_unix_socket_without_a_token(tmp_path) -> None:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# --------------------------------------------------------------------------- tokens on the wire
+
+ADMIN, GATE, READ = "admin-" + "a" * 32, "gate-" + "g" * 32, "read-" + "r" * 32
+
+
+def run_cli(*args: str, env: dict, cwd: Path) -> subprocess.CompletedProcess:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("MAINTD_")}
+    e.update(env)
+    return subprocess.run([*maintd_argv(), *args], env=e, cwd=cwd, capture_output=True, text=True, timeout=30)
+
+
+def test_each_command_sends_its_scopes_token(httpserver, tmp_path) -> None:
+    env = {"MAINTD_URL": httpserver.url_for(""), "MAINTD_TOKEN": ADMIN, "MAINTD_GATE_TOKEN": GATE}
+    env["MAINTD_READ_TOKEN"] = READ
+    bearer = {scope: {"Authorization": f"Bearer {token}"} for scope, token in (("a", ADMIN), ("g", GATE), ("r", READ))}
+    httpserver.expect_request("/v1/notices", method="GET", headers=bearer["r"]).respond_with_json([])
+    httpserver.expect_request("/v1/notices/retry", method="POST", headers=bearer["a"]).respond_with_json({"retried": 2})
+    httpserver.expect_request("/v1/notices/ntc_1/retry", method="POST", headers=bearer["a"]).respond_with_json(
+        {"retried": 0}
+    )
+    denied = {"admitted": False, "reason": "maintenance", "message": "paused", "retry_after": 8984}
+    httpserver.expect_request("/v1/admissions", method="POST", headers=bearer["g"]).respond_with_json(denied, 423)
+    assert run_cli("notices", env=env, cwd=tmp_path).stdout == "No notices.\n"
+    r = run_cli("notices", "--retry", "--failed", env=env, cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (0, "2 deliveries back to pending\n"), r.stderr
+    r = run_cli("notices", "--retry", "ntc_1", env=env, cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (1, "Error: no failed delivery to resend\n")
+    r = run_cli("exec", "--tenant", "acme", "--kind", "backup", "--", "true", env=env, cwd=tmp_path)
+    assert r.returncode == 75 and r.stderr.splitlines() == [
+        "paused",
+        "maintd exec: denied (maintenance); retry in 2h30m",
+    ]
+    httpserver.check_assertions()
+
+
+# --------------------------------------------------------------------------- status at 80 columns
+
+
+def test_a_busy_status_fits_80_columns(monkeypatch, capsys) -> None:
+    from datetime import UTC, datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    from scheduler.status_view import render_status
+
+    monkeypatch.setenv("COLUMNS", "80")
+    now = datetime(2026, 12, 5, 21, 30, tzinfo=UTC)
+
+    def occ(window: str, start: datetime, hours: int, tenants: list[str]) -> dict:
+        z = lambda t: t.strftime("%Y-%m-%dT%H:%M:%SZ")  # noqa: E731
+        return {
+            "window": window,
+            "occurrence": z(start),
+            "start": z(start),
+            "end": z(start + timedelta(hours=hours)),
+            "tenants": tenants,
+            "title": "A title long enough to be cut at eighty columns, surely",
+        }
+
+    weekly = [
+        occ(
+            "weekly-patching-all-hosts",
+            datetime(2026, 12, 12, 1, 30, tzinfo=UTC) + timedelta(days=7 * i),
+            3,
+            [f"tenant-{i:03d}" for i in range(40)],
+        )
+        for i in range(5)
+    ]
+    st = {
+        "mode": "draining",
+        "active": [
+            occ("storage-firmware-upgrade-frankfurt", datetime(2026, 12, 5, 21, tzinfo=UTC), 4, ["acme-industries"])
+        ],
+        "next": weekly,
+        "leases": {
+            "running": 1,
+            "draining": 1,
+            "items": [
+                {
+                    "id": "lse_pub_1234",
+                    "tenant": "acme-industries",
+                    "kind": "backup",
+                    "drain": True,
+                    "deadline": "2026-12-05T21:10:00Z",
+                    "overrun": True,
+                }
+            ],
+        },
+        "notices": {"sent": 12, "pending": 1, "failed": 2},
+        "hooks": {"pending": 0, "failed": 1},
+        "config": {
+            "path": "/etc/maintd/windows.yaml",
+            "loaded_at": "2026-12-05T20:00:00Z",
+            "reloaded_at": "2026-12-05T21:00:00Z",
+            "error": "/etc/maintd/windows.yaml:12:9: " + "x" * 120,
+        },
+        "faults": [
+            {
+                "what": "hook:storage-firmware-upgrade-frankfurt:start",
+                "message": "exit 1; gave up",
+                "since": "2026-12-05T21:00:00Z",
+            }
+        ],
+    }
+    render_status(st, now, ZoneInfo("Europe/Berlin"))
+    out = capsys.readouterr().out
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    assert re.search(r"^storage-firmware-upgrade-frankfurt +Sun 06 02:00 +3h30m +acme-industries", out, re.M), out
+    (row,) = [line for line in out.splitlines() if line.startswith("weekly-patching-all-hosts")]
+    assert re.search(r"every Sat 02:30 +6d4h +3h +tenant-000 \+39 +A title", row), row
+    assert "1 job running, 1 draining" in out and "OVERRUN" in out
+    assert "draining lse_pub_1234 acme-industries/backup deadline Sat 05 22:10" in out
+    assert "last reload failed (Sat 05 22:00)" in out and "hooks: 0 pending, 1 failed" in out
+    assert "fault hook:storage-firmware-upgrade-frankfurt:start: exit 1; gave up" in out.replace("\n", " ")

@@ -178,7 +178,7 @@ def extend(ctx: click.Context, window: str, duration: str, url: str | None) -> N
 def notices(
     ctx: click.Context, failed: bool, retry: bool, as_json: bool, limit: int, wide: bool, url: str | None, ids: tuple
 ) -> None:
-    """The delivery log; with --retry ID... or --retry --failed, resend failed deliveries (exit 1: none)."""
+    """The delivery log; `--retry IDS` or `--retry --failed` resend failed deliveries (exit 1: none)."""
     if retry:
         _retry(connect(ctx, url, "admin"), ids, failed, as_json)
         return
@@ -208,10 +208,17 @@ def _retry(client: Client, ids: tuple, failed: bool, as_json: bool) -> None:
     if as_json:
         echo_json(outs if ids else outs[0])
         return
-    count = sum(int(o.get("retried", 0)) if isinstance(o, dict) else 0 for o in outs)
+    count = sum(_count(o.get("retried") if isinstance(o, dict) else o) for o in outs)
     if not count:
         raise MaintdError("no failed delivery to resend")
     click.echo(f"{count} deliver{'y' if count == 1 else 'ies'} back to pending")
+
+
+def _count(retried: Any) -> int:
+    """``{"retried": 3}`` or a list of the ids put back."""
+    if isinstance(retried, list):
+        return len(retried)
+    return retried if isinstance(retried, int) and not isinstance(retried, bool) else 0
 
 
 @click.command()
