@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from .errors import MaintdError, RefusedError
+from .status_view import human
 
 EX_TEMPFAIL = 75
 # A drain order learned after its deadline (maintd was down through the grace) still
@@ -65,7 +66,7 @@ def run_gated(
         status, out = 0, None
     if status == 423:
         print(out.get("message") or "denied: maintenance", file=sys.stderr, flush=True)
-        _warn(f"denied ({out.get('reason')}); retry after {out.get('retry_after')}s")
+        _warn(f"denied ({out.get('reason')}){_retry_in(out.get('retry_after'))}")
         return EX_TEMPFAIL
     if out:
         lease = out.get("lease")
@@ -100,6 +101,13 @@ def run_gated(
         beat.join(timeout=6)  # a heartbeat in flight must not land after the release
     _release(client, lease)
     return code if code >= 0 else 128 - code
+
+
+def _retry_in(seconds: Any) -> str:
+    try:
+        return f"; retry in {human(float(seconds))}" if seconds is not None else ""
+    except (TypeError, ValueError):
+        return ""
 
 
 def _signal_group(proc: subprocess.Popen, signum: int) -> None:

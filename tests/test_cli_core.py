@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -202,10 +203,14 @@ def test_plan_default_range_runs(workdir):
 
 def test_plan_table(workdir):
     proc = maintd("plan", "--from", "2026-11-25T00:00", "--to", "2026-12-20T00:00", cwd=workdir, check_code=0)
-    for word in ("storage-firmware", "notice", "start", "end", "acme", "7d"):
+    for word in ("storage-firmware", "scheduled 7d", "start", "end", "acme"):
         assert word in proc.stdout
-    # times are shown in each tenant's zone: acme is in New York
-    assert "2026-12-05 16:00 EST" in proc.stdout
+    # narrow: one row for all tenants, in the provider's zone (Berlin)
+    assert re.search(r"^Sat 05 22:00 +storage-firmware +start +acme, beta, gamma *$", proc.stdout, re.M), proc.stdout
+    assert "acme, beta, gamma" in proc.stdout
+    # --wide: one row per tenant's zone, in that zone: acme is in New York
+    wide = maintd("plan", "--wide", "--from", "2026-11-25T00:00", "--to", "2026-12-20T00:00", cwd=workdir, check_code=0)
+    assert "Sat 2026-12-05 16:00 EST" in wide.stdout and "Sat 2026-12-05 22:00 CET" in wide.stdout
 
 
 def test_plan_table_nothing_happens(workdir):
@@ -309,3 +314,64 @@ def test_config_option_also_after_the_command(workdir, tmp_path_factory):
     assert json.loads(out.stdout)
     # after the command it wins over the global one
     maintd("--config", "/nonexistent.yaml", "validate", "--config", path, cwd=elsewhere, check_code=0)
+
+
+# ---------------------------------------------------------------------------
+# 80 columns (also the width when output is not a terminal)
+
+LONG_IDS = {
+    "storage-firmware": "storage-firmware-upgrade-frankfurt",
+    "patch-tuesday": "monthly-host-patching-gold",
+    "acme": "acme-industries-holding",
+    "gamma": "gamma-hosting-europe",
+}
+
+
+def test_plan_fits_80_columns_with_ids_whole_and_late_notices_marked(workdir):
+    text = (workdir / "windows.yaml").read_text()
+    for old, new in LONG_IDS.items():
+        text = re.sub(rf"\b{old}\b", new, text)
+    (workdir / "windows.yaml").write_text(text)
+    proc = maintd(
+        "plan",
+        "--from",
+        "2026-12-05T12:00Z",
+        "--to",
+        "2027-01-20T00:00Z",
+        cwd=workdir,
+        env={"COLUMNS": "80"},
+        check_code=0,
+    )
+    lines = proc.stdout.splitlines()
+    assert lines and all(len(line) <= 80 for line in lines), proc.stdout
+    for new in ("storage-firmware-upgrade-frankfurt", "monthly-host-patching-gold"):
+        assert new in proc.stdout
+    # every row one line: a time, the window's whole id, the event, the tenants (a count when ids do not fit)
+    rows = [line for line in lines if re.match(r"\w{3} \d\d \w{3} \d\d:\d\d ", line)]
+    assert len(rows) == 8, proc.stdout  # each window: 2 notices, start, end
+    assert "…" not in proc.stdout
+    # the 24h notice is late at --from: marked, and the mark explained
+    late = r"^Sat 05 Dec 13:00 +storage-firmware-upgrade-frankfurt +scheduled 24h LATE +3$"
+    assert re.search(late, proc.stdout, re.M), proc.stdout
+    assert "LATE: lead time passed at --from" in proc.stdout
+    # with room, tenants are whole ids, then a count
+    wider = maintd(
+        "plan",
+        "--from",
+        "2026-12-05T12:00Z",
+        "--to",
+        "2027-01-20T00:00Z",
+        cwd=workdir,
+        env={"COLUMNS": "100"},
+        check_code=0,
+    )
+    assert re.search(r"scheduled 1h +acme-industries-holding \+2$", wider.stdout, re.M), wider.stdout
+
+
+def test_validate_counts_in_words(workdir):
+    text = (workdir / "windows.yaml").read_text()
+    start = text.index("  - id: beta\n")
+    end = text.index("notifiers:")
+    (workdir / "windows.yaml").write_text(text[:start] + "\n" + text[end:])
+    proc = maintd("validate", cwd=workdir, check_code=0)
+    assert proc.stdout == "windows.yaml: OK (1 tenant, 3 windows, 1 policy)\n"

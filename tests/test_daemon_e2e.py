@@ -332,7 +332,7 @@ def test_manual_enter_extend_exit_through_the_cli(daemon_factory) -> None:
     d = daemon_factory(config(window("later", iso_in(3600), iso_in(7200))))
     r = d.cli("enter", "--reason", "SAN failover", "--for", "1h", "--tenants", "beta")
     assert r.returncode == 0, r.stderr
-    assert re.fullmatch(r"maintenance entered: manual-\S+ until \S+Z \(1 tenants\)\n", r.stdout), r.stdout
+    assert re.fullmatch(r"maintenance entered: manual-\S+ until \S+Z \(1 tenant\)\n", r.stdout), r.stdout
     st = d.status()
     assert st["mode"] == "maintenance" and st["active"][0]["tenants"] == ["beta"]
     mid, end = st["active"][0]["window"], utc(st["active"][0]["end"])

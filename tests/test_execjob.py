@@ -107,7 +107,7 @@ def test_denied_prints_the_tenant_message_and_exits_75(capsys) -> None:
     assert run(Daemon(denied), ["sh", "-c", "echo ran"]) == execjob.EX_TEMPFAIL
     out = capsys.readouterr()
     assert out.out == "" and out.err.splitlines()[0] == "Backups are paused until Sat 5 Dec 2026 23:00 CET."
-    assert "retry after 600s" in out.err
+    assert "retry in 10m" in out.err
 
 
 def test_a_drain_learned_after_its_deadline_still_gives_the_job_a_moment(capsys) -> None:

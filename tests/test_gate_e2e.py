@@ -205,7 +205,7 @@ def test_a_window_start_drains_backups_term_then_kill_and_restores_keep_running(
     # during the window: a backup is refused (75, the tenant message), a restore runs
     r = run_exec(d, "--tenant", "acme", "--kind", "backup", cmd=["echo", "must not run"])
     assert r.returncode == 75 and r.stdout == "", (r.returncode, r.stdout, r.stderr)
-    assert r.stderr.startswith("Backups are paused until ") and "retry after" in r.stderr, r.stderr
+    assert r.stderr.startswith("Backups are paused until ") and "retry in " in r.stderr, r.stderr
     r = run_exec(d, "--tenant", "beta", "--kind", "restore", cmd=["sh", "-c", "echo restored"])
     assert (r.returncode, r.stdout) == (0, "restored\n"), r.stderr
 
