@@ -16,8 +16,8 @@ a temporary copy, never in the rules themselves:
 from __future__ import annotations
 
 import importlib.util
-import shutil
 import re
+import shutil
 import subprocess
 import sys
 import tomllib
