@@ -354,11 +354,11 @@ def _manual_router(daemon: Daemon, write: list) -> APIRouter:
 def _gate_router(daemon: Daemon, gate_access: list) -> APIRouter:
     router = APIRouter(tags=["gate"], dependencies=gate_access)
     gate = daemon.gate
-    lease_gone = {404: {"description": "unknown, released or expired lease"}}
+    lease_gone: dict[int | str, dict[str, Any]] = {404: {"description": "unknown, released or expired lease"}}
 
     @router.post(
         "/v1/admissions",
-        responses={
+        responses={  # type: ignore[dict-item]
             423: {"description": "denied: maintenance or would-overlap (with Retry-After)"},
             404: {"description": "unknown tenant"},
         },

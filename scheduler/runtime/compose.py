@@ -22,6 +22,13 @@ def parse_time(text: Any) -> datetime | None:
     return datetime.fromisoformat(str(text).replace("Z", "+00:00"))
 
 
+def _instant(text: Any) -> datetime:
+    at = parse_time(text)
+    if at is None:
+        raise ValueError("a notice without its instants")
+    return at
+
+
 def tenant_message(
     cfg: Config, window: Window | None, tenant: Tenant, start: datetime, end: datetime, title: str, window_id: str
 ) -> str:
@@ -106,11 +113,11 @@ def notice_from_json(d: dict) -> Notice:
         id=d["id"],
         kind=d["kind"],
         window=d["window"],
-        occurrence=parse_time(d["occurrence"]),
+        occurrence=_instant(d["occurrence"]),
         tenant=d["tenant"],
         title=d["title"],
-        start=parse_time(d["start"]),
-        end=parse_time(d["end"]),
+        start=_instant(d["start"]),
+        end=_instant(d["end"]),
         message=d["message"],
         provider=d["provider"],
         lead=d.get("lead"),

@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
+from typing import Any
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -49,6 +50,8 @@ def utcnow() -> datetime:
 
 class Daemon:
     """One maintd instance. ``clock`` is the only source of time (tests inject one)."""
+
+    reconciler: Reconciler
 
     def __init__(
         self,
@@ -84,7 +87,7 @@ class Daemon:
 
     def _build(self, instance_id: str, base: str) -> None:
         s, store, gens = self.settings, self.store, self.generations
-        common = dict(store=store, generations=gens, guard=self.guard)
+        common: dict[str, Any] = dict(store=store, generations=gens, guard=self.guard)
         self.presence = Presence(
             store=store,
             leadership=Leadership(store.engine),  # several instances may share one PostgreSQL database

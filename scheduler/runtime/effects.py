@@ -111,7 +111,7 @@ class Effects:
         if chk.run:
             result = hooks_mod.run(chk.run, timeout=timeout, env=self.env, cwd=self.cwd)
         else:
-            result = hooks_mod.probe(chk.url, timeout=timeout)
+            result = hooks_mod.probe(chk.url or "", timeout=timeout)
         now = self.clock()
         self.metrics.end_checks.labels("healthy" if result.ok else "failing").inc()
         if result.ok:

@@ -81,7 +81,7 @@ class Overruns:
         self.faults.raise_(what, message)
         self.metrics.drain_overrun.set(len(self.lease_ids()))
         log.warning(message, extra={"action": "drain-overrun", "tenant": row["tenant"]})
-        detail = {k: row[k] for k in ("tenant", "kind", "resource")}
+        detail: dict[str, Any] = {k: row[k] for k in ("tenant", "kind", "resource")}
         detail.update(lease=row["id"], deadline=isoz(row["deadline"]))
         return ("journal", "drain-overrun", dict(at=now, message=message, detail=detail))
 
@@ -169,7 +169,7 @@ class Gate:
             if not decision.admitted:
                 return self._refusal(decision, tenant_id, kind, resource, now)
         lease_id = "lse_" + secrets.token_hex(12)
-        lease = {"id": lease_id, "tenant": tenant_id, "kind": kind, "resource": resource}
+        lease: dict[str, Any] = {"id": lease_id, "tenant": tenant_id, "kind": kind, "resource": resource}
         lease.update(admitted_at=now, interval_s=self.heartbeat_interval)
         return {"admitted": True, "lease": lease_id, "heartbeat": self.heartbeat_interval}, ("lease", lease)
 
@@ -177,7 +177,7 @@ class Gate:
     def _refusal(decision: Any, tenant_id: str, kind: str, resource: str | None, now: datetime) -> tuple[dict, tuple]:
         retry = whole_seconds(decision.retry_after - now) if decision.retry_after else 60
         # tenant and kind in `detail`: the completed notice counts refusals per tenant
-        detail = {"tenant": tenant_id, "kind": kind, "resource": resource}
+        detail: dict[str, Any] = {"tenant": tenant_id, "kind": kind, "resource": resource}
         detail.update(reason=decision.reason, retry_after=retry)
         write = (
             "journal",

@@ -182,13 +182,17 @@ class Outbox:
             except RuntimeError:  # the pool is shut down: stopping; the claim runs out and it is retried
                 self.slots.release()
                 continue
-            future.add_done_callback(lambda _f: (self.slots.release(), self.wake.set()))
+            future.add_done_callback(self._sent)
             futures.append(future)
         if wait:
             for f in futures:
                 f.result()
             self.results.write()
         return len(rows)
+
+    def _sent(self, _future: Any) -> None:
+        self.slots.release()
+        self.wake.set()  # a free slot: claim again
 
     def deliver(self, row: dict, later: list[dict] | None = None) -> None:
         """Send one claimed delivery and queue its result (sent, retry at a backoff, failed,
@@ -201,13 +205,13 @@ class Outbox:
         now = self.clock()
         where = {"window": row["window"], "tenant": row["tenant"]}
         if tenant is None or notifier is None:
-            why = f"tenant {row['tenant']} or channel {channel} no longer configured"
-            self._result(row, "failed", now, last_error=why)
+            gone = f"tenant {row['tenant']} or channel {channel} no longer configured"
+            self._result(row, "failed", now, last_error=gone)
             return
         if now - row["created_at"] >= cfg.notifiers.max_age:
             # Sent this late it would be wrong, not merely slow ("starts in 1h", a day later).
-            why = f"not sent: older than notifiers.max_age ({cfg.notifiers.max_age})"
-            self._result(row, "failed", now, last_error=why)
+            expired = f"not sent: older than notifiers.max_age ({cfg.notifiers.max_age})"
+            self._result(row, "failed", now, last_error=expired)
             log.warning(
                 "notice %s to %s via %s expired unsent",
                 row["kind"],
@@ -217,6 +221,7 @@ class Outbox:
             )
             return
         notice = notice_from_json(row["payload"])
+        why: str | None = None
         with self.guard() as g:
             why = stale(self.store, row, notice, now, later)
             if not why:
