@@ -134,7 +134,7 @@ def main() -> int:
     # The first tick catches up on everything already due (late advance notices for two
     # weeks of windows): a one-off cost at start-up, reported apart from the steady loop.
     t = time.perf_counter()
-    daemon.tick("start")
+    daemon.reconciler.tick("start")
     first = time.perf_counter() - t
     print(f"first tick (start-up catch-up): {first * 1000:.0f} ms; rss {rss_mb():.0f} MB")
 
@@ -155,7 +155,7 @@ def main() -> int:
         if profiler:
             profiler.enable()
         t = time.perf_counter()
-        ev = daemon.tick("bench")
+        ev = daemon.reconciler.tick("bench")
         dt = time.perf_counter() - t
         if profiler:
             profiler.disable()
@@ -166,7 +166,7 @@ def main() -> int:
         if dt > 0.1:
             slow.append((dt, clock.now.isoformat(), len(ev.transitions), n))
         # the bare planner on the same snapshot, same instant (snapshot read not timed)
-        journal = daemon._snapshot(clock.now)
+        journal = daemon.reconciler.journal(clock.now)
         t = time.perf_counter()
         plan.evaluate(daemon.config, journal, clock.now)
         bare.append(time.perf_counter() - t)

@@ -249,7 +249,9 @@ def main() -> int:
     import logging
 
     logging.basicConfig(level=logging.WARNING)  # the daemon logs every delivery at INFO
-    from scheduler import daemon as daemon_mod
+    from scheduler.runtime.settings import Settings
+
+    settings = Settings.from_env(os.environ)
 
     receiver = Receiver(args.latency)
     ok = True
@@ -266,8 +268,8 @@ def main() -> int:
         st = receiver.stats()
         rate = args.tenants / r["elapsed"]
         print(
-            f"maintd:   {args.tenants} tenants, {daemon_mod.WORKERS} workers, claim batch "
-            f"{getattr(daemon_mod, 'CLAIM_BATCH', daemon_mod.WORKERS * 4)}: all sent in {r['elapsed']:.2f} s (config load {r['load']:.2f} s, "
+            f"maintd:   {args.tenants} tenants, {settings.workers} workers, claim batch "
+            f"{settings.claim_batch}: all sent in {r['elapsed']:.2f} s (config load {r['load']:.2f} s, "
             f"enqueued at {r['enqueued']:.2f} s) = {rate:.1f} deliveries/s, "
             f"{rate / base_rate:.1f}x the baseline (target {args.target:g}x)"
         )

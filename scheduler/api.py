@@ -13,16 +13,17 @@ import logging
 from datetime import timedelta
 from typing import Any
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .daemon import Daemon
 from .duration import parse_duration
 from .errors import ConflictError, MaintdError, NotFoundError, StoreError, UsageError
+from .runtime.daemon import Daemon
+from .runtime.gate import MAX_EXPECTED_DURATION
 
 log = logging.getLogger("maintd.api")
 MAX_BODY = 64 * 1024
@@ -94,8 +95,8 @@ class AdmissionIn(_In):
     @classmethod
     def _check(cls, v: Any) -> Any:
         d = _duration(v)
-        if d is not None and d > Daemon.MAX_EXPECTED_DURATION:
-            raise ValueError(f"must be at most {Daemon.MAX_EXPECTED_DURATION.days}d")
+        if d is not None and d > MAX_EXPECTED_DURATION:
+            raise ValueError(f"must be at most {MAX_EXPECTED_DURATION.days}d")
         return v
 
 
@@ -203,6 +204,47 @@ def _loopback(request: Request) -> bool:
         return host in ("localhost", "testclient")
 
 
+class Access:
+    """Who may call what: state-changing calls need the bearer token; reads and the gate are
+    open on loopback and need the token from anywhere else."""
+
+    def __init__(self, token: str | None) -> None:
+        self.token = token
+        self._loopback_hosts: dict[str, bool] = {}
+
+    def token_ok(self, request: Request) -> bool:
+        if not self.token:
+            return False
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
+
+    def require_token(self, request: Request) -> None:
+        if not self.token:
+            raise ApiError(
+                403, "state-changing calls are disabled: no token is configured (set MAINTD_TOKEN or daemon.token_file)"
+            )
+        if not self.token_ok(request):
+            raise ApiError(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
+
+    def open_on_loopback(self, request: Request) -> None:
+        if not _loopback(request):
+            self.require_token(request)
+
+    async def gate(self, request: Request) -> None:
+        # The gate is what every tenant job start asks: open on loopback (the `maintd exec`
+        # next to the job), the token from anywhere else. Async, so that deciding access
+        # costs no trip through the thread pool; a client address is parsed once.
+        host = request.client.host if request.client else ""
+        local = self._loopback_hosts.get(host)
+        if local is None:
+            local = _loopback(request)
+            if len(self._loopback_hosts) < 1024:
+                self._loopback_hosts[host] = local
+        if not local:
+            self.require_token(request)
+
+
 def create_app(daemon: Daemon) -> FastAPI:
     app = FastAPI(
         title="maintd",
@@ -211,28 +253,20 @@ def create_app(daemon: Daemon) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
-
-    def token_ok(request: Request) -> bool:
-        if not daemon.token:
-            return False
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), daemon.token.encode())
-
-    def require_token(request: Request) -> None:
-        if not daemon.token:
-            raise ApiError(
-                403, "state-changing calls are disabled: no token is configured (set MAINTD_TOKEN or daemon.token_file)"
-            )
-        if not token_ok(request):
-            raise ApiError(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
-
-    def open_on_loopback(request: Request) -> None:
-        if not _loopback(request):
-            require_token(request)
-
+    access = Access(daemon.token)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
+    _install_error_handlers(app)
+    app.include_router(_ops_router(daemon, [Depends(access.open_on_loopback)]))
+    app.include_router(_manual_router(daemon, [Depends(access.require_token)]))
+    app.include_router(_gate_router(daemon, [Depends(access.gate)]))
 
+    from . import web
+
+    web.mount(app, daemon, allowed=lambda request: _loopback(request) or access.token_ok(request))
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
         return JSONResponse({"error": exc.message}, status_code=exc.status, headers=exc.headers)
@@ -260,109 +294,93 @@ def create_app(daemon: Daemon) -> FastAPI:
         log.exception("internal error on %s %s", request.method, request.url.path)
         return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
 
-    read = [Depends(open_on_loopback)]
-    write = [Depends(require_token)]
 
-    @app.get("/healthz", tags=["ops"])
+def _ops_router(daemon: Daemon, read: list) -> APIRouter:
+    router = APIRouter(tags=["ops"])
+    views, store = daemon.views, daemon.store
+
+    @router.get("/healthz")
     def healthz() -> dict:
         return {"ok": True}
 
-    @app.get("/v1/status", dependencies=read, tags=["ops"])
+    @router.get("/v1/status", dependencies=read)
     def status() -> dict:
-        return daemon.status()
+        return views.status()
 
-    @app.get("/v1/windows", dependencies=read, tags=["ops"])
+    @router.get("/v1/windows", dependencies=read)
     def windows() -> list:
-        return daemon.windows()
+        return views.windows()
 
-    @app.get("/v1/notices", dependencies=read, tags=["ops"])
+    @router.get("/v1/notices", dependencies=read)
     def notices(failed: bool = False, limit: int = 500, window: str | None = None, tenant: str | None = None) -> list:
         limit = max(1, min(limit, 10_000))
-        rows = daemon.store.notices(failed_only=failed, limit=limit, window=window, tenant=tenant)
+        rows = store.notices(failed_only=failed, limit=limit, window=window, tenant=tenant)
         return [_notice_row(r) for r in rows]
 
-    @app.get("/v1/history", dependencies=read, tags=["ops"])
+    @router.get("/v1/history", dependencies=read)
     def history(limit: int = 200, window: str | None = None) -> list:
         limit = max(1, min(limit, 10_000))
-        rows = daemon.store.history(limit=limit, window=window)
-        return rows
+        return store.history(limit=limit, window=window)
 
-    @app.post("/v1/maintenance", dependencies=write, tags=["manual"])
+    @router.get("/metrics", dependencies=read)
+    def metrics() -> PlainTextResponse:
+        views.refresh_gauges()
+        return PlainTextResponse(generate_latest(daemon.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def _manual_router(daemon: Daemon, write: list) -> APIRouter:
+    router = APIRouter(tags=["manual"], dependencies=write)
+    manual = daemon.manual
+
+    @router.post("/v1/maintenance")
     def enter(body: MaintenanceIn) -> dict:
-        return daemon.enter(
+        return manual.enter(
             reason=body.reason, duration=_duration(body.for_), tenants=body.tenants, policy=body.policy, actor="api"
         )
 
-    @app.delete("/v1/maintenance", dependencies=write, tags=["manual"])
+    @router.delete("/v1/maintenance")
     def exit_(window: str | None = None) -> dict:
-        return daemon.exit(window=window, actor="api")
+        return manual.exit(window=window, actor="api")
 
-    @app.post("/v1/windows/{window_id}/extend", dependencies=write, tags=["manual"])
+    @router.post("/v1/windows/{window_id}/extend")
     def extend(window_id: str, body: ExtendIn) -> dict:
-        return daemon.extend(window_id, _duration(body.by), actor="api")
+        return manual.extend(window_id, _duration(body.by) or timedelta(0), actor="api")
 
-    loopback_hosts: dict[str, bool] = {}
+    return router
 
-    async def gate_access(request: Request) -> None:
-        # The gate is what every tenant job start asks: open on loopback (the `maintd exec`
-        # next to the job), the token from anywhere else. Async, so that deciding access
-        # costs no trip through the thread pool; a client address is parsed once.
-        host = request.client.host if request.client else ""
-        local = loopback_hosts.get(host)
-        if local is None:
-            local = _loopback(request)
-            if len(loopback_hosts) < 1024:
-                loopback_hosts[host] = local
-        if not local:
-            require_token(request)
 
-    gate = [Depends(gate_access)]
+def _gate_router(daemon: Daemon, gate_access: list) -> APIRouter:
+    router = APIRouter(tags=["gate"], dependencies=gate_access)
+    gate = daemon.gate
+    lease_gone: dict[int | str, dict[str, Any]] = {404: {"description": "unknown, released or expired lease"}}
 
-    @app.post(
+    @router.post(
         "/v1/admissions",
-        dependencies=gate,
-        tags=["gate"],
-        responses={
+        responses={  # type: ignore[dict-item]
             423: {"description": "denied: maintenance or would-overlap (with Retry-After)"},
             404: {"description": "unknown tenant"},
         },
     )
     async def admissions(body: AdmissionIn):
-        # async: the decision is in-memory and the write is group committed by the daemon's
+        # async: the decision is in-memory and the write is group committed by the gate's
         # writer thread, so a job start never waits for a thread of the pool
-        result = await daemon.admit_async(body.tenant, body.kind, body.resource, _duration(body.expected_duration))
+        result = await gate.admit_async(body.tenant, body.kind, body.resource, _duration(body.expected_duration))
         if not result["admitted"]:
             return JSONResponse(result, status_code=423, headers={"Retry-After": str(result["retry_after"])})
         return JSONResponse(result)
 
-    @app.post(
-        "/v1/leases/{lease_id}/heartbeat",
-        dependencies=gate,
-        tags=["gate"],
-        responses={404: {"description": "unknown, released or expired lease"}},
-    )
+    @router.post("/v1/leases/{lease_id}/heartbeat", responses=lease_gone)
     async def heartbeat(lease_id: str):
-        return JSONResponse(await daemon.heartbeat_async(lease_id))
+        return JSONResponse(await gate.heartbeat_async(lease_id))
 
-    @app.delete(
-        "/v1/leases/{lease_id}",
-        dependencies=gate,
-        tags=["gate"],
-        responses={404: {"description": "unknown, released or expired lease"}},
-    )
+    @router.delete("/v1/leases/{lease_id}", responses=lease_gone)
     async def release(lease_id: str):
-        await daemon.release_async(lease_id)
+        await gate.release_async(lease_id)
         return JSONResponse({"released": lease_id})
 
-    @app.get("/metrics", dependencies=read, tags=["ops"])
-    def metrics() -> PlainTextResponse:
-        daemon.refresh_gauges()
-        return PlainTextResponse(generate_latest(daemon.metrics.registry), media_type=CONTENT_TYPE_LATEST)
-
-    from . import web
-
-    web.mount(app, daemon, allowed=lambda request: _loopback(request) or token_ok(request))
-    return app
+    return router
 
 
 def _notice_row(r: dict) -> dict:

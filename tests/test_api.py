@@ -64,7 +64,7 @@ def make_daemon(tmp_path: Path):
         path.write_text(config.replace("database: x", f"database: db-{len(made)}.db"))
         env = {"MAINTD_TOKEN": token} if token else {}
         d = Daemon(str(path), clock=Clock(T0), env=env)
-        d.tick("test")
+        d.reconciler.tick("test")
         made.append(d)
         return d
 
@@ -227,7 +227,7 @@ def test_state_changes_need_the_token(client: TestClient, daemon: Daemon, method
     resp = client.request(method, path, json=body, headers=headers)
     assert_json_error(resp, 401, "missing or invalid bearer token")
     assert resp.headers["www-authenticate"] == "Bearer"
-    assert [a.window.id for a in daemon.evaluation.active] == ["running"]  # nothing changed
+    assert [a.window.id for a in daemon.reconciler.evaluation.active] == ["running"]  # nothing changed
 
 
 def test_no_token_configured_refuses_state_changes_with_a_clear_message(make_daemon) -> None:
@@ -467,7 +467,7 @@ def test_a_manual_window_entered_at_a_sub_second_instant_stays_one_occurrence(da
     assert out["start"] == "2027-03-10T12:00:00Z"
     for seconds in (1, 2, 3):
         daemon.clock.now = T0 + timedelta(seconds=seconds, microseconds=654321)
-        daemon.tick("test")
+        daemon.reconciler.tick("test")
     r = client.post(f"/v1/windows/{out['window']}/extend", json={"by": "30m"}, headers=AUTH)
     assert r.json()["end"] == "2027-03-10T13:30:00Z"
     mine = [a for a in client.get("/v1/status").json()["active"] if a["window"] == out["window"]]

@@ -325,6 +325,26 @@ def test_sighup_with_a_broken_file_keeps_the_old_windows(daemon_factory, tmp_pat
     assert d.stop() == 0
 
 
+def test_two_quick_sighups_end_on_the_file_on_disk(daemon_factory) -> None:
+    """Reloads are serialised: a slow first reload (a big file with an error at its end)
+    never finishes after the second and overwrites it with the old file's error."""
+    d = daemon_factory(config(window("w1", iso_in(-60), iso_in(3600))))
+    d.wait_for(lambda s: active(s) == ["w1"], what="w1 active")
+    many = "".join(window(f"big{i}", iso_in(7200 + i), iso_in(7260 + i)) for i in range(3000))
+    listen = f"127.0.0.1:{d.port}"
+    d.config_path.write_text(config(many + "  - id: broken\n    start: [not a time\n").replace("{listen}", listen))
+    d.signal(signal.SIGHUP)
+    small = config(window("w2", iso_in(-60), iso_in(1800))).replace("{listen}", listen)
+    time.sleep(0.05)
+    d.config_path.write_text(small)
+    d.signal(signal.SIGHUP)
+    st = d.wait_for(lambda s: active(s) == ["w2"], timeout=20, what="the second file to apply")
+    time.sleep(1.0)  # a first reload still running would land now
+    st = d.status()
+    assert active(st) == ["w2"] and st["config"]["error"] is None, st["config"]
+    assert d.stop() == 0
+
+
 # --------------------------------------------------------------------------- manual actions
 
 

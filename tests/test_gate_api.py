@@ -16,8 +16,10 @@ from conftest import Clock
 from fastapi.testclient import TestClient
 
 from scheduler.api import create_app
-from scheduler.daemon import HEARTBEAT, Daemon
+from scheduler.daemon import Daemon, Settings
 from scheduler.model import UTC
+
+HEARTBEAT = Settings().heartbeat
 
 TOKEN = "gate-test-token"
 T0 = datetime(2027, 3, 10, 12, 0, tzinfo=UTC)
@@ -78,13 +80,13 @@ def make(tmp_path: Path):
     def make_daemon(now: datetime = T0) -> tuple[Daemon, Clock, TestClient]:
         clock = Clock(now)
         d = Daemon(str(path), clock=clock, env={"MAINTD_TOKEN": TOKEN})
-        d.tick("test")
+        d.reconciler.tick("test")
         made.append(d)
         return d, clock, TestClient(create_app(d), raise_server_exceptions=False)
 
     yield make_daemon
     for d in made:
-        d._pool.shutdown(wait=False)
+        d.outbox.shutdown()
         d.store.close()
 
 
@@ -247,21 +249,21 @@ def test_a_window_start_orders_denied_leases_to_drain_by_start_plus_grace(make) 
         return r.json()
 
     clock.now = S - timedelta(seconds=1)
-    d.tick("test")
+    d.reconciler.tick("test")
     assert beat("backup") == {"drain": False, "deadline": None}
-    assert d.status()["mode"] == "normal"
+    assert d.views.status()["mode"] == "normal"
 
     clock.now = S + timedelta(seconds=2)  # the tick runs a little after the start
-    d.tick("test")
+    d.reconciler.tick("test")
     assert beat("backup") == {"drain": True, "deadline": "2027-03-10T13:10:00Z"}  # start + 10m, not now + 10m
     assert beat("san-1") == {"drain": True, "deadline": None}  # then: keep
     assert beat("restore") == {"drain": False, "deadline": None}
     assert beat("san-2") == {"drain": False, "deadline": None}
-    st = d.status()
+    st = d.views.status()
     assert st["mode"] == "draining" and st["leases"]["draining"] == 2 and st["leases"]["running"] == 4
 
     clock.now = S + timedelta(seconds=20)
-    d.tick("test")  # ordered once: a later tick neither moves the deadline nor journals again
+    d.reconciler.tick("test")  # ordered once: a later tick neither moves the deadline nor journals again
     assert beat("backup") == {"drain": True, "deadline": "2027-03-10T13:10:00Z"}
     drains = [h for h in d.store.history(limit=100) if h["kind"] == "drain"]
     assert sorted(
@@ -271,7 +273,7 @@ def test_a_window_start_orders_denied_leases_to_drain_by_start_plus_grace(make) 
 
     for name in ("backup", "san-1"):
         assert client.delete(f"/v1/leases/{ids[name]}").status_code == 200
-    st = d.status()
+    st = d.views.status()
     assert (st["mode"], st["leases"]["running"], st["leases"]["draining"]) == ("maintenance", 2, 0)
 
 
@@ -280,29 +282,29 @@ def test_an_overrun_is_a_fault_once_and_clears_when_the_lease_ends(make) -> None
     clock.now = S - timedelta(seconds=5)
     lease = admit(client, tenant="acme", kind="backup").json()["lease"]
     clock.now = S
-    d.tick("test")
+    d.reconciler.tick("test")
     for seconds in range(0, 600, HEARTBEAT):  # heartbeating within the grace is fine
         clock.now = S + timedelta(seconds=seconds)
         assert client.post(f"/v1/leases/{lease}/heartbeat").status_code == 200
-    assert not [f for f in d.status()["faults"] if f["what"].startswith("overrun:")]
+    assert not [f for f in d.views.status()["faults"] if f["what"].startswith("overrun:")]
 
     for seconds in (605, 610, 615):
         clock.now = S + timedelta(seconds=seconds)
         assert client.post(f"/v1/leases/{lease}/heartbeat").json()["drain"] is True
-    st = d.status()
+    st = d.views.status()
     faults = [f for f in st["faults"] if f["what"] == f"overrun:{lease}"]
     assert len(faults) == 1 and faults[0]["message"] == (
         f"lease {lease} (acme/backup) still runs 5s after its drain deadline 2027-03-10T13:10:00Z"
     )
     assert st["leases"]["items"][0]["overrun"] is True
     assert [h["detail"]["lease"] for h in d.store.history(limit=100) if h["kind"] == "drain-overrun"] == [lease]
-    d.refresh_gauges()
+    d.views.refresh_gauges()
     assert d.metrics.registry.get_sample_value("maintd_drain_overruns") == 1
 
     # the client dies: the lease expires and the fault goes with it
     clock.now += timedelta(seconds=3 * HEARTBEAT)
-    d.tick("test")
-    assert not [f for f in d.status()["faults"] if f["what"].startswith("overrun:")]
+    d.reconciler.tick("test")
+    assert not [f for f in d.views.status()["faults"] if f["what"].startswith("overrun:")]
     assert d.metrics.registry.get_sample_value("maintd_drain_overruns") == 0
 
 
@@ -311,14 +313,14 @@ def test_start_resumes_leases_before_the_first_sweep(tmp_path: Path) -> None:
     path.write_text(CONFIG)
     clock = Clock(T0)
     d = Daemon(str(path), clock=clock, env={"MAINTD_TOKEN": TOKEN})
-    d.tick("test")
+    d.reconciler.tick("test")
     client = TestClient(create_app(d))
     clock.now = S - timedelta(seconds=5)
     lease = client.post("/v1/admissions", json={"tenant": "acme", "kind": "backup"}).json()["lease"]
     clock.now = S
-    d.tick("test")
+    d.reconciler.tick("test")
     assert client.post(f"/v1/leases/{lease}/heartbeat").json()["drain"] is True
-    d._pool.shutdown(wait=False)
+    d.outbox.shutdown()
     d.store.close()
 
     clock.now = S + timedelta(minutes=5)  # maintd was down 5 minutes
@@ -333,7 +335,7 @@ def test_start_resumes_leases_before_the_first_sweep(tmp_path: Path) -> None:
         }
         # a client that really is gone still expires three intervals later
         clock.now += timedelta(seconds=3 * HEARTBEAT + 1)
-        d2.tick("test")
+        d2.reconciler.tick("test")
         assert d2.store.lease(lease)["status"] == "expired"
     finally:
         d2.stop()

@@ -599,8 +599,8 @@ def test_dry_run_renders_and_records_the_example_config_without_sending(tmp_path
             datetime(2026, 12, 6, 1, 0, 5, tzinfo=UTC),
         ):
             now[0] = at
-            kinds += [n.kind for n in d.tick().notices]
-            assert d.deliver_due() == 0  # nothing to send: the rows are records, not work
+            kinds += [n.kind for n in d.reconciler.tick().notices]
+            assert d.outbox.deliver_due() == 0  # nothing to send: the rows are records, not work
         assert kinds == ["scheduled", "started", "completed"]
         out = d.store.notices()
         assert {r["status"] for r in out} == {"dry-run"}

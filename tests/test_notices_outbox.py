@@ -74,18 +74,18 @@ def by_tenant(d: Daemon, kind: str) -> dict[str, dict]:
 
 def test_a_failed_send_is_retried_at_the_backoff_with_the_same_id(make, httpserver):
     d, clock = make(status=503)
-    d.tick()
-    assert d.deliver_due() == 2
+    d.reconciler.tick()
+    assert d.outbox.deliver_due() == 2
     rows = by_tenant(d, "scheduled")
     for r in rows.values():
         assert r["status"] == "pending" and r["attempts"] == 1 and "HTTP 503" in r["last_error"]
         # retry_base 10s, jitter takes off up to half
         assert clock.now + timedelta(seconds=5) <= r["next_attempt_at"] <= clock.now + timedelta(seconds=10)
-    assert d.deliver_due() == 0  # not due yet
+    assert d.outbox.deliver_due() == 0  # not due yet
     clock.now += timedelta(seconds=10)
     httpserver.clear_all_handlers()
     httpserver.expect_request("/hook", method="POST").respond_with_data("", status=204)
-    assert d.deliver_due() == 2
+    assert d.outbox.deliver_due() == 2
     assert {r["status"] for r in by_tenant(d, "scheduled").values()} == {"sent"}
     ids = [req.headers["webhook-id"] for req, _ in httpserver.log]
     assert len(ids) == 4 and len(set(ids)) == 2  # one id per notice, on every try
@@ -93,11 +93,11 @@ def test_a_failed_send_is_retried_at_the_backoff_with_the_same_id(make, httpserv
 
 def test_a_delivery_older_than_max_age_fails_without_being_sent(make, httpserver):
     d, clock = make(status=503)
-    d.tick()
-    d.deliver_due()
+    d.reconciler.tick()
+    d.outbox.deliver_due()
     clock.now += timedelta(hours=2)  # notifiers.max_age
     httpserver.clear_log()
-    assert d.deliver_due() == 2
+    assert d.outbox.deliver_due() == 2
     for r in by_tenant(d, "scheduled").values():
         assert r["status"] == "failed" and "max_age" in r["last_error"]
     assert httpserver.log == []
@@ -105,23 +105,23 @@ def test_a_delivery_older_than_max_age_fails_without_being_sent(make, httpserver
 
 def test_a_scheduled_notice_is_never_sent_after_the_start(make, httpserver):
     d, clock = make(status=503)
-    d.tick()
-    d.deliver_due()
+    d.reconciler.tick()
+    d.outbox.deliver_due()
     clock.now = START + timedelta(seconds=1)
-    rows = d.store.claim_batch(clock.now, worker=d.instance_id, limit=10, lease=timedelta(minutes=2))
+    rows = d.store.claim_batch(clock.now, worker=d.presence.instance_id, limit=10, lease=timedelta(minutes=2))
     for row in rows:  # claimed just before the start's tick could supersede them
-        d._deliver(row)
-    d._write_results()
+        d.outbox.deliver(row)
+    d.outbox.results.write()
     assert {r["status"] for r in by_tenant(d, "scheduled").values()} == {"superseded"}
     assert len(httpserver.log) == 2  # only the first, failed, tries
 
 
 def test_the_start_supersedes_undelivered_scheduled_notices(make):
     d, clock = make(status=503)
-    d.tick()
-    d.deliver_due()
+    d.reconciler.tick()
+    d.outbox.deliver_due()
     clock.now = START + timedelta(seconds=1)
-    d.tick()
+    d.reconciler.tick()
     assert {r["status"] for r in by_tenant(d, "scheduled").values()} == {"superseded"}
     assert {r["status"] for r in by_tenant(d, "started").values()} == {"pending"}
 
@@ -136,32 +136,32 @@ def test_the_start_supersedes_undelivered_scheduled_notices(make):
 )
 def test_completed_summary_is_per_tenant(make, httpserver, then, expected):
     d, clock = make(then=then)
-    d.tick()
-    assert d.deliver_due() == 2  # scheduled
+    d.reconciler.tick()
+    assert d.outbox.deliver_due() == 2  # scheduled
     clock.now = START - timedelta(seconds=10)
-    finishes = d.admit("acme", "backup")["lease"]
-    overruns = d.admit("acme", "backup")["lease"]
-    restore = d.admit("beta", "restore")["lease"]
+    finishes = d.gate.admit("acme", "backup")["lease"]
+    overruns = d.gate.admit("acme", "backup")["lease"]
+    restore = d.gate.admit("beta", "restore")["lease"]
     running = {finishes, overruns, restore}
 
     def advance(to: datetime) -> None:  # the jobs heartbeat as `maintd exec` would
         while clock.now < to:
             clock.now = min(to, clock.now + timedelta(seconds=20))
             for lease in running:
-                d.heartbeat(lease)
+                d.gate.heartbeat(lease)
 
     advance(START + timedelta(seconds=1))
-    d.tick()  # started: acme's backups are told to drain, beta's restore may run
+    d.reconciler.tick()  # started: acme's backups are told to drain, beta's restore may run
     for tenant, kind in [("acme", "backup"), ("acme", "agent-backup"), ("acme", "backup"), ("beta", "backup")]:
-        assert d.admit(tenant, kind)["admitted"] is False
+        assert d.gate.admit(tenant, kind)["admitted"] is False
     advance(START + timedelta(minutes=5))
-    d.release(finishes)  # within the 10 min grace
+    d.gate.release(finishes)  # within the 10 min grace
     running.discard(finishes)
     advance(START + timedelta(minutes=12))  # `overruns` runs past its deadline
-    d.release(restore)
+    d.gate.release(restore)
     running.discard(restore)
     clock.now = START + timedelta(hours=4, seconds=1)
-    d.tick()  # completed
+    d.reconciler.tick()  # completed
     done = by_tenant(d, "completed")
     acme, beta = done["acme"]["payload"]["summary"], done["beta"]["payload"]["summary"]
     assert acme == {
@@ -177,7 +177,7 @@ def test_completed_summary_is_per_tenant(make, httpserver, then, expected):
         "drained": 0,
         "stopped": 0,
     }
-    assert d.deliver_due() == 2 + 2  # started and completed, to both
+    assert d.outbox.deliver_due() == 2 + 2  # started and completed, to both
     bodies = [req.get_json() for req, _ in httpserver.log if req.get_json()["type"] == "maintenance.completed"]
     assert {b["tenant"]: b["summary"]["refused"] for b in bodies} == {
         "acme": {"agent-backup": 1, "backup": 2},
@@ -187,11 +187,11 @@ def test_completed_summary_is_per_tenant(make, httpserver, then, expected):
 
 def test_a_late_start_reports_when_maintenance_really_began(make):
     d, clock = make()
-    d.tick()
+    d.reconciler.tick()
     clock.now = START + timedelta(minutes=20)  # maintd was down at the start
-    d.tick()
+    d.reconciler.tick()
     clock.now = START + timedelta(hours=4, minutes=30)  # and at the end
-    d.tick()
+    d.reconciler.tick()
     summary = by_tenant(d, "completed")["acme"]["payload"]["summary"]
     assert summary["actual_start"] == "2026-12-05T21:20:00Z"
     assert summary["actual_end"] == "2026-12-06T01:30:00Z"

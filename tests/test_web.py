@@ -68,7 +68,7 @@ def daemon(tmp_path: Path):
     path.write_text(CONFIG)
     clock = {"now": NOW}
     d = Daemon(str(path), clock=lambda: clock["now"], env={"MAINTD_TOKEN": TOKEN})
-    d.tick("test")
+    d.reconciler.tick("test")
     d.test_clock = clock
     yield d
     d.store.close()
@@ -104,7 +104,7 @@ def test_tenant_page_escapes_tenant_provided_text(daemon, client):
 
 def test_tenant_page_shows_current_maintenance(daemon, client):
     daemon.test_clock["now"] = datetime(2026, 12, 5, 22, 30, tzinfo=UTC)
-    daemon.tick("test")
+    daemon.reconciler.tick("test")
     html = client.get(f"/t/{secret_for(daemon, 'acme')}/").text
     assert "Maintenance in progress until Sat 5 Dec 2026 19:00 EST" in html
     html_beta = client.get(f"/t/{secret_for(daemon, 'beta')}/").text
@@ -140,7 +140,7 @@ def test_calendar_uid_matches_the_email_invitation(daemon, client):
     from notifiers.calendar import build_ics
     from scheduler import plan
 
-    journal = daemon._snapshot(NOW)
+    journal = daemon.reconciler.journal(NOW)
     a = next(
         x for x in plan.effective(daemon.config, journal, NOW, NOW + timedelta(days=30)) if x.window.id == "weekly"
     )
@@ -155,7 +155,9 @@ def test_calendar_uid_matches_the_email_invitation(daemon, client):
         lead="1d",
         recurring=True,
     )
-    invite = icalendar.Calendar.from_ical(build_ics(daemon.build_notice(action, daemon.config.tenants["acme"])))
+    invite = icalendar.Calendar.from_ical(
+        build_ics(daemon.notice_rows.build_notice(action, daemon.config.tenants["acme"]))
+    )
     invite_uid = str(next(iter(invite.walk("VEVENT")))["UID"])
     feed = icalendar.Calendar.from_ical(client.get(f"/t/{secret_for(daemon, 'acme')}/calendar.ics").content)
     assert invite_uid in {str(e["UID"]) for e in feed.walk("VEVENT")}

@@ -58,7 +58,7 @@ def policy_summary(policy: Policy) -> dict:
 
 def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
     cfg: Config = daemon.config
-    journal = daemon._snapshot(now)
+    journal = daemon.reconciler.journal(now)
     items = [
         a
         for a in plan.effective(cfg, journal, now - timedelta(days=1), now + PAGE_AHEAD)
@@ -115,7 +115,7 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
     from .. import recurrence
 
     cfg: Config = daemon.config
-    journal = daemon._snapshot(now)
+    journal = daemon.reconciler.journal(now)
     events = []
     live = set()
     for a in plan.effective(cfg, journal, now - FEED_PAST, now + FEED_AHEAD, include_cancelled=True):
@@ -178,7 +178,7 @@ def _without_skip(w):
 
 def ops_view(daemon: Any, now: datetime) -> dict:
     cfg: Config = daemon.config
-    journal = daemon._snapshot(now)
+    journal = daemon.reconciler.journal(now)
     horizon = now + timedelta(days=30)
     items = plan.effective(cfg, journal, now, horizon)
     membership: dict[str, list[int]] = defaultdict(list)
@@ -205,7 +205,7 @@ def ops_view(daemon: Any, now: datetime) -> dict:
                 }
             )
         rows.append({"tenants": sorted(tenants), "count": len(tenants), "bars": bars})
-    st = daemon.status()
+    st = daemon.views.status()
     failed = daemon.store.notices(failed_only=True, limit=50)
     return {
         "status": st,

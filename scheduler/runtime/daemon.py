@@ -1,0 +1,266 @@
+"""The composition root: builds the parts with what they need and starts and stops them
+in order. It holds no logic of its own beyond reload and leadership bookkeeping.
+
+Parts (each testable alone with a store and a clock): :class:`Reconciler` (the tick),
+:class:`Gate` (admissions, heartbeats, leases) with :class:`Drains`, :class:`Outbox`
+(deliveries), :class:`Effects` (hooks, end checks), :class:`Manual` (enter/exit/extend),
+:class:`Views` (status, windows, gauges).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from functools import partial
+from typing import Any
+
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from .. import config as config_mod
+from ..groupcommit import GroupCommit
+from ..leader import Leadership
+from ..model import UTC
+from ..store import Store, database_url
+from .drains import Drains
+from .effects import Effects
+from .enqueue import NoticeRows
+from .faults import Faults, StoreGuard
+from .gate import Gate, Overruns, write_gate_batch
+from .gatings import GatingIndex
+from .generation import Generations, build_generation
+from .manual import Manual
+from .metrics import Metrics
+from .outbox import Outbox
+from .presence import Presence
+from .reconciler import Reconciler
+from .settings import Settings
+from .views import Views
+
+log = logging.getLogger("maintd")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Daemon:
+    """One maintd instance. ``clock`` is the only source of time (tests inject one)."""
+
+    reconciler: Reconciler
+
+    def __init__(
+        self,
+        config_path: str,
+        *,
+        dry_run: bool = False,
+        clock: Callable[[], datetime] = utcnow,
+        env: dict | None = None,
+        settings: Settings | None = None,
+    ) -> None:
+        self.env = dict(os.environ if env is None else env)
+        self.settings = settings or Settings.from_env(self.env)
+        self.config_path, self.dry_run, self.clock = config_path, dry_run, clock
+        base = os.path.dirname(os.path.abspath(config_path))
+        self.metrics = Metrics()
+        self.faults = Faults(clock)
+        self.guard = StoreGuard(self.faults, self.metrics)
+        first = build_generation(config_mod.load(config_path, self.env), clock())  # a daemon needs one good config
+        self.generations = Generations(first, partial(config_mod.load, config_path, self.env), clock)
+        cfg = first.config
+        self.listen = self.env.get("MAINTD_LISTEN") or cfg.daemon.listen
+        self.store = Store(
+            database_url(_database(self.env.get("MAINTD_DATABASE") or cfg.daemon.database, dry_run), base)
+        )
+        self.token = self._token(cfg, base)
+        instance_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
+        self.scheduler = BackgroundScheduler(
+            timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
+        )
+        self._build(instance_id, base)
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def _build(self, instance_id: str, base: str) -> None:
+        s, store, gens = self.settings, self.store, self.generations
+        common: dict[str, Any] = dict(store=store, generations=gens, guard=self.guard)
+        self.presence = Presence(
+            store=store,
+            leadership=Leadership(store.engine),  # several instances may share one PostgreSQL database
+            instance_id=instance_id,
+            listen=self.listen,
+            guard=self.guard,
+            metrics=self.metrics,
+            stale=s.instance_stale,
+        )
+        index, overruns = GatingIndex(), Overruns(self.faults, self.metrics)
+        evaluation = lambda: self.reconciler.evaluation  # noqa: E731 - the latest, read when asked
+        self.outbox = Outbox(
+            **common,
+            metrics=self.metrics,
+            clock=self.clock,
+            worker=instance_id,
+            workers=s.workers,
+            claim_batch=s.claim_batch,
+            claim_lease=s.claim_lease,
+        )
+        self.effects = Effects(
+            **common,
+            evaluation=evaluation,
+            faults=self.faults,
+            metrics=self.metrics,
+            clock=self.clock,
+            env=self.env,
+            cwd=base,
+            hook_attempts=s.hook_attempts,
+            dry_run=self.dry_run,
+            on_check=lambda: self.reconciler.tick("end-check"),
+        )
+        self.notice_rows = NoticeRows(**common, evaluation=evaluation, dry_run=self.dry_run)
+        self.reconciler = Reconciler(
+            **common,
+            rows=self.notice_rows,
+            drains=Drains(**common, index=index, overruns=overruns),
+            leader=lambda: self.presence.leader,
+            metrics=self.metrics,
+            clock=self.clock,
+            scheduler=self.scheduler,
+            dry_run=self.dry_run,
+            after=self._wake_workers,
+        )
+        self.gate = Gate(
+            writer=GroupCommit(partial(write_gate_batch, store), name="gate-writer"),
+            generations=gens,
+            evaluation=evaluation,
+            index=index,
+            overruns=overruns,
+            guard=self.guard,
+            metrics=self.metrics,
+            clock=self.clock,
+            heartbeat=s.heartbeat,
+        )
+        self.manual = Manual(store=store, generations=gens, reconciler=self.reconciler, clock=self.clock)
+        self.views = Views(
+            **common,
+            reconciler=self.reconciler,
+            presence=self.presence,
+            faults=self.faults,
+            metrics=self.metrics,
+            clock=self.clock,
+            config_path=os.path.abspath(self.config_path),
+            dry_run=self.dry_run,
+            status_wait=s.status_wait,
+        )
+
+    def _token(self, cfg, base: str) -> str | None:
+        token = self.env.get("MAINTD_TOKEN")
+        if token:
+            return token.strip()
+        path = cfg.daemon.token_file
+        if not path:
+            return None
+        full = path if os.path.isabs(path) else os.path.join(base, path)
+        try:
+            with open(full, encoding="utf-8") as fh:
+                return fh.read().strip() or None
+        except OSError as exc:
+            self.faults.raise_("token", f"cannot read token_file {full}: {exc.strerror or exc}")
+        return None
+
+    def _wake_workers(self) -> None:
+        self.outbox.wake.set()
+        self.effects.wake.set()
+
+    @property
+    def config(self):
+        return self.generations.config
+
+    def journal(self, kind: str, at: datetime, **kw) -> None:
+        with self.guard():
+            with self.store.transaction() as tx:
+                tx.journal(kind, at=at, **kw)
+
+    def reload(self, actor: str = "SIGHUP") -> str | None:
+        """Load the file again; a bad file keeps the last good config. Returns the error."""
+        result = self.generations.reload()
+        self.metrics.reload_error.set(1 if result.error else 0)
+        if result.error:
+            self.metrics.reloads.labels("error").inc()
+            log.error("reload failed, keeping the last good config: %s", result.error, extra={"action": "reload-error"})
+            self.journal("reload-error", result.at, message=result.error, actor=actor)
+            return result.error
+        cfg = result.generation.config
+        self.metrics.reloads.labels("ok").inc()
+        what = f"{len(cfg.tenants)} tenants, {len(cfg.windows)} windows"
+        log.info("config reloaded: %s", what, extra={"action": "reload"})
+        self.journal("reload", result.at, message=what, actor=actor)
+        self.reconciler.tick("reload")
+        return None
+
+    def poll_leader(self) -> bool:
+        """Check (or take) leadership. A new leader catches up at once; on PostgreSQL the
+        leader also ticks every poll, so what a follower wrote (a manual action, a reload)
+        takes effect within one poll."""
+        now = self.clock()
+        was, leader = self.presence.poll(now)
+        if leader and not was:
+            me = f"{self.presence.instance_id} ({self.listen}) leads"
+            self.journal("leader", now, message=me, actor="daemon")
+        if leader and self.presence.leadership.postgres:
+            self.reconciler.tick("leader" if not was else "leader-poll")
+        elif was and not leader:
+            log.warning("no longer leader; following", extra={"action": "follower"})
+        return leader
+
+    def start(self) -> None:
+        now = self.clock()
+        self.presence.poll(now)
+        with self.guard():
+            self.store.reset_running_hooks(now)
+        dry = " in dry-run mode" if self.dry_run else ""
+        self.journal("daemon-start", now, message=f"maintd started ({self.presence.instance_id}){dry}", actor="daemon")
+        self.scheduler.start()
+        tick = self.reconciler.tick
+        self.scheduler.add_job(
+            tick, "interval", seconds=self.settings.safety_tick, id="safety", kwargs={"reason": "safety"}
+        )
+        if self.presence.leadership.postgres:
+            self.scheduler.add_job(self.poll_leader, "interval", seconds=self.settings.leader_poll, id="leader")
+        self.reconciler.drains.resume(now)  # before the first tick's expiry sweep
+        tick("start")
+        # Hooks on a thread of their own: a 2-minute hook never stalls notices, nor a slow receiver a hook.
+        self._spawn("outbox", partial(self.outbox.run, self._stop))
+        self._spawn("outbox-writer", partial(self.outbox.run_writer, self._stop))
+        self._spawn("hooks", partial(self.effects.run, self._stop, lambda: self.presence.leader))
+
+    def _spawn(self, name: str, target: Callable[[], None]) -> None:
+        t = threading.Thread(target=target, name=name, daemon=True)
+        t.start()
+        self._threads.append(t)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake_workers()
+        try:
+            self.scheduler.shutdown(wait=True)  # lets a tick in flight finish its transaction
+        except Exception:  # noqa: BLE001 - never started
+            pass
+        for t in self._threads:
+            t.join(timeout=10)
+        self.outbox.shutdown()
+        self.journal("daemon-stop", self.clock(), message="maintd stopped", actor="daemon")
+        self.presence.leave()
+        self.store.close()
+
+
+def _database(db: str, dry_run: bool) -> str:
+    if dry_run and "://" not in db:
+        # A dry run journals what it would have sent; in the real database those rows would
+        # count as sent and the real run would never send them.
+        root, ext = os.path.splitext(db)
+        return f"{root}.dry-run{ext or '.db'}"
+    return db

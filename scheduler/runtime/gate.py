@@ -1,0 +1,242 @@
+"""The gate (SPEC section 3): admissions, heartbeats and releases of leases, and the
+overrun fault of a drained job still running past its deadline.
+
+Takes no lock: a job start must never wait for a tick. The last evaluation and the current
+generation are each one atomic read, and decide() classifies occurrences by ``now``
+itself, so a window that began after the last tick gates already. Every write (a lease, a
+refusal's journal line, a heartbeat, a release) goes through the group-commit writer given
+at construction, committed with the others that arrive meanwhile.
+
+Each call has a blocking form (threads, tests) and an async one (the API: no trip through
+the thread pool); both decide the same way and wait for the same commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from .. import plan
+from ..errors import NotFoundError, StoreError, UsageError
+from ..groupcommit import GroupCommit
+from ..model import isoz
+from ..policy import Request, decide
+from .faults import Faults, StoreGuard
+from .gatings import GatingIndex, gatings_until
+from .generation import Generations
+from .metrics import Metrics
+
+log = logging.getLogger("maintd")
+
+# Longer than any job; keeps now + expected_duration (and the occurrences expanded up to it)
+# far from datetime's limits.
+MAX_EXPECTED_DURATION = timedelta(days=366)
+
+
+def whole_seconds(delta: timedelta) -> int:
+    """Seconds rounded up, at least 1 (Retry-After, overrun reports)."""
+    whole = int(delta.total_seconds())
+    return max(1, whole + (whole < delta.total_seconds()))
+
+
+def write_gate_batch(store, ops: Any) -> list:
+    """The group-commit writer's ``run``: one transaction for every gate write waiting."""
+    results: list = [None] * len(ops)
+    with store.transaction() as tx:
+        tx.add_leases([op[1] for op in ops if op[0] == "lease"])
+        for i, op in enumerate(ops):
+            if op[0] == "journal":
+                tx.journal(op[1], **op[2])
+            elif op[0] == "heartbeat":
+                results[i] = tx.heartbeat(op[1], op[2])
+            elif op[0] == "release":
+                results[i] = tx.release(op[1], op[2])
+    return results
+
+
+class Overruns:
+    """``overrun:<lease>`` faults: raised by a late heartbeat, cleared by a release or expiry."""
+
+    def __init__(self, faults: Faults, metrics: Metrics) -> None:
+        self.faults = faults
+        self.metrics = metrics
+
+    def lease_ids(self) -> list[str]:
+        return [what.split(":", 1)[1] for what in self.faults.names("overrun:")]
+
+    def raise_(self, row: dict, now: datetime) -> tuple | None:
+        """Raise the overrun fault of a lease (once); returns the journal write it needs."""
+        what = f"overrun:{row['id']}"
+        if what in self.faults:
+            return None
+        late = whole_seconds(now - row["deadline"])
+        message = (
+            f"lease {row['id']} ({row['tenant']}/{row['kind']}) still runs {late}s after its drain "
+            f"deadline {isoz(row['deadline'])}"
+        )
+        self.faults.raise_(what, message)
+        self.metrics.drain_overrun.set(len(self.lease_ids()))
+        log.warning(message, extra={"action": "drain-overrun", "tenant": row["tenant"]})
+        detail: dict[str, Any] = {k: row[k] for k in ("tenant", "kind", "resource")}
+        detail.update(lease=row["id"], deadline=isoz(row["deadline"]))
+        return ("journal", "drain-overrun", dict(at=now, message=message, detail=detail))
+
+    def clear(self, lease_id: str) -> None:
+        if self.faults.clear(f"overrun:{lease_id}"):
+            self.metrics.drain_overrun.set(len(self.lease_ids()))
+
+
+class Gate:
+    def __init__(
+        self,
+        *,
+        writer: GroupCommit,
+        generations: Generations,
+        evaluation: Callable[[], plan.Evaluation | None],
+        index: GatingIndex,
+        overruns: Overruns,
+        guard: StoreGuard,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        heartbeat: int,
+    ) -> None:
+        self.writer = writer
+        self.generations = generations
+        self.evaluation = evaluation
+        self.index = index
+        self.overruns = overruns
+        self.guard = guard
+        self.metrics = metrics
+        self.clock = clock
+        self.heartbeat_interval = heartbeat
+
+    def admit(
+        self, tenant_id: str, kind: str, resource: str | None = None, expected_duration: timedelta | None = None
+    ) -> dict:
+        """Decide, and on admission hand out a lease (``POST /v1/admissions``)."""
+        result, write = self.decide(tenant_id, kind, resource, expected_duration)
+        try:
+            self.writer.submit(write)
+        except StoreError as exc:
+            return self._unwritten(result, exc)
+        return self._counted(result)
+
+    async def admit_async(
+        self, tenant_id: str, kind: str, resource: str | None = None, expected_duration: timedelta | None = None
+    ) -> dict:
+        if expected_duration is not None and expected_duration > timedelta(days=1):
+            # may expand occurrences far ahead (gatings_until): not on the event loop
+            return await asyncio.get_running_loop().run_in_executor(
+                None, self.admit, tenant_id, kind, resource, expected_duration
+            )
+        result, write = self.decide(tenant_id, kind, resource, expected_duration)
+        try:
+            await self.writer.submit_async(write)
+        except StoreError as exc:
+            return self._unwritten(result, exc)
+        return self._counted(result)
+
+    def decide(
+        self, tenant_id: str, kind: str, resource: str | None, expected_duration: timedelta | None
+    ) -> tuple[dict, tuple]:
+        """The answer to an admission request, and the write that must commit before it is given."""
+        now = self.clock()
+        generation = self.generations.current
+        cfg = generation.config
+        tenant = cfg.tenants.get(tenant_id)
+        if tenant is None:
+            raise NotFoundError(f'unknown tenant "{tenant_id}"')
+        longest = MAX_EXPECTED_DURATION
+        if expected_duration is not None and not timedelta(0) <= expected_duration <= longest:
+            raise UsageError(f"expected_duration must be between 0s and {longest.days}d")
+        ev = self.evaluation()
+        gatings = self.index.gatings(tenant, ev, cfg)
+        if expected_duration is not None and ev is not None and now + expected_duration > ev.now + timedelta(days=1):
+            gatings = gatings_until(tenant, ev, cfg, now + expected_duration)
+        if gatings:
+            decision = decide(
+                Request(tenant=tenant, kind=kind, resource=resource, expected_duration=expected_duration),
+                [g for g in gatings if g.occurrence.start <= now],
+                [g for g in gatings if g.occurrence.start > now],
+                now,
+                provider=cfg.provider,
+                compiled=generation.compiled,
+            )
+            if not decision.admitted:
+                return self._refusal(decision, tenant_id, kind, resource, now)
+        lease_id = "lse_" + secrets.token_hex(12)
+        lease: dict[str, Any] = {"id": lease_id, "tenant": tenant_id, "kind": kind, "resource": resource}
+        lease.update(admitted_at=now, interval_s=self.heartbeat_interval)
+        return {"admitted": True, "lease": lease_id, "heartbeat": self.heartbeat_interval}, ("lease", lease)
+
+    @staticmethod
+    def _refusal(decision: Any, tenant_id: str, kind: str, resource: str | None, now: datetime) -> tuple[dict, tuple]:
+        retry = whole_seconds(decision.retry_after - now) if decision.retry_after else 60
+        # tenant and kind in `detail`: the completed notice counts refusals per tenant
+        detail: dict[str, Any] = {"tenant": tenant_id, "kind": kind, "resource": resource}
+        detail.update(reason=decision.reason, retry_after=retry)
+        write = (
+            "journal",
+            "refused",
+            dict(
+                at=now,
+                window=decision.window,
+                occurrence=decision.occurrence,
+                message=f"{tenant_id}/{kind} refused ({decision.reason})",
+                detail=detail,
+            ),
+        )
+        answer = {"admitted": False, "reason": decision.reason, "message": decision.message, "retry_after": retry}
+        return answer, write
+
+    def _counted(self, result: dict) -> dict:
+        self.metrics.admissions.labels("admitted" if result["admitted"] else result["reason"] or "denied").inc()
+        return result
+
+    def _unwritten(self, result: dict, exc: StoreError) -> dict:
+        self.guard.failed(exc)
+        if result["admitted"]:
+            raise exc  # no lease without its row: the client hears 503 (and --if-unreachable decides)
+        return self._counted(result)  # a refusal is still a refusal without its journal line
+
+    def heartbeat(self, lease_id: str) -> dict:
+        """A gate client is alive: ``{"drain": bool, "deadline": ts|null}``. A drained job
+        that still heartbeats after its deadline is an overrun: a fault ops must see."""
+        now = self.clock()
+        row = self.writer.submit(("heartbeat", lease_id, now))
+        result, write = self._heartbeat_answer(lease_id, row, now)
+        if write is not None:
+            with self.guard():
+                self.writer.submit(write)
+        return result
+
+    async def heartbeat_async(self, lease_id: str) -> dict:
+        now = self.clock()
+        row = await self.writer.submit_async(("heartbeat", lease_id, now))
+        result, write = self._heartbeat_answer(lease_id, row, now)
+        if write is not None:
+            with self.guard():
+                await self.writer.submit_async(write)
+        return result
+
+    def _heartbeat_answer(self, lease_id: str, row: dict | None, now: datetime) -> tuple[dict, tuple | None]:
+        if row is None:
+            raise NotFoundError(f'unknown or expired lease "{lease_id}"')
+        write = self.overruns.raise_(row, now) if row.get("overrun") else None
+        return {"drain": bool(row["drain"]), "deadline": isoz(row["deadline"])}, write
+
+    def release(self, lease_id: str) -> None:
+        """The job ended (``DELETE /v1/leases/{id}``)."""
+        self._released(lease_id, self.writer.submit(("release", lease_id, self.clock())))
+
+    async def release_async(self, lease_id: str) -> None:
+        self._released(lease_id, await self.writer.submit_async(("release", lease_id, self.clock())))
+
+    def _released(self, lease_id: str, released: bool) -> None:
+        if not released:
+            raise NotFoundError(f'unknown or finished lease "{lease_id}"')
+        self.overruns.clear(lease_id)

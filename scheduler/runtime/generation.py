@@ -1,0 +1,90 @@
+"""One generation of configuration: the config and everything derived from it (notifiers,
+renderer, compiled policies), built once per (re)load and swapped in as one object, so a
+reader never sees the config of one load with the notifiers of another.
+
+Reloads are serialised: two quick SIGHUPs end on the file on disk, never on a slower
+first load finishing after the second.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from ..errors import ConfigError, ConfigIssue
+from ..model import Config
+from ..policy import compile_policies
+
+log = logging.getLogger("maintd")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Generation:
+    config: Config
+    renderer: Any
+    notifiers: dict[str, Any]  # channel -> Notifier
+    compiled: Any  # policy.compile_policies(config.policies)
+    loaded_at: datetime
+
+
+def build_generation(cfg: Config, loaded_at: datetime) -> Generation:
+    """Everything derived from a config; raises ConfigError when a template is broken."""
+    from notifiers import Renderer, build_notifiers
+
+    renderer = Renderer(cfg.provider.name, cfg.notifiers.templates)
+    problems = renderer.check()
+    if problems:
+        raise ConfigError([ConfigIssue(p.split(":", 1)[0], 1, 1, p) for p in problems])
+    notifiers = {n.channel: n for n in build_notifiers(cfg.notifiers, cfg.provider.name, renderer)}
+    return Generation(
+        config=cfg, renderer=renderer, notifiers=notifiers, compiled=compile_policies(cfg.policies), loaded_at=loaded_at
+    )
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    at: datetime
+    error: str | None  # None: the new generation is current
+    generation: Generation  # the current one after this reload
+
+
+class Generations:
+    """The current generation, and the reloads that replace it.
+
+    ``load`` reads the file (``config.load``); a failed load keeps the last good
+    generation and remembers the error until a load succeeds.
+    """
+
+    def __init__(self, first: Generation, load: Callable[[], Config], clock: Callable[[], datetime]) -> None:
+        self._current = first
+        self._load = load
+        self._clock = clock
+        self._reloading = threading.Lock()  # one reload at a time: the last one reads the newest file
+        self.error: str | None = None
+        self.reloaded_at: datetime = first.loaded_at
+
+    @property
+    def current(self) -> Generation:
+        return self._current  # one attribute read: atomic
+
+    @property
+    def config(self) -> Config:
+        return self._current.config
+
+    def reload(self) -> ReloadResult:
+        with self._reloading:
+            now = self._clock()
+            try:
+                generation = build_generation(self._load(), now)
+            except ConfigError as exc:
+                self.error = "; ".join(str(i) for i in exc.issues[:20])
+                self.reloaded_at = now
+                return ReloadResult(now, self.error, self._current)
+            self._current = generation
+            self.error = None
+            self.reloaded_at = now
+            return ReloadResult(now, None, generation)

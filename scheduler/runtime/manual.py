@@ -1,0 +1,136 @@
+"""Manual actions (SPEC section 3): enter maintenance now, end it early, extend it.
+
+Each writes its record and journal line in one transaction under the reconciler's lock,
+then ticks, so the answer and the next status agree.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+from ..errors import ConflictError, NotFoundError, UsageError
+from ..model import isoz
+from .generation import Generations
+from .reconciler import Reconciler
+from .snapshot import OPEN_ENDED
+
+
+class Manual:
+    def __init__(
+        self, *, store, generations: Generations, reconciler: Reconciler, clock: Callable[[], datetime]
+    ) -> None:
+        self.store = store
+        self.generations = generations
+        self.reconciler = reconciler
+        self.clock = clock
+
+    def enter(
+        self,
+        *,
+        reason: str,
+        duration: timedelta | None = None,
+        tenants: list[str] | None = None,
+        policy: str | None = None,
+        actor: str = "api",
+    ) -> dict:
+        # Whole seconds: the start is the occurrence key, which the store keeps as isoz() text
+        # (seconds). With microseconds the journal's key would never match the plan's again:
+        # the occurrence read as "removed" one tick after it started, and its overrides
+        # (extend, exit) never applied.
+        now = self.clock().replace(microsecond=0)
+        with self.reconciler.lock:
+            cfg = self.generations.config
+            if tenants:
+                unknown = [t for t in tenants if t not in cfg.tenants]
+                if unknown:
+                    raise NotFoundError(f"unknown tenant(s): {', '.join(unknown)}")
+            if policy is not None and policy not in cfg.policies:
+                raise NotFoundError(f'unknown policy "{policy}"')
+            if duration is not None and duration <= timedelta(0):
+                raise UsageError("--for must be a positive duration")
+            mid = "manual-" + now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
+            end = now + duration if duration else None
+            with self.store.transaction() as tx:
+                tx.add_manual(
+                    mid, reason=reason, start=now, end=end, tenants=tenants, policy=policy, created_at=now, actor=actor
+                )
+                tx.journal(
+                    "enter",
+                    at=now,
+                    window=mid,
+                    occurrence=now,
+                    actor=actor,
+                    message=f"manual maintenance: {reason}" + (f" until {isoz(end)}" if end else ""),
+                    detail={"reason": reason, "tenants": tenants, "end": isoz(end), "policy": policy},
+                )
+            self.reconciler.tick("enter")
+        return {
+            "window": mid,
+            "occurrence": isoz(now),
+            "start": isoz(now),
+            "end": isoz(end),
+            "tenants": sorted(tenants) if tenants else sorted(cfg.tenants),
+        }
+
+    def exit(self, *, window: str | None = None, actor: str = "api") -> dict:
+        now = self.clock()
+        with self.reconciler.lock:
+            ev = self.reconciler.tick("exit-pre") or self.reconciler.evaluation
+            targets = [a for a in (ev.active if ev else ()) if window is None or a.window.id == window]
+            if not targets:
+                raise ConflictError(
+                    "no maintenance is active" if window is None else f'window "{window}" is not active'
+                )
+            with self.store.transaction() as tx:
+                for a in targets:
+                    if a.window.manual:
+                        tx.end_manual(a.window.id, now)
+                    tx.set_override(a.window.id, a.occ.key, end=now, reason="exit", at=now, actor=actor)
+                    tx.journal(
+                        "exit",
+                        at=now,
+                        window=a.window.id,
+                        occurrence=a.occ.key,
+                        actor=actor,
+                        message=f"{a.window.id} ended early by {actor}",
+                    )
+            self.reconciler.tick("exit")
+        return {"ended": [{"window": a.window.id, "occurrence": isoz(a.occ.key)} for a in targets]}
+
+    def extend(self, window_id: str, by: timedelta, *, actor: str = "api") -> dict:
+        if by <= timedelta(0):
+            raise UsageError("the extension must be a positive duration such as 30m")
+        now = self.clock()
+        with self.reconciler.lock:
+            ev = self.reconciler.tick("extend-pre") or self.reconciler.evaluation
+            known = self.generations.config.window(window_id) is not None or any(
+                a.window.id == window_id for a in (ev.active + ev.upcoming if ev else ())
+            )
+            target = next((a for a in (ev.active if ev else ()) if a.window.id == window_id), None)
+            if target is None:
+                if not known:
+                    raise NotFoundError(f'unknown window "{window_id}"')
+                raise ConflictError(f'window "{window_id}" is not active; only a running occurrence can be extended')
+            if by > OPEN_ENDED or target.occ.end + by - now > 2 * OPEN_ENDED:  # far from datetime's year 9999
+                raise UsageError(f"cannot extend {window_id} more than {2 * OPEN_ENDED.days} days ahead")
+            new_end = target.occ.end + by
+            with self.store.transaction() as tx:
+                tx.set_override(window_id, target.occ.key, end=new_end, reason="extend", at=now, actor=actor)
+                tx.journal(
+                    "extend",
+                    at=now,
+                    window=window_id,
+                    occurrence=target.occ.key,
+                    actor=actor,
+                    message=f"{window_id} extended by {by} to {isoz(new_end)}",
+                    detail={"by_seconds": int(by.total_seconds()), "end": isoz(new_end)},
+                )
+            self.reconciler.tick("extend")
+        return {
+            "window": window_id,
+            "occurrence": isoz(target.occ.key),
+            "start": isoz(target.occ.start),
+            "end": isoz(new_end),
+        }

@@ -1,0 +1,40 @@
+"""Tunables of a running daemon, read once from the environment by the composition root."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    safety_tick: float = 30.0  # seconds between ticks when nothing else wakes the loop
+    heartbeat: int = 10  # seconds a gate client waits between heartbeats
+    hook_attempts: int = 5  # tries before a hook run is failed for good
+    # Concurrent sends (bounded). Sends mostly wait on the network; 64 keeps a 50 ms receiver
+    # at ~600 deliveries/s (benchmarks/notify_bench.py) where 32 gave ~420.
+    workers: int = 64
+    claim_batch: int = 64  # rows claimed per store round trip
+    # a claim not finished by then (an instance that died mid-send) is claimed again
+    claim_lease: timedelta = timedelta(seconds=120)
+    leader_poll: float = 1.0  # seconds between leadership checks (PostgreSQL)
+    status_wait: float = 1.0  # seconds status waits for a tick in flight before answering from the last one
+
+    @property
+    def instance_stale(self) -> timedelta:
+        """An instance silent this long is gone."""
+        return timedelta(seconds=max(15.0, 5 * self.leader_poll))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        workers = int(env.get("MAINTD_DELIVERY_WORKERS", "64"))
+        return cls(
+            safety_tick=float(env.get("MAINTD_SAFETY_TICK", "30")),
+            heartbeat=int(env.get("MAINTD_HEARTBEAT", "10")),
+            hook_attempts=int(env.get("MAINTD_HOOK_ATTEMPTS", "5")),
+            workers=workers,
+            claim_batch=int(env.get("MAINTD_CLAIM_BATCH", str(workers))),
+            claim_lease=timedelta(seconds=float(env.get("MAINTD_CLAIM_LEASE", "120"))),
+            leader_poll=float(env.get("MAINTD_LEADER_POLL", "1")),
+        )
