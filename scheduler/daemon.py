@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .runtime.compose import compose_notice, notice_seq, tenant_message
+from .notices import compose_notice, notice_seq, tenant_message
 from .runtime.daemon import Daemon
 from .runtime.settings import Settings
 

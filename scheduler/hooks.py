@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
+from .errors import DeliveryError
 from .model import isoz
 
 OUTPUT_TAIL = 2000  # characters of a failed command's output kept for status and history
@@ -98,13 +99,17 @@ def _kill_group(proc: subprocess.Popen) -> None:
 
 
 def probe(url: str, *, timeout: float) -> Result:
-    """An HTTP end check: 2xx is healthy; anything else, or no answer, is not."""
-    import requests
+    """An HTTP end check: 2xx is healthy; anything else, or no answer, is not.
 
+    Through the one HTTP helper: a total deadline, no redirects, a bounded body read."""
+    from notifiers.http import Response, shared
+
+    answer: list[Response] = []
     try:
-        resp = requests.get(url, timeout=timeout, allow_redirects=False)
-    except requests.RequestException as exc:
-        return Result(ok=False, error=f"{type(exc).__name__}: {exc}"[:300])
-    if 200 <= resp.status_code < 300:
-        return Result(ok=True, exit_code=resp.status_code)
-    return Result(ok=False, exit_code=resp.status_code, error=f"HTTP {resp.status_code}")
+        shared().request("GET", url, timeout=timeout, check=answer.append)
+    except DeliveryError as exc:
+        return Result(ok=False, error=str(exc)[:300])
+    status = answer[0].status
+    if 200 <= status < 300:
+        return Result(ok=True, exit_code=status)
+    return Result(ok=False, exit_code=status, error=f"HTTP {status}")

@@ -292,7 +292,7 @@ def render(
 # the notice JSON codec (the outbox payload)
 
 
-def _parse(text: Any) -> datetime | None:
+def parse_time(text: Any) -> datetime | None:
     if not text:
         return None
     if isinstance(text, datetime):
@@ -330,19 +330,19 @@ def notice_from_json(d: Mapping) -> Notice:
         id=d["id"],
         kind=d["kind"],
         window=d["window"],
-        occurrence=_parse(d["occurrence"]),  # type: ignore[arg-type]
+        occurrence=parse_time(d["occurrence"]),  # type: ignore[arg-type]
         tenant=d["tenant"],
         title=d["title"],
-        start=_parse(d["start"]),  # type: ignore[arg-type]
-        end=_parse(d["end"]),  # type: ignore[arg-type]
+        start=parse_time(d["start"]),  # type: ignore[arg-type]
+        end=parse_time(d["end"]),  # type: ignore[arg-type]
         message=d["message"],
         provider=d["provider"],
         lead=d.get("lead"),
         late=bool(d.get("late")),
         uid=d.get("uid", ""),
         sequence=int(d.get("sequence") or 0),
-        previous_start=_parse(d.get("previous_start")),
-        previous_end=_parse(d.get("previous_end")),
+        previous_start=parse_time(d.get("previous_start")),
+        previous_end=parse_time(d.get("previous_end")),
         summary=d.get("summary"),
         link=d.get("link"),
     )

@@ -14,8 +14,8 @@ from typing import Any
 from .. import hooks as hooks_mod
 from .. import plan
 from ..model import Config, Tenant, isoz
+from ..notices import parse_time, tenant_message
 from ..store import next_attempt
-from .compose import parse_time, tenant_message
 from .endchecks import check_offset, is_check, planned_end
 from .faults import Faults, StoreGuard
 from .generation import Generations

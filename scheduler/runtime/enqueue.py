@@ -11,7 +11,8 @@ from typing import Any
 from .. import plan
 from ..errors import StoreError
 from ..model import Notice, Tenant, isoz
-from .compose import compose_notice, notice_json, notice_seq
+from ..notices import compose_notice, notice_seq
+from ..notices import notice_to_json as notice_json
 from .faults import StoreGuard
 from .generation import Generations
 from .snapshot import find_window

@@ -20,8 +20,8 @@ from typing import Any
 
 from ..errors import DeliveryError, StoreError
 from ..model import Notice, calendar_uid, isoz
+from ..notices import notice_from_json
 from ..store import give_up, next_attempt
-from .compose import notice_from_json
 from .faults import StoreGuard
 from .generation import Generations
 from .metrics import Metrics

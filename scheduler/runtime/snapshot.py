@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 
 from .. import plan
 from ..model import Config, Window
-from .compose import parse_time
+from ..notices import parse_time
 
 OPEN_ENDED = timedelta(days=3650)  # `maintd enter` without --for lasts until `maintd exit`
 
