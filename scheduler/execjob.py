@@ -99,9 +99,10 @@ def _run_job(client: Any, lease: str | None, interval: float, cmd: list[str]) ->
     tree = proctree.JobTree(proc, exclude=before)
 
     # Signals sent to `maintd exec` itself go to the job too (it has its own process group,
-    # so a terminal's Ctrl-C reaches it only through here).
+    # so a terminal's Ctrl-C reaches it only through here). From a thread: the handler runs
+    # in the main thread, which may hold the tree's lock just then.
     def forward(signum, _frame) -> None:
-        tree.signal(signum)
+        threading.Thread(target=tree.signal, args=(signum,), daemon=True, name="forward").start()
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)

@@ -33,6 +33,7 @@ class Proc(NamedTuple):
     ppid: int
     state: str  # one letter of /proc/PID/stat: R, S, D, Z (zombie), X (dead), ...
     pgid: int
+    start: int  # clock ticks after boot: with the pid, names one process (pids are reused)
 
     @property
     def alive(self) -> bool:
@@ -73,7 +74,8 @@ def read_stat(pid: int) -> Proc | None:
     # the command name is in parentheses and may hold spaces and ')': split after the last one
     fields = raw[raw.rfind(b")") + 2 :].split()
     try:
-        return Proc(ppid=int(fields[1]), state=fields[0].decode("ascii", "replace"), pgid=int(fields[2]))
+        state = fields[0].decode("ascii", "replace")
+        return Proc(ppid=int(fields[1]), state=state, pgid=int(fields[2]), start=int(fields[19]))
     except (IndexError, ValueError):
         return None
 
@@ -175,31 +177,41 @@ def kill_tree(root_pid: int, grace: float, *, poll: float = 0.05) -> set[int]:
     Reaps the ones that are this process's children except ``root_pid`` (its ``Popen``
     does that). Returns the pids that needed SIGKILL.
     """
-    tracked = {root_pid} | descendants(root_pid)
-    alive = _follow(tracked)
+    tracked: dict[int, int] = {root_pid: 0}
+    alive = _follow(tracked, table())
     _send_group(root_pid, signal.SIGTERM)
     _send(alive, signal.SIGTERM)
     end = time.monotonic() + grace
     while alive and time.monotonic() < end:
         time.sleep(poll)
-        reap(tracked - {root_pid})
-        alive = _follow(tracked)
+        reap(set(tracked) - {root_pid})
+        alive = _follow(tracked, table())
     killed = set(alive)
     while alive:
         _send_group(root_pid, signal.SIGKILL)
         _send(alive, signal.SIGKILL)
         time.sleep(poll)
-        reap(tracked - {root_pid})
-        alive = _follow(tracked)
+        reap(set(tracked) - {root_pid})
+        alive = _follow(tracked, table())
         killed |= alive
     return killed
 
 
-def _follow(tracked: set[int]) -> set[int]:
-    """Add the descendants of ``tracked`` to it (in place); return those alive."""
-    procs = table()
-    tracked |= _below(tracked, procs)
-    return {pid for pid in tracked if pid in procs and procs[pid].alive}
+def _follow(tracked: dict[int, int], procs: dict[int, Proc]) -> set[int]:
+    """Update ``tracked`` (pid -> start, 0 for not seen yet) in place; return its living pids.
+
+    Adds the descendants; drops the processes that are gone (reaped), so a pid the system
+    hands to an unrelated process later is never taken for the job's.
+    """
+    for pid, start in list(tracked.items()):
+        p = procs.get(pid)
+        if p is None or (start and p.start != start):
+            del tracked[pid]
+        elif not start:
+            tracked[pid] = p.start
+    for pid in _below(tracked, procs):
+        tracked.setdefault(pid, procs[pid].start)
+    return {pid for pid in tracked if procs[pid].alive}
 
 
 class JobTree:
@@ -208,7 +220,7 @@ class JobTree:
     Members are the main process, its descendants, and this process's children that were
     not there before the job (``exclude``: in a test runner other children may be) with
     their descendants: with :func:`set_subreaper` on, a job's orphans are re-parented here.
-    Every member ever seen stays tracked by pid, so an orphan that went to init (no
+    Every member seen stays tracked until it is gone, so an orphan that went to init (no
     subreaper) is still followed. Where there is no ``/proc`` only the group is known.
     """
 
@@ -217,7 +229,7 @@ class JobTree:
         self.exclude = frozenset(exclude)
         self.poll = poll
         self.me = os.getpid()
-        self.tracked: set[int] = {proc.pid}
+        self.tracked: dict[int, int] = {proc.pid: 0}  # pid -> start time (see _follow)
         self.killing = False  # past the deadline: whatever still runs gets SIGKILL
         self.lock = threading.Lock()  # guards ``tracked`` (the heartbeat thread signals too)
 
@@ -226,9 +238,9 @@ class JobTree:
         procs = table()
         adopted = {c for c in children(self.me, procs) if c not in self.exclude and c != self.proc.pid}
         with self.lock:
-            self.tracked |= adopted
-            self.tracked |= _below(self.tracked, procs)
-            return {pid for pid in self.tracked if pid in procs and procs[pid].alive}
+            for pid in adopted:
+                self.tracked.setdefault(pid, procs[pid].start)
+            return _follow(self.tracked, procs)
 
     def signal(self, sig: int) -> None:
         """``sig`` to the job's process group and to every member."""
@@ -243,7 +255,7 @@ class JobTree:
 
     def reap(self) -> None:
         with self.lock:
-            others = self.tracked - {self.proc.pid}  # the main process is its Popen's to wait for
+            others = set(self.tracked) - {self.proc.pid}  # the main process is its Popen's to wait for
         reap(others)
 
     def wait(self) -> int:

@@ -261,3 +261,37 @@ def test_without_proc_only_the_group_is_known(monkeypatch, pidfiles) -> None:
     t0 = time.monotonic()
     assert run(d, 'trap "exit 7" TERM; while :; do sleep 0.1; done') == 7  # the group got the SIGTERM
     assert d.released_at is not None and d.released_at - t0 < 2.0
+
+
+def test_a_sigterm_to_exec_itself_reaches_a_child_that_left_the_group(pidfiles) -> None:
+    child = pidfiles("child")
+    inner = f'trap "exit 0" TERM; echo $$ > {child}; while :; do sleep 0.1; done'
+
+    def stop_exec() -> None:
+        read_pids(child)
+        os.kill(os.getpid(), signal.SIGTERM)  # as systemd or a terminal would stop `maintd exec`
+
+    threading.Thread(target=stop_exec, daemon=True).start()
+    t0 = time.monotonic()
+    code = run(Daemon(), f"setsid sh -c '{inner}' </dev/null >/dev/null 2>&1 & wait")
+    assert code == 128 + signal.SIGTERM and time.monotonic() - t0 < 3.0
+    assert not alive(read_pids(child)[0])
+
+
+def P(ppid: int, start: int, state: str = "S") -> proctree.Proc:
+    return proctree.Proc(ppid=ppid, state=state, pgid=ppid, start=start)
+
+
+@pytest.mark.parametrize(
+    ("tracked", "procs", "alive_after", "tracked_after"),
+    [
+        ({10: 0}, {10: P(1, 50), 11: P(10, 60), 12: P(11, 61)}, {10, 11, 12}, {10: 50, 11: 60, 12: 61}),
+        ({10: 50, 11: 60}, {10: P(1, 50), 11: P(1, 60, "Z")}, {10}, {10: 50, 11: 60}),
+        ({10: 50, 11: 60}, {10: P(1, 50)}, {10}, {10: 50}),
+        ({10: 50}, {10: P(1, 99), 11: P(10, 100)}, set(), {}),
+    ],
+    ids=["descendants_join", "zombie_kept_to_reap", "gone_dropped", "reused_pid_is_not_the_job"],
+)
+def test_follow(tracked, procs, alive_after, tracked_after) -> None:
+    assert proctree._follow(tracked, procs) == alive_after
+    assert tracked == tracked_after
