@@ -14,7 +14,6 @@ is empty, signals go to the group, and a child that left the group is not seen.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 import signal
 import subprocess
@@ -41,10 +40,13 @@ class Proc(NamedTuple):
 
 
 def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
+    # dlopen(NULL): the symbols already loaded, libc's among them (find_library may run ldconfig)
+    for name in (None, "libc.so.6"):
+        try:
+            return ctypes.CDLL(name, use_errno=True)
+        except OSError:
+            continue
+    return None
 
 
 def set_subreaper(on: bool = True) -> bool | None:

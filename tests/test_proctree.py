@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from conftest import maintd_argv
 
 from scheduler import execjob, proctree
 from scheduler.jobenv import is_secret_name, scrub_env
@@ -295,3 +296,20 @@ def P(ppid: int, start: int, state: str = "S") -> proctree.Proc:
 def test_follow(tracked, procs, alive_after, tracked_after) -> None:
     assert proctree._follow(tracked, procs) == alive_after
     assert tracked == tracked_after
+
+
+def test_the_real_command_adopts_and_waits_for_an_orphan(tmp_path, pidfiles) -> None:
+    """`maintd exec` as its own process (no daemon: --if-unreachable allow): the orphan is
+    re-parented to it (the subreaper), not to init, and it waits for the orphan."""
+    out, child = tmp_path / "out", pidfiles("child")
+    inner = f'echo $$ > {child}; sleep 1; grep PPid /proc/$$/status > {out}.tmp; mv {out}.tmp {out}'
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MAINTD_")}
+    env["MAINTD_URL"] = "http://127.0.0.1:9"  # nobody listens on the discard port
+    argv = ["exec", "--tenant", "acme", "--kind", "backup", "--", "sh", "-c"]
+    script = f"setsid sh -c '{inner}' </dev/null >/dev/null 2>&1 & exit 4"
+    p = subprocess.Popen(maintd_argv() + argv + [script], env=env, cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+    _, err = p.communicate(timeout=20)
+    assert p.returncode == 4, err
+    assert out.exists()  # exec ended only after the orphan had
+    assert out.read_text().split() == ["PPid:", str(p.pid)]  # adopted by exec, not by init
+    assert not alive(read_pids(child)[0])
