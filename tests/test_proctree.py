@@ -302,7 +302,7 @@ def test_the_real_command_adopts_and_waits_for_an_orphan(tmp_path, pidfiles) -> 
     """`maintd exec` as its own process (no daemon: --if-unreachable allow): the orphan is
     re-parented to it (the subreaper), not to init, and it waits for the orphan."""
     out, child = tmp_path / "out", pidfiles("child")
-    inner = f'echo $$ > {child}; sleep 1; grep PPid /proc/$$/status > {out}.tmp; mv {out}.tmp {out}'
+    inner = f"echo $$ > {child}; sleep 1; grep PPid /proc/$$/status > {out}.tmp; mv {out}.tmp {out}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAINTD_")}
     env["MAINTD_URL"] = "http://127.0.0.1:9"  # nobody listens on the discard port
     argv = ["exec", "--tenant", "acme", "--kind", "backup", "--", "sh", "-c"]
