@@ -135,7 +135,7 @@ def _release(client: Any, lease: str | None) -> None:
 
 
 def _heartbeat(client: Any, lease: str, interval: float, tree: proctree.JobTree, done: threading.Event) -> None:
-    """Heartbeat every ``interval`` until ``done`` (CMD ended), and carry out a drain order.
+    """Heartbeat every ``interval`` until ``done`` (the job ended), and carry out a drain order.
 
     Heartbeats go on after SIGTERM: the lease (and the drain the status shows) must stay
     alive through the grace, and a job that outlives its deadline is an overrun the daemon

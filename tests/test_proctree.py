@@ -313,3 +313,13 @@ def test_the_real_command_adopts_and_waits_for_an_orphan(tmp_path, pidfiles) -> 
     assert out.exists()  # exec ended only after the orphan had
     assert out.read_text().split() == ["PPid:", str(p.pid)]  # adopted by exec, not by init
     assert not alive(read_pids(child)[0])
+
+
+def test_a_job_whose_main_process_exited_0_but_whose_rest_was_killed_exits_137(pidfiles) -> None:
+    child = pidfiles("child")
+    d = Daemon(beats=[drain_in(1)], on_release=lambda: alive(read_pids(child)[0]))
+    code = run(
+        d, f"setsid sh -c 'echo $$ > {child}; trap \"\" TERM; exec sleep 60' </dev/null >/dev/null 2>&1 & exit 0"
+    )
+    assert code == 128 + signal.SIGKILL
+    assert d.at_release is False
