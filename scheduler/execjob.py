@@ -2,10 +2,14 @@
 
 Asks for admission; when denied exits 75 (EX_TEMPFAIL) with the tenant message on
 stderr, so the job's scheduler retries later. When admitted runs CMD in its own process
-group (stdin, stdout and stderr are CMD's own), heartbeats the lease in the background
-until CMD ends, and on a drain order sends the group SIGTERM, then SIGKILL at the
-deadline (``then: keep`` has none: the job may finish). CMD's exit code is returned
-unchanged (a signal as 128 + its number, as shells report it) and the lease released.
+group (stdin, stdout and stderr are CMD's own; its environment without maintd's secrets,
+see :mod:`scheduler.jobenv`), heartbeats the lease in the background until the job ends,
+and on a drain order sends SIGTERM, then SIGKILL at the deadline (``then: keep`` has
+none: the job may finish). The job is CMD's whole process tree (:mod:`scheduler.proctree`):
+children that left its group or outlived it are waited for, signalled and killed too, and
+the lease is released only once the last of them is gone. CMD's exit code is returned
+unchanged (a signal as 128 + its number, as shells report it; 137 when CMD exited 0 but
+the rest of the job had to be killed at the deadline).
 
 When the daemon cannot be reached (or fails with a 5xx) ``--if-unreachable`` decides:
 ``allow`` (default: a maintenance daemon that is down must not stop a provider's
@@ -24,7 +28,9 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+from . import proctree
 from .errors import MaintdError, RefusedError
+from .jobenv import scrub_env
 from .status_view import human
 
 EX_TEMPFAIL = 75
@@ -74,17 +80,30 @@ def run_gated(
             interval = max(0.2, float(out.get("heartbeat") or interval))
         except (TypeError, ValueError):
             pass
+    previous = proctree.set_subreaper(True)  # the job's orphans come back to us, not to init
     try:
-        proc = subprocess.Popen(cmd, start_new_session=True)
+        return _run_job(client, lease, interval, cmd)
+    finally:
+        if previous is False:
+            proctree.set_subreaper(False)  # (in a test runner) the job and its orphans are gone
+
+
+def _run_job(client: Any, lease: str | None, interval: float, cmd: list[str]) -> int:
+    """Run CMD and wait for its whole process tree; release the lease only after the last one."""
+    before = proctree.children(os.getpid())  # a test runner's own children are not the job's
+    try:
+        proc = subprocess.Popen(cmd, start_new_session=True, env=scrub_env(os.environ))
     except OSError as exc:
         _warn(f"cannot run {cmd[0]!r}: {exc.strerror or exc}")
         _release(client, lease)
         return 127 if isinstance(exc, FileNotFoundError) else 126
+    tree = proctree.JobTree(proc, exclude=before)
 
     # Signals sent to `maintd exec` itself go to the job too (it has its own process group,
-    # so a terminal's Ctrl-C reaches it only through here).
+    # so a terminal's Ctrl-C reaches it only through here). From a thread: the handler runs
+    # in the main thread, which may hold the tree's lock just then.
     def forward(signum, _frame) -> None:
-        _signal_group(proc, signum)
+        threading.Thread(target=tree.signal, args=(signum,), daemon=True, name="forward").start()
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, forward)
@@ -92,14 +111,18 @@ def run_gated(
     beat = None
     if lease:
         beat = threading.Thread(
-            target=_heartbeat, args=(client, lease, interval, proc, done), daemon=True, name="heartbeat"
+            target=_heartbeat, args=(client, lease, interval, tree, done), daemon=True, name="heartbeat"
         )
         beat.start()
-    code = proc.wait()
+    # The main process's exit is not the job's end: daemonised children are the job too,
+    # and the lease (with its heartbeats) stays until the last of them is gone.
+    code = tree.wait()
     done.set()
     if beat is not None:
         beat.join(timeout=6)  # a heartbeat in flight must not land after the release
     _release(client, lease)
+    if code == 0 and tree.killing:
+        return 128 + signal.SIGKILL  # the main process was done, but the rest of the job was killed
     return code if code >= 0 else 128 - code
 
 
@@ -108,13 +131,6 @@ def _retry_in(seconds: Any) -> str:
         return f"; retry in {human(float(seconds))}" if seconds is not None else ""
     except (TypeError, ValueError):
         return ""
-
-
-def _signal_group(proc: subprocess.Popen, signum: int) -> None:
-    try:
-        os.killpg(proc.pid, signum)
-    except (ProcessLookupError, PermissionError):
-        pass
 
 
 def _release(client: Any, lease: str | None) -> None:
@@ -126,8 +142,8 @@ def _release(client: Any, lease: str | None) -> None:
         pass  # an unreleased lease expires after three heartbeat intervals
 
 
-def _heartbeat(client: Any, lease: str, interval: float, proc: subprocess.Popen, done: threading.Event) -> None:
-    """Heartbeat every ``interval`` until ``done`` (CMD ended), and carry out a drain order.
+def _heartbeat(client: Any, lease: str, interval: float, tree: proctree.JobTree, done: threading.Event) -> None:
+    """Heartbeat every ``interval`` until ``done`` (the job ended), and carry out a drain order.
 
     Heartbeats go on after SIGTERM: the lease (and the drain the status shows) must stay
     alive through the grace, and a job that outlives its deadline is an overrun the daemon
@@ -146,7 +162,7 @@ def _heartbeat(client: Any, lease: str, interval: float, proc: subprocess.Popen,
             return
         if kill_at is not None and time.monotonic() >= kill_at:
             _warn("drain deadline reached: sending SIGKILL")
-            _signal_group(proc, signal.SIGKILL)
+            tree.kill()
             kill_at = None
         if time.monotonic() < next_beat:
             continue
@@ -177,7 +193,7 @@ def _heartbeat(client: Any, lease: str, interval: float, proc: subprocess.Popen,
         left = deadline.timestamp() - time.time()
         kill_at = time.monotonic() + max(left, MIN_TERM_TO_KILL)
         _warn(f"maintenance started: sending SIGTERM, SIGKILL at {out['deadline']}")
-        _signal_group(proc, signal.SIGTERM)
+        tree.signal(signal.SIGTERM)
 
 
 def _parse(text: Any) -> datetime | None:
