@@ -227,11 +227,11 @@ def test_kill_9_during_a_window_and_restart_keeps_the_state(daemon_factory, tmp_
 
 
 def test_restart_after_the_whole_window_passed_records_it_once(daemon_factory, tmp_path: Path) -> None:
-    start, end = iso_in(3), iso_in(4)
+    start, end = iso_in(8), iso_in(9)  # slack for a slow start on a loaded machine
     d = daemon_factory(config(window("w1", start, end), hooks=hook_config(tmp_path)))
     assert d.status()["mode"] == "normal"
     assert d.stop() == 0
-    wait(lambda: datetime.now(UTC) > utc(end) + timedelta(seconds=1), timeout=10, what="w1 to pass")
+    wait(lambda: datetime.now(UTC) > utc(end) + timedelta(seconds=1), timeout=20, what="w1 to pass")
 
     d.restart()
     d.wait_for(lambda s: s["mode"] == "normal" and s["hooks"]["pending"] == 0, what="catch-up")

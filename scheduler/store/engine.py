@@ -24,9 +24,11 @@ WRITE = "maintd_write"  # execution option: this transaction will write
 # How long a SQLite writer waits for another to commit before "database is locked".
 # SQLite has one writer; every writer of one process (the tick, the outbox's result
 # writer, the gate's group commit, API calls) queues on this wait. It must outlast the
-# longest write transaction -- a migration of a large file, or ten thousand notices
-# enqueued on a loaded machine (a few seconds) -- with a wide margin.
-BUSY_TIMEOUT_MS = 30_000
+# longest write transaction of this process (ten thousand notices enqueued on a loaded
+# machine take a few seconds), yet stay short enough that a lock held by ANOTHER process
+# (a stray sqlite3 shell, a backup tool) becomes a visible store fault within seconds and
+# the gate answers 503 instead of hanging: 5 s.
+BUSY_TIMEOUT_MS = 5_000
 
 
 def database_url(database: str, base_dir: str) -> str:
