@@ -99,7 +99,7 @@ def wide_option(f):
 
 
 @click.command()
-@click.option("--json", "as_json", is_flag=True, help="Print SPEC's JSON object.")
+@click.option("--json", "as_json", is_flag=True, help="Print the status as one JSON object (see docs/reference.md).")
 @wide_option
 @url_option
 @click.pass_context

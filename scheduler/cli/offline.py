@@ -40,7 +40,7 @@ def validate(ctx: click.Context) -> None:
 @click.option("--from", "frm", default="now", show_default=True, help="Start of the range (ISO 8601 or now).")
 @click.option("--to", "to", default=None, help="End of the range, exclusive (default: --from + 30 days).")
 @click.option("--tenant", default=None, help="Only this tenant.")
-@click.option("--json", "as_json", is_flag=True, help="Print SPEC's JSON array.")
+@click.option("--json", "as_json", is_flag=True, help="Print the timeline as one JSON array of events (see docs/reference.md).")
 @click.option("--wide", is_flag=True, help="One row per tenant's zone, full dates and every tenant.")
 @click.pass_context
 def plan(ctx: click.Context, frm: str, to: str | None, tenant: str | None, as_json: bool, wide: bool) -> None:
