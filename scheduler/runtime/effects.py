@@ -138,7 +138,6 @@ class Effects:
                 halt_after_check(
                     tx,
                     self.generations.config,
-                    self.evaluation(),
                     w.id,
                     r["occurrence"],
                     error=str(result.error),

@@ -15,6 +15,8 @@ from ..model import isoz
 from .generation import Generations
 from .reconciler import Reconciler
 from .snapshot import OPEN_ENDED
+from .waves import parse_at
+from .waves import resume as resume_waves
 
 
 class Manual:
@@ -134,3 +136,15 @@ class Manual:
             "start": isoz(target.occ.start),
             "end": isoz(new_end),
         }
+
+    def resume(self, window_id: str, at: str | datetime | None = None, *, actor: str = "api") -> dict:
+        """SPEC 8: plan the halted waves of ``window_id`` again from ``at`` (default now)."""
+        now = self.clock().replace(microsecond=0)
+        when = parse_at(at, self.generations.config.provider.zone, now)
+        at = when.replace(microsecond=0)  # whole seconds: the start becomes an occurrence key
+        with self.reconciler.lock:
+            journal = self.reconciler.journal(now)
+            with self.store.transaction() as tx:
+                out = resume_waves(tx, self.generations.config, journal, window_id, at, now=now, actor=actor)
+            self.reconciler.tick("resume")
+        return out

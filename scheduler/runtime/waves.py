@@ -8,10 +8,12 @@ transaction; the plan side (:mod:`scheduler.plan.waves`) turns the stored rows i
 from __future__ import annotations
 
 import logging
-from datetime import datetime
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
-from .. import plan
-from ..model import Config, isoz
+from .. import plan, recurrence
+from ..errors import ConflictError, NotFoundError, UsageError
+from ..model import UTC, Config, isoz
 from ..plan import waves as plan_waves
 
 log = logging.getLogger("maintd")
@@ -20,9 +22,14 @@ log = logging.getLogger("maintd")
 def read_waves(store) -> dict:
     """The journal fields of :class:`plan.Journal` that waves and deferrals add."""
     with store.read() as r:
-        members = r.waves.members()
-        halts = r.waves.halts()
-        moved = r.waves.deferrals()
+        return waves_journal(r)
+
+
+def waves_journal(r) -> dict:
+    """:func:`read_waves` inside a transaction ``r``."""
+    members = r.waves.members()
+    halts = r.waves.halts()
+    moved = r.waves.deferrals()
     return {
         "wave_members": members,
         "wave_halts": {
@@ -54,18 +61,18 @@ def store_members(tx, cfg: Config, ev: plan.Evaluation, now: datetime) -> None:
             tx.journal("waves", at=now, window=wid, message=f"wave membership stored ({what})", detail=new)
 
 
-def halt_after_check(
-    tx, cfg: Config, ev: plan.Evaluation | None, window: str, key: datetime, *, error: str, now: datetime
-) -> str | None:
+def halt_after_check(tx, cfg: Config, window: str, key: datetime, *, error: str, now: datetime) -> str | None:
     """Halt the later waves when the end check of wave ``key`` of ``window`` fails at ``max``.
 
     Returns the journal message, or None when nothing halted (no ``halt_on``, not a wave,
     halted already).
     """
     w = cfg.window(window)
-    if w is None or w.waves is None or w.waves.halt_on != "end_check" or ev is None:
+    if w is None or w.waves is None or w.waves.halt_on != "end_check":
         return None
-    wave = next((a for a in ev.active + ev.upcoming if a.window.id == window and a.occ.key == key), None)
+    # the wave ended (held for its check) by now: find it in the plan around its key
+    items = plan.effective(cfg, plan.Journal(**waves_journal(tx)), key, key + timedelta(seconds=1))
+    wave = next((a for a in items if a.window.id == window and a.occ.key == key), None)
     if wave is None or wave.wave is None or wave.base is None:
         return None
     reason = f"end check of wave {wave.wave} still failing at max ({error})"
@@ -102,3 +109,38 @@ def window_waves(w, journal: plan.Journal, now: datetime) -> dict:
         return {}
     h = halted(journal, w.id, now)
     return {"halted": h is not None, **({"halt": h} if h else {})}
+
+
+def parse_at(text: str | datetime | None, zone: ZoneInfo, now: datetime) -> datetime:
+    """``--at``: ISO 8601 (without an offset: in the provider's zone), ``now`` or nothing (now)."""
+    if isinstance(text, datetime):
+        return text.astimezone(UTC)
+    if text is None or text.strip().lower() in ("", "now"):
+        return now
+    try:
+        ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise UsageError(f'invalid time "{text}"; expected ISO 8601 such as 2027-02-03T01:00 or now') from None
+    return recurrence.resolve_local(ts, zone) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def resume(tx, cfg: Config, journal: plan.Journal, window: str, at: datetime, *, now: datetime, actor: str) -> dict:
+    """Plan the halted waves of ``window`` again from ``at`` (``maintd resume``)."""
+    w = cfg.window(window)
+    if w is None:
+        raise NotFoundError(f'unknown window "{window}"')
+    bases = [base for (wid, base), h in journal.wave_halts.items() if wid == window and h.resume_at is None]
+    if w.waves is None or not bases:
+        raise ConflictError(f'window "{window}" is not halted; nothing to resume')
+    for base in sorted(bases):
+        tx.waves.resume(window, base, at=at)
+        tx.journal(
+            "resume",
+            at=now,
+            window=window,
+            occurrence=base,
+            actor=actor,
+            message=f"{window}: halted waves planned again from {isoz(at)} by {actor}",
+            detail={"base": isoz(base), "at": isoz(at)},
+        )
+    return {"window": window, "resumed": [isoz(b) for b in sorted(bases)], "at": isoz(at)}
