@@ -92,14 +92,14 @@ def defer(
     base, found = target(cfg, journal, tenant, a, count, now)
     if isinstance(found, str):
         raise ConflictError(found)
-    same = isinstance(found, Wave) and found.base == base.key
+    same = found.number if isinstance(found, Wave) and found.base == base.key else None  # a later wave
     new_key = found.occurrence if isinstance(found, Wave) else found.key
     tx.waves.defer(
         window,
         base.key,
         tenant.id,
-        target_wave=found.number if same else None,
-        target_base=None if same else (found.base if isinstance(found, Wave) else found.key),
+        target_wave=same,
+        target_base=None if same is not None else (found.base if isinstance(found, Wave) else found.key),
         count=count + 1,
         at=now,
     )
