@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import messages, plan
 from ..model import Config, Policy, Tenant, calendar_uid, isoz
+from ..plan.waves import wave_numbers
 from .defer import add_tokens, mount_defer
 
 _env = Environment(
@@ -186,6 +187,7 @@ def ops_view(daemon: Any, now: datetime) -> dict:
     journal = daemon.reconciler.journal(now)
     horizon = now + timedelta(days=30)
     items = plan.effective(cfg, journal, now, horizon)
+    waves = wave_numbers(items)
     membership: dict[str, list[int]] = defaultdict(list)
     for i, a in enumerate(items):
         for t in a.window.tenants:
@@ -205,7 +207,7 @@ def ops_view(daemon: Any, now: datetime) -> dict:
                 {
                     "left": round(left, 2),
                     "width": round(width, 2),
-                    "label": opener[0],
+                    "label": opener[0] + (f" wave {waves[opener]}" if opener in waves else ""),  # SPEC 8
                     "title": f"{opener[0]}: {isoz(start)} .. {isoz(end)}",
                 }
             )
