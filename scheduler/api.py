@@ -126,6 +126,10 @@ class MaintenanceIn(_In):
         return v
 
 
+class ResumeIn(_In):
+    at: str | None = Field(default=None, description="when the halted waves start again (ISO 8601; default now)")
+
+
 class ExtendIn(_In):
     by: float | str = Field(
         validation_alias=AliasChoices("by", "duration", "for"),
@@ -347,6 +351,10 @@ def _manual_router(daemon: Daemon, write: list) -> APIRouter:
     @router.post("/v1/windows/{window_id}/extend")
     def extend(window_id: str, body: ExtendIn) -> dict:
         return manual.extend(window_id, _duration(body.by) or timedelta(0), actor="api")
+
+    @router.post("/v1/windows/{window_id}/resume")
+    def resume(window_id: str, body: ResumeIn) -> dict:  # SPEC 8
+        return manual.resume(window_id, body.at, actor="api")
 
     return router
 

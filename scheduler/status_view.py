@@ -260,3 +260,5 @@ def _print_counts(out: Console, st: dict[str, Any], zone: ZoneInfo) -> None:
         out.print(
             Text.assemble(("fault", "red"), f" {f['what']}: {f['message']} (since {short_time(f['since'], zone)})")
         )
+    for h in st.get("halted", []):  # SPEC 8
+        out.print(Text.assemble(("halted", "red"), f" {h['window']} after wave {h['after']}: {h['reason']}"))

@@ -34,54 +34,11 @@ from fractions import Fraction
 
 from scheduler.duration import format_duration
 from scheduler.guardrails import Guardrails, blackout_intervals, freeze_for
-from scheduler.model import UTC, Occurrence, Tenant, Window
+from scheduler.model import HALT_ON as HALT_ON  # re-exported: the specs live in the model
+from scheduler.model import UTC, DeferSpec, Occurrence, Tenant, WaveSpec, Window
 from scheduler.recurrence import next_start_after
 
-HALT_ON = ("end_check",)  # what may halt the later waves
 _SIZE = re.compile(r"(-?\d+(?:\.\d+)?)(%?)")
-
-
-@dataclass(frozen=True, kw_only=True)
-class WaveSpec:
-    """A window's ``waves:``. Exactly one of ``size`` (tenants per wave) and ``percent``.
-
-    ``order``: label selectors (each a mapping of labels that must all match); tenants
-    matching an earlier one go first, the rest last, ties by id.
-    """
-
-    size: int | None = None
-    percent: float | None = None
-    every: timedelta
-    order: tuple[Mapping[str, str], ...] = ()
-    halt_on: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.size is None) == (self.percent is None):
-            raise ValueError("waves: give exactly one of a count (size) or a percentage")
-        if self.size is not None and self.size < 1:
-            raise ValueError(f"wave size must be at least 1 tenant, got {self.size}")
-        if self.percent is not None and not 0 < self.percent <= 100:
-            raise ValueError(f"wave size must be more than 0% and at most 100%, got {self.percent}%")
-        if self.every <= timedelta(0):
-            raise ValueError(f"waves: every must be longer than 0s, got {format_duration(self.every)}")
-        if self.halt_on is not None and self.halt_on not in HALT_ON:
-            raise ValueError(f"waves: halt_on must be one of {', '.join(HALT_ON)}, got {self.halt_on!r}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeferSpec:
-    """A window's ``defer:``: at most ``max`` deferrals per tenant and occurrence, and none
-    later than ``until`` before the start. ``until_label`` is ``until`` as written ("48h")."""
-
-    max: int = 1
-    until: timedelta = timedelta(0)
-    until_label: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.max < 1:
-            raise ValueError(f"defer: max must be at least 1, got {self.max}")
-        if self.until < timedelta(0):
-            raise ValueError("defer: until must not be negative")
 
 
 @dataclass(frozen=True, kw_only=True)

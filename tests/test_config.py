@@ -343,7 +343,7 @@ ERRORS = [
         [
             'windows.yaml:16:5: unknown key "colour" in window "w" (expected one of: id, title, start, end, '
             "duration, cron, timezone, tenants, resources, notify, policy, drain, message, cancelled, "
-            "hooks, skip, end_check)"
+            "hooks, skip, end_check, waves, defer)"
         ],
     ),
     (

@@ -165,6 +165,17 @@ def extend(ctx: click.Context, window: str, duration: str, url: str | None) -> N
 
 
 @click.command()
+@click.argument("window")
+@click.option("--at", "at", default="now", show_default=True, help="When the halted waves start again (ISO 8601).")
+@url_option
+@click.pass_context
+def resume(ctx: click.Context, window: str, at: str, url: str | None) -> None:
+    """Plan the halted waves of WINDOW again from --at; exit 1 when WINDOW is not halted."""
+    _, out = connect(ctx, url, "admin").call("POST", f"/v1/windows/{window}/resume", json_body={"at": at})
+    click.echo(f"{out['window']}: halted waves planned again from {out['at']}")
+
+
+@click.command()
 @click.option("--failed", is_flag=True, help="Only deliveries that failed for good.")
 @click.option(
     "--retry", "retry", is_flag=True, help="Put the failed deliveries named (or, with --failed, all) back to pending."
@@ -284,4 +295,4 @@ def exec_(
     ctx.exit(code)
 
 
-COMMANDS = (status, enter, exit_, extend, notices, history, exec_)
+COMMANDS = (status, enter, exit_, extend, notices, history, exec_, resume)

@@ -72,9 +72,11 @@ def print_plan(
     for e in events:
         # narrow: one row for every tenant at once; wide: one per tenant's zone, in that zone
         zone_key = cfg.tenants[e.tenant].zone.key if wide else ""
-        groups[(e.at, e.rank, e.event, e.window, e.occurrence, e.kind, e.lead, e.late, zone_key)].append(e.tenant)
+        key = (e.at, e.rank, e.event, e.window, e.occurrence, e.kind, e.lead, e.late, zone_key, e.wave)
+        groups[key].append(e.tenant)
     rows, tenants = [], []
-    for (at, _, event, window, _, kind, lead, late, _zone), ids in groups.items():
+    for (at, _, event, window, _, kind, lead, late, _zone, wave), ids in groups.items():
+        window = window if wave is None else f"{window} (wave {wave})"  # SPEC 8
         when = full_time(at, cfg.tenants[ids[0]].zone) if wide else short_time(at, zone, month=month)
         what = event
         if event == "notice":

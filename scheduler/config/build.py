@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from .. import model
 from ..duration import format_duration
 from ..errors import ConfigIssue
+from . import waves as wv
 from . import windows as win
 from .issues import secret_reason
 from .schema import DAEMON_ENV, ConfigModel, DaemonModel, EmailModel, NotifiersModel, WindowModel
@@ -211,8 +212,10 @@ def _windows(
         if chosen is None:
             continue
         ok, start, end = win.when(w, wp, zone, src, col)
-        if ok and i not in bad:
-            out.append(_window(w, raw, zone, chosen, start, end, src.at(wp)[0]))
+        waves_ok, waves, defer = wv.specs(w, raw, wp, src, col)
+        if ok and waves_ok and i not in bad:
+            window = _window(w, raw, zone, chosen, start, end, src.at(wp)[0])
+            out.append(replace(window, waves=waves, defer=defer) if waves or defer else window)
     return tuple(out)
 
 

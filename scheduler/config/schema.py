@@ -177,6 +177,22 @@ _SELECTOR_SCHEMA = {
 TenantSelector = Annotated[Any, BeforeValidator(_tenant_selector), WithJsonSchema(_SELECTOR_SCHEMA)]
 
 
+class WavesModel(_M):
+    """SPEC 8: ``size`` is a count or a percentage ("25%"); checked by :mod:`.waves`."""
+
+    size: int | str = Field(json_schema_extra={"examples": [3, "25%"]})
+    every: Duration
+    order: list[LabelSelectorModel] = []
+    halt_on: Literal["end_check"] | None = None
+
+
+class DeferModel(_M):
+    """SPEC 9: at most ``max`` deferrals per tenant and occurrence, none later than ``until`` before it."""
+
+    max: int = 1
+    until: Duration = timedelta(0)
+
+
 class WindowModel(_M):
     id: str = Field(pattern=WINDOW_ID_RE.pattern)
     title: Name | None = None
@@ -195,6 +211,8 @@ class WindowModel(_M):
     hooks: HooksModel | None = None
     skip: list[SkipDate] = []
     end_check: EndCheckModel | None = None
+    waves: WavesModel | None = None
+    defer: DeferModel | None = None
 
 
 def _env(var: str, text: str, default: Any = None) -> Any:

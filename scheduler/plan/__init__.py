@@ -25,6 +25,7 @@ from .records import (
     NoticeAction,
     OpenOccurrence,
     Transition,
+    WaveHalt,
     anchor,
 )
 from .timeline import Event, Timeline, json_lines, timeline
@@ -47,6 +48,7 @@ __all__ = [
     "Scope",
     "Timeline",
     "Transition",
+    "WaveHalt",
     "_expand",
     "anchor",
     "boundaries",

@@ -109,7 +109,7 @@ def notice(kind: str, a: Active, tenants: frozenset[str], **kw) -> list[NoticeAc
             start=a.occ.start,
             end=a.occ.end,
             title=a.window.title,
-            recurring=a.window.recurring,
+            recurring=a.window.recurring or a.wave is not None,  # a wave's calendar UID follows its start
             **kw,
         )
     ]

@@ -13,6 +13,7 @@ from functools import lru_cache
 from .. import recurrence
 from ..model import Config, Occurrence, Window
 from .records import EPOCH, Active, Journal
+from .waves import split, splits
 
 _BUCKET = timedelta(days=8)
 
@@ -44,9 +45,16 @@ def effective(
 ) -> list[Active]:
     """Occurrences of every window (declared and manual) intersecting ``[frm, to)``, with
     journal overrides applied to their ends; sorted by (start, window id)."""
-    return effective_of(
-        list(config.windows) + list(journal.manual), journal, frm, to, include_cancelled=include_cancelled
-    )
+    windows = list(config.windows) + list(journal.manual)
+    waved = [w for w in windows if splits(w, journal)]  # SPEC 8 and 9: each wave an occurrence of its own
+    if not waved:
+        return effective_of(windows, journal, frm, to, include_cancelled=include_cancelled)
+    ids = {w.id for w in waved}
+    plain = [w for w in windows if w.id not in ids]
+    out = effective_of(plain, journal, frm, to, include_cancelled=include_cancelled)
+    out += split(config, journal, waved, frm, to, include_cancelled)
+    out.sort(key=lambda a: (a.occ.start, a.window.id))
+    return out
 
 
 def effective_of(

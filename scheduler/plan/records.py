@@ -20,7 +20,7 @@ EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # the anchor of a one-off window's ann
 
 def anchor(window: Window, occ: Occurrence) -> datetime:
     """What a notice series keys on: a one-off window keeps its identity when its times move."""
-    return occ.key if window.recurring else EPOCH
+    return occ.key if window.recurring or window.waves is not None else EPOCH  # a wave is its own occurrence
 
 
 # ---------------------------------------------------------------------------
@@ -53,6 +53,16 @@ class OpenOccurrence:
 
 
 @dataclass(frozen=True, kw_only=True)
+class WaveHalt:
+    """The waves after ``after`` of one occurrence are halted; planned again from ``resume_at``."""
+
+    after: int
+    reason: str
+    at: datetime
+    resume_at: datetime | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
 class Journal:
     """The part of the store that planning depends on (a snapshot, read once per tick)."""
 
@@ -63,6 +73,10 @@ class Journal:
     manual: tuple[Window, ...] = ()
     announced: Mapping[tuple[str, datetime], Announcement] = field(default_factory=dict)  # (window, anchor)
     sent_leads: frozenset = frozenset()  # {(window, key, lead)} scheduled notices already enqueued
+    # SPEC 8 and 9 (plan/waves.py): stored wave membership, halted occurrences, tenants' deferrals
+    wave_members: Mapping[str, Mapping[str, int]] = field(default_factory=dict)  # window -> tenant -> wave
+    wave_halts: Mapping[tuple[str, datetime], WaveHalt] = field(default_factory=dict)  # (window, base)
+    deferrals: Mapping[tuple[str, datetime], Mapping[str, int | datetime]] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------------------
@@ -75,6 +89,8 @@ class Active:
 
     window: Window
     occ: Occurrence
+    wave: int | None = None  # SPEC 8: the wave number; ``window.tenants`` are then its tenants
+    base: datetime | None = None  # the key of the window occurrence the wave belongs to
 
     @property
     def tenants(self) -> frozenset[str]:

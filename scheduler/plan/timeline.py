@@ -17,6 +17,7 @@ from .leads import collapse_leads
 from .occurrences import effective
 from .periods import tenant_periods
 from .records import Journal
+from .waves import wave_numbers
 
 
 class Event(NamedTuple):
@@ -35,6 +36,7 @@ class Event(NamedTuple):
     kind: str | None = None
     lead: str | None = None
     late: bool = False
+    wave: int | None = None  # SPEC 8: the wave the occurrence is
 
     def to_json(self) -> dict:
         """SPEC section 2's object for this event."""
@@ -47,6 +49,8 @@ class Event(NamedTuple):
         }
         if self.event == "notice":
             d.update(kind=self.kind, lead=self.lead, late=self.late)
+        if self.wave is not None:
+            d["wave"] = self.wave
         return d
 
 
@@ -59,7 +63,14 @@ _EVENT_NAMES = ("notice", "start", "end")
 
 
 def _json_text(
-    at: datetime, event: str, window: str, occurrence: datetime, kind: str | None, lead: str | None, late: bool
+    at: datetime,
+    event: str,
+    window: str,
+    occurrence: datetime,
+    kind: str | None,
+    lead: str | None,
+    late: bool,
+    wave: int | None = None,
 ) -> tuple[str, str]:
     """The JSON of an event before and after its tenant (``tenant`` sits in the middle)."""
     text = _JSON
@@ -67,7 +78,8 @@ def _json_text(
         f'{{"at": {text(_iso(at))}, "event": {text(event)}, "window": {text(window)}, '
         f'"occurrence": {text(_iso(occurrence))}, "tenant": '
     )
-    tail = f', "kind": {text(kind)}, "lead": {text(lead)}, "late": {text(late)}}}' if event == "notice" else "}"
+    tail = f', "kind": {text(kind)}, "lead": {text(lead)}, "late": {text(late)}' if event == "notice" else ""
+    tail += f', "wave": {wave}}}' if wave is not None else "}"
     return head, tail
 
 
@@ -84,8 +96,8 @@ def json_lines(events: Iterable[Event]) -> Iterator[str]:
     last: tuple | None = None
     head = tail = ""
     for e in events:
-        at, rank, tenant, event, window, occurrence, kind, lead, late = e
-        key = (at, event, window, occurrence, kind, lead, late)
+        at, rank, tenant, event, window, occurrence, kind, lead, late, wave = e
+        key = (at, event, window, occurrence, kind, lead, late, wave)
         if key != last:
             last = key
             head, tail = _json_text(*key)
@@ -101,10 +113,13 @@ class Timeline(Sequence):
     gigabytes of tuples (whose allocation would also keep the garbage collector busy).
     """
 
-    __slots__ = ("_batches", "_len", "_list")
+    __slots__ = ("_batches", "_len", "_list", "_waves")
 
-    def __init__(self, batches: list[tuple[tuple, list[str]]]) -> None:
+    def __init__(
+        self, batches: list[tuple[tuple, list[str]]], waves: dict[tuple[str, datetime], int] | None = None
+    ) -> None:
         self._batches = batches  # [((at, rank, window, occurrence, kind, lead, late), tenants)]
+        self._waves = waves or {}  # (window, occurrence) -> wave number
         self._len = sum(len(tenants) for _, tenants in batches)
         self._list: list[Event] | None = None
 
@@ -118,8 +133,9 @@ class Timeline(Sequence):
         new = tuple.__new__
         for (at, rank, window, occurrence, kind, lead, late), tenants in self._batches:
             name = _EVENT_NAMES[rank]
+            wave = self._waves.get((window, occurrence))
             for t in tenants:
-                yield new(Event, (at, rank, t, name, window, occurrence, kind, lead, late))
+                yield new(Event, (at, rank, t, name, window, occurrence, kind, lead, late, wave))
 
     def __getitem__(self, index):  # type: ignore[override]
         if self._list is None:
@@ -141,7 +157,8 @@ class Timeline(Sequence):
         text = _JSON
         names: dict[str, str] = {}  # tenant id -> its JSON string; each recurs in many batches
         for (at, rank, window, occurrence, kind, lead, late), tenants in self._batches:
-            head, tail = _json_text(at, _EVENT_NAMES[rank], window, occurrence, kind, lead, late)
+            wave = self._waves.get((window, occurrence))
+            head, tail = _json_text(at, _EVENT_NAMES[rank], window, occurrence, kind, lead, late, wave)
             for t in tenants:
                 name = names.get(t)
                 if name is None:
@@ -165,13 +182,13 @@ def timeline(
     journal = journal or Journal()
     max_lead = max((lead for w in config.windows for lead in w.notify), default=timedelta(0))
     items = effective(config, journal, frm - timedelta(days=1), to + max_lead)
-    targets: dict[str, list[str]] = {}  # window id -> its tenants in the plan, sorted
+    targets: dict[tuple[str, frozenset], list[str]] = {}  # (window id, tenants) -> its tenants in the plan, sorted
 
     def targets_of(w: Window) -> list[str]:
-        found = targets.get(w.id)
+        found = targets.get((w.id, w.tenants))  # a window split into waves has tenants per wave
         if found is None:
             found = sorted(w.tenants) if tenant is None else [tenant] if tenant in w.tenants else []
-            targets[w.id] = found
+            targets[(w.id, w.tenants)] = found
         return found
 
     # Events are gathered as batches (one notice, start or end and the tenants it concerns),
@@ -193,7 +210,7 @@ def timeline(
         tenants = batches[key]
         tenants.sort()
         ordered.append((key, tenants))
-    return Timeline(ordered)
+    return Timeline(ordered, wave_numbers(items))
 
 
 def _notices(w: Window, start: datetime, frm: datetime, to: datetime) -> list[tuple[datetime, str, bool]]:

@@ -21,6 +21,7 @@ from .faults import Faults, StoreGuard
 from .generation import Generations
 from .metrics import Metrics
 from .snapshot import find_window
+from .waves import halt_after_check
 
 log = logging.getLogger("maintd")
 
@@ -133,6 +134,15 @@ class Effects:
                 message=message,
                 detail={"error": result.error, "end": isoz(new_end)},
             )
+            if new_end >= planned + chk.max:  # SPEC 8: still failing at max halts the later waves
+                halt_after_check(
+                    tx,
+                    self.generations.config,
+                    w.id,
+                    r["occurrence"],
+                    error=str(result.error),
+                    now=now,
+                )
         self.store.finish_hook(key, ok=True, now=now, error=result.error)
         self.on_check()  # before the fault: status shows the fault with the extension in force
         self.faults.raise_(

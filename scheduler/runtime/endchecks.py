@@ -33,6 +33,8 @@ def check_offset(event: str) -> timedelta:
 
 
 def planned_end(w: Window, key: datetime) -> datetime | None:
+    if w.waves is not None and not w.recurring and w.start is not None and w.end is not None:
+        return key + (w.end - w.start)  # a wave is keyed by its own start and lasts as the window
     if w.recurring:
         return key + w.duration if w.duration else None
     return w.end

@@ -12,9 +12,12 @@ from datetime import datetime, timedelta
 
 from ..errors import ConflictError, NotFoundError, UsageError
 from ..model import isoz
+from .defer import defer as defer_slot
 from .generation import Generations
 from .reconciler import Reconciler
 from .snapshot import OPEN_ENDED
+from .waves import parse_at
+from .waves import resume as resume_waves
 
 
 class Manual:
@@ -134,3 +137,35 @@ class Manual:
             "start": isoz(target.occ.start),
             "end": isoz(new_end),
         }
+
+    def resume(self, window_id: str, at: str | datetime | None = None, *, actor: str = "api") -> dict:
+        """SPEC 8: plan the halted waves of ``window_id`` again from ``at`` (default now)."""
+        now = self.clock().replace(microsecond=0)
+        when = parse_at(at, self.generations.config.provider.zone, now)
+        at = when.replace(microsecond=0)  # whole seconds: the start becomes an occurrence key
+        with self.reconciler.lock:
+            journal = self.reconciler.journal(now)
+            with self.store.transaction() as tx:
+                out = resume_waves(tx, self.generations.config, journal, window_id, at, now=now, actor=actor)
+            self.reconciler.tick("resume")
+        return out
+
+    def defer(self, tenant_id: str, window_id: str, occurrence: str) -> dict:
+        """SPEC 9: the tenant moves itself out of its slot ``occurrence`` of ``window_id``."""
+        now = self.clock()
+        with self.reconciler.lock:
+            cfg = self.generations.config
+            tenant = cfg.tenants.get(tenant_id)
+            if tenant is None:
+                raise NotFoundError(f'unknown tenant "{tenant_id}"')
+            try:
+                key = datetime.fromisoformat(occurrence.replace("Z", "+00:00"))
+            except ValueError:
+                raise UsageError(f'invalid occurrence "{occurrence}"') from None
+            if key.tzinfo is None:
+                raise UsageError(f'invalid occurrence "{occurrence}"')
+            journal = self.reconciler.journal(now)
+            with self.store.transaction() as tx:
+                out = defer_slot(tx, cfg, journal, tenant, window_id, key, now=now, rows=self.reconciler.rows.rows)
+            self.reconciler.tick("defer")
+        return out

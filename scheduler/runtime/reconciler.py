@@ -27,6 +27,7 @@ from .faults import StoreGuard
 from .generation import Generations
 from .metrics import Metrics
 from .snapshot import read_journal
+from .waves import store_members
 
 log = logging.getLogger("maintd")
 
@@ -148,6 +149,7 @@ class Reconciler:
             self.drains.order(tx, ev, now)
             for window, occurrence, event in checks:
                 tx.add_hook_run(window, occurrence, event, now=now)
+            store_members(tx, cfg, ev, now)  # SPEC 8: wave membership is stable once planned
             tx.set_meta_time("last_tick", now)
 
     def _transition(self, tx, cfg: Config, ev: plan.Evaluation, t: plan.Transition, now: datetime) -> None:

@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from .. import plan
 from ..model import Config, Window
 from ..notices import parse_time
+from .waves import read_waves
 
 OPEN_ENDED = timedelta(days=3650)  # `maintd enter` without --for lasts until `maintd exit`
 
@@ -22,6 +23,7 @@ def read_journal(store, cfg: Config, now: datetime) -> plan.Journal:
         manual=tuple(_manual_windows(store, cfg, since)),
         announced=_announced(store),
         sent_leads=frozenset(store.sent_leads(since)),
+        **read_waves(store),
     )
 
 

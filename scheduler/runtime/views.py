@@ -15,6 +15,7 @@ from .generation import Generations
 from .metrics import Metrics
 from .presence import Presence
 from .reconciler import Reconciler
+from .waves import halted_windows, read_waves, window_waves
 
 
 class Views:
@@ -62,7 +63,8 @@ class Views:
         cfg = self.generations.config
         items = list(ev.active + ev.upcoming) if ev else []
         active = [a for a in items if now in a.occ]
-        manual = plan.Journal(manual=tuple(a.window for a in items if a.window.manual))
+        waves = self._waves()  # SPEC 8: stored membership and halts
+        manual = plan.Journal(manual=tuple(a.window for a in items if a.window.manual), **waves)
         nxt = list(plan.next_occurrences(cfg, manual, now, limit=5))
         stored = self._stored(now)
         mode = Mode.NORMAL
@@ -86,7 +88,13 @@ class Views:
             "dry_run": self.dry_run,
             "last_tick": isoz(last_tick),
             "instances": stored["instances"] or [self.presence.me()],  # the store is down: say who answers
+            "halted": halted_windows(cfg, plan.Journal(**waves), now),
         }
+
+    def _waves(self) -> dict[str, Any]:
+        with self.guard():
+            return read_waves(self.store)
+        return {}
 
     def _stored(self, now: datetime) -> dict[str, Any]:
         """The parts of status read from the store; empty ones while it fails."""
@@ -123,7 +131,8 @@ class Views:
         cfg = self.generations.config
         first: dict[str, plan.Active] = {}
         # once for all windows (it was once per window: 300 windows took seconds)
-        for a in plan.effective(cfg, plan.Journal(), now, now + timedelta(days=400)):
+        journal = plan.Journal(**self._waves())
+        for a in plan.effective(cfg, journal, now, now + timedelta(days=400)):
             first.setdefault(a.window.id, a)
         out = []
         for w in cfg.windows:
@@ -145,6 +154,7 @@ class Views:
                     else None,
                 }
             )
+            out[-1].update(window_waves(w, journal, now))  # SPEC 8: "halted", "waves"
         return out
 
     def refresh_gauges(self) -> None:
@@ -173,6 +183,7 @@ def occurrence_json(cfg, a: plan.Active, *, open_ended: bool = False) -> dict:
         "title": a.window.title,
         "manual": a.window.manual,
         "policy": a.window.policy or cfg.provider.policy,
+        **({"wave": a.wave} if a.wave is not None else {}),  # SPEC 8
     }
 
 

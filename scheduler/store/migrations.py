@@ -179,10 +179,46 @@ def _v3_announced_occurrence(conn: Connection) -> None:
     conn.execute(sa.text("ALTER TABLE announcements ADD COLUMN occurrence_key VARCHAR(32)"))
 
 
+def _v4_waves_and_deferrals(conn: Connection) -> None:
+    """Wave membership, halted waves and tenants' deferrals (SPEC 8 and 9)."""
+    v4 = sa.MetaData()
+    sa.Table(
+        "wave_members",
+        v4,
+        sa.Column("window", _S(200), primary_key=True),
+        sa.Column("tenant", _S(200), primary_key=True),
+        sa.Column("wave", sa.Integer, nullable=False),
+        sa.Column("assigned_at", _dt, nullable=False),
+    )
+    sa.Table(
+        "wave_halts",
+        v4,
+        sa.Column("window", _S(200), primary_key=True),
+        sa.Column("base", _key, primary_key=True),
+        sa.Column("after", sa.Integer, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False),
+        sa.Column("at", _dt, nullable=False),
+        sa.Column("resume_at", _dt),
+    )
+    sa.Table(
+        "deferrals",
+        v4,
+        sa.Column("window", _S(200), primary_key=True),
+        sa.Column("base", _key, primary_key=True),
+        sa.Column("tenant", _S(200), primary_key=True),
+        sa.Column("target_wave", sa.Integer),
+        sa.Column("target_base", _key),
+        sa.Column("count", sa.Integer, nullable=False),
+        sa.Column("at", _dt, nullable=False),
+    )
+    v4.create_all(conn)
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_base_tables,
     _v2_late_notices_and_indexes,
     _v3_announced_occurrence,
+    _v4_waves_and_deferrals,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -234,3 +234,36 @@ instances = sa.Table(
     sa.Column("leader", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("since", UTCDateTime),
 )
+
+# SPEC 8 and 9: wave membership (stable once stored), halted waves, tenants' deferrals
+wave_members = sa.Table(
+    "wave_members",
+    metadata,
+    sa.Column("window", sa.String(200), primary_key=True),
+    sa.Column("tenant", sa.String(200), primary_key=True),
+    sa.Column("wave", sa.Integer, nullable=False),
+    sa.Column("assigned_at", UTCDateTime, nullable=False),
+)
+
+wave_halts = sa.Table(
+    "wave_halts",
+    metadata,
+    sa.Column("window", sa.String(200), primary_key=True),
+    sa.Column("base", OccurrenceKey, primary_key=True),
+    sa.Column("after", sa.Integer, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("resume_at", UTCDateTime),
+)
+
+deferrals = sa.Table(
+    "deferrals",
+    metadata,
+    sa.Column("window", sa.String(200), primary_key=True),
+    sa.Column("base", OccurrenceKey, primary_key=True),
+    sa.Column("tenant", sa.String(200), primary_key=True),
+    sa.Column("target_wave", sa.Integer),
+    sa.Column("target_base", OccurrenceKey),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)

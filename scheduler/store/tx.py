@@ -18,6 +18,7 @@ from .journal import Journal
 from .leases import Leases
 from .outbox import Outbox
 from .secrets import Secrets
+from .waves import Waves
 
 __all__ = ["Tx"]
 
@@ -38,6 +39,7 @@ class Tx:
         self.leases = Leases(conn, where)
         self.effects = Effects(conn, where)
         self.secrets = Secrets(conn, where)
+        self.waves = Waves(conn, where)  # SPEC 8 and 9
 
     # journal ---------------------------------------------------------------
 

@@ -21,6 +21,8 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import messages, plan
 from ..model import Config, Policy, Tenant, calendar_uid, isoz
+from ..plan.waves import wave_numbers
+from .defer import add_tokens, mount_defer
 
 _env = Environment(
     loader=FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
@@ -90,6 +92,10 @@ def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
             ),
             "policy": policy_summary(cfg.policy_for(w)) if (w.policy is None or w.policy in cfg.policies) else None,
             "resources": sorted(w.resources) if w.resources else None,
+            # SPEC 8 and 9: the wave, and whether the tenant may defer this slot
+            "wave": a.wave,
+            "occurrence": isoz(a.occ.key),
+            "deferrable": bool((declared := cfg.window(w.id)) and declared.defer and a.occ.start > now),
         }
 
     period_end = plan.period_end(items, tenant.id, now) if active else None
@@ -133,7 +139,7 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
             exdates = [o.start for o in unskipped if o.start not in starts]
         events.append(
             {
-                "uid": calendar_uid(w.id, a.occ.key, w.recurring),
+                "uid": calendar_uid(w.id, a.occ.key, w.recurring or a.wave is not None),  # a wave: its own UID
                 "sequence": ann.sequence if ann else 0,
                 "start": a.occ.start,
                 "end": a.occ.end,
@@ -181,6 +187,7 @@ def ops_view(daemon: Any, now: datetime) -> dict:
     journal = daemon.reconciler.journal(now)
     horizon = now + timedelta(days=30)
     items = plan.effective(cfg, journal, now, horizon)
+    waves = wave_numbers(items)
     membership: dict[str, list[int]] = defaultdict(list)
     for i, a in enumerate(items):
         for t in a.window.tenants:
@@ -200,7 +207,7 @@ def ops_view(daemon: Any, now: datetime) -> dict:
                 {
                     "left": round(left, 2),
                     "width": round(width, 2),
-                    "label": opener[0],
+                    "label": opener[0] + (f" wave {waves[opener]}" if opener in waves else ""),  # SPEC 8
                     "title": f"{opener[0]}: {isoz(start)} .. {isoz(end)}",
                 }
             )
@@ -248,12 +255,18 @@ def mount(app: FastAPI, daemon: Any, *, allowed: Any) -> None:
 
     not_found = Response("Not Found\n", status_code=404, media_type="text/plain")
 
+    def render(tenant: Tenant, secret: str, key: bytes, **extra: Any) -> str:
+        view = add_tokens(tenant_view(daemon, tenant, daemon.clock()), key, secret)
+        return _env.get_template("tenant.html").render(**view, secret=secret, **extra)
+
+    form_key = mount_defer(app, daemon, lookup, render)  # SPEC 9: POST /t/{secret}/defer
+
     @app.get("/t/{secret}/", response_class=HTMLResponse, include_in_schema=False)
     def tenant_page(secret: str):
         tenant = lookup(secret)
         if tenant is None:
             return not_found
-        html = _env.get_template("tenant.html").render(**tenant_view(daemon, tenant, daemon.clock()))
+        html = render(tenant, secret, form_key)
         return HTMLResponse(
             html, headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
         )
