@@ -92,6 +92,7 @@ class Blackout:
     duration: timedelta | None = None
     index: int = 0
     line: int = 0
+    file: str = ""  # where it is declared: windows.yaml or its tenants_file
 
     @property
     def label(self) -> str:

@@ -36,7 +36,9 @@ def freezes(cfg: Any, src: Source, provider_zone: ZoneInfo, col: Collector) -> t
         zone = ZoneInfo(f.timezone) if f.timezone else provider_zone
         start, end = to_utc(f.start, zone), to_utc(f.end, zone)
         if end <= start:
-            message = f'end {f.end} of freeze "{f.id}" is not after its start {f.start}; expected an end after the start'
+            message = (
+                f'end {f.end} of freeze "{f.id}" is not after its start {f.start}; expected an end after the start'
+            )
             col.add(src.issue(path + ("end",), message))
             continue
         out.append(model.Freeze(id=f.id, start=start, end=end, reason=f.reason, zone=zone, line=line))
@@ -72,7 +74,11 @@ def blackouts(shape: Any, tid: str, zone: ZoneInfo, tsrc: Source, path: Path, co
             elif b.duration <= timedelta(0):
                 col.add(tsrc.issue(bp + ("duration",), f"{what}: duration must be positive"))
             else:
-                out.append(model.Blackout(tenant=tid, zone=zone, cron=b.cron, duration=b.duration, index=j, line=line))
+                out.append(
+                    model.Blackout(
+                        tenant=tid, zone=zone, cron=b.cron, duration=b.duration, index=j, line=line, file=tsrc.file
+                    )
+                )
             continue
         if b.start is None or (b.end is None) == (b.duration is None):
             col.add(tsrc.issue(bp, f"{what}: expected {{start, end}}, {{start, duration}} or {{cron, duration}}"))
@@ -82,7 +88,7 @@ def blackouts(shape: Any, tid: str, zone: ZoneInfo, tsrc: Source, path: Path, co
         if end <= start:
             col.add(tsrc.issue(bp + ("end" if b.end is not None else "duration",), f"{what}: ends before it starts"))
             continue
-        out.append(model.Blackout(tenant=tid, zone=zone, start=start, end=end, index=j, line=line))
+        out.append(model.Blackout(tenant=tid, zone=zone, start=start, end=end, index=j, line=line, file=tsrc.file))
     return tuple(out)
 
 

@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from .. import recurrence
 from ..model import Config, Occurrence, Window
+from .guardrails import screen
 from .records import EPOCH, Active, Journal
 
 _BUCKET = timedelta(days=8)
@@ -44,9 +45,10 @@ def effective(
 ) -> list[Active]:
     """Occurrences of every window (declared and manual) intersecting ``[frm, to)``, with
     journal overrides applied to their ends; sorted by (start, window id)."""
-    return effective_of(
+    items = effective_of(
         list(config.windows) + list(journal.manual), journal, frm, to, include_cancelled=include_cancelled
     )
+    return screen(config, items).kept  # SPEC 7: freezes skip occurrences, `blackouts: skip` leaves tenants out
 
 
 def effective_of(

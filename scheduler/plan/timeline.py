@@ -13,8 +13,9 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from ..model import Config, Window, isoz
+from .guardrails import screen
 from .leads import collapse_leads
-from .occurrences import effective
+from .occurrences import effective_of
 from .periods import tenant_periods
 from .records import Journal
 
@@ -27,26 +28,33 @@ class Event(NamedTuple):
     """
 
     at: datetime
-    rank: int  # notice < start < end at the same instant
-    tenant: str
-    event: str  # "notice" | "start" | "end"
+    rank: int  # notice < start < end < skipped at the same instant
+    tenant: str  # None only for an occurrence a freeze skips (it concerns every tenant of it)
+    event: str  # "notice" | "start" | "end" | "skipped"
     window: str
     occurrence: datetime
     kind: str | None = None
     lead: str | None = None
     late: bool = False
+    conflict: str | None = None  # "blackout": the tenant is in a blackout then (`blackouts: warn`)
+    reason: str | None = None  # of a "skipped" event: "freeze <id>" | "blackout"
 
     def to_json(self) -> dict:
-        """SPEC section 2's object for this event."""
+        """SPEC section 2's object for this event (a freeze's ``skipped`` event has no tenant)."""
         d: dict[str, object] = {
             "at": _iso(self.at),
             "event": self.event,
             "window": self.window,
             "occurrence": _iso(self.occurrence),
-            "tenant": self.tenant,
         }
+        if self.tenant is not None:
+            d["tenant"] = self.tenant
         if self.event == "notice":
             d.update(kind=self.kind, lead=self.lead, late=self.late)
+        if self.reason is not None:
+            d["reason"] = self.reason
+        if self.conflict is not None:
+            d["conflict"] = self.conflict
         return d
 
 
@@ -55,11 +63,19 @@ def _iso(ts: datetime) -> str:
     return isoz(ts) or ""
 
 
-_EVENT_NAMES = ("notice", "start", "end")
+_EVENT_NAMES = ("notice", "start", "end", "skipped")
 
 
 def _json_text(
-    at: datetime, event: str, window: str, occurrence: datetime, kind: str | None, lead: str | None, late: bool
+    at: datetime,
+    event: str,
+    window: str,
+    occurrence: datetime,
+    kind: str | None,
+    lead: str | None,
+    late: bool,
+    conflict: str | None = None,
+    reason: str | None = None,
 ) -> tuple[str, str]:
     """The JSON of an event before and after its tenant (``tenant`` sits in the middle)."""
     text = _JSON
@@ -67,8 +83,17 @@ def _json_text(
         f'{{"at": {text(_iso(at))}, "event": {text(event)}, "window": {text(window)}, '
         f'"occurrence": {text(_iso(occurrence))}, "tenant": '
     )
-    tail = f', "kind": {text(kind)}, "lead": {text(lead)}, "late": {text(late)}}}' if event == "notice" else "}"
-    return head, tail
+    tail = f', "kind": {text(kind)}, "lead": {text(lead)}, "late": {text(late)}' if event == "notice" else ""
+    tail += (f', "reason": {text(reason)}' if reason is not None else "") + (
+        f', "conflict": {text(conflict)}' if conflict is not None else ""
+    )
+    return head, tail + "}"
+
+
+def _line(head: str, name: str | None, tail: str) -> str:
+    if name is None:  # a freeze's skipped event: the whole occurrence, no tenant
+        return head.removesuffix(', "tenant": ') + tail
+    return head + name + tail
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False).encode
@@ -84,12 +109,12 @@ def json_lines(events: Iterable[Event]) -> Iterator[str]:
     last: tuple | None = None
     head = tail = ""
     for e in events:
-        at, rank, tenant, event, window, occurrence, kind, lead, late = e
-        key = (at, event, window, occurrence, kind, lead, late)
+        at, rank, tenant, event, window, occurrence, kind, lead, late, conflict, reason = e
+        key = (at, event, window, occurrence, kind, lead, late, conflict, reason)
         if key != last:
             last = key
             head, tail = _json_text(*key)
-        yield head + text(tenant) + tail
+        yield _line(head, None if tenant is None else text(tenant), tail)
 
 
 class Timeline(Sequence):
@@ -104,7 +129,7 @@ class Timeline(Sequence):
     __slots__ = ("_batches", "_len", "_list")
 
     def __init__(self, batches: list[tuple[tuple, list[str]]]) -> None:
-        self._batches = batches  # [((at, rank, window, occurrence, kind, lead, late), tenants)]
+        self._batches = batches  # [((at, rank, window, occurrence, kind, lead, late, conflict, reason), tenants)]
         self._len = sum(len(tenants) for _, tenants in batches)
         self._list: list[Event] | None = None
 
@@ -116,10 +141,10 @@ class Timeline(Sequence):
             yield from self._list
             return
         new = tuple.__new__
-        for (at, rank, window, occurrence, kind, lead, late), tenants in self._batches:
+        for (at, rank, window, occurrence, kind, lead, late, conflict, reason), tenants in self._batches:
             name = _EVENT_NAMES[rank]
             for t in tenants:
-                yield new(Event, (at, rank, t, name, window, occurrence, kind, lead, late))
+                yield new(Event, (at, rank, t, name, window, occurrence, kind, lead, late, conflict, reason))
 
     def __getitem__(self, index):  # type: ignore[override]
         if self._list is None:
@@ -140,9 +165,12 @@ class Timeline(Sequence):
         """Each event as SPEC's JSON object text (see :func:`json_lines`)."""
         text = _JSON
         names: dict[str, str] = {}  # tenant id -> its JSON string; each recurs in many batches
-        for (at, rank, window, occurrence, kind, lead, late), tenants in self._batches:
-            head, tail = _json_text(at, _EVENT_NAMES[rank], window, occurrence, kind, lead, late)
+        for (at, rank, window, occurrence, kind, lead, late, conflict, reason), tenants in self._batches:
+            head, tail = _json_text(at, _EVENT_NAMES[rank], window, occurrence, kind, lead, late, conflict, reason)
             for t in tenants:
+                if t is None:
+                    yield _line(head, None, tail)
+                    continue
                 name = names.get(t)
                 if name is None:
                     name = names[t] = text(t)
@@ -164,36 +192,68 @@ def timeline(
     """
     journal = journal or Journal()
     max_lead = max((lead for w in config.windows for lead in w.notify), default=timedelta(0))
-    items = effective(config, journal, frm - timedelta(days=1), to + max_lead)
-    targets: dict[str, list[str]] = {}  # window id -> its tenants in the plan, sorted
+    windows = list(config.windows) + list(journal.manual)
+    # SPEC 7: what freezes and blackouts do (skipped occurrences, tenants left out or marked).
+    screened = screen(config, effective_of(windows, journal, frm - timedelta(days=1), to + max_lead), marks=True)
+    items, marked = screened.kept, screened.marked
+    targets: dict[int, list[str]] = {}  # id(window record) -> its tenants in the plan, sorted
 
     def targets_of(w: Window) -> list[str]:
-        found = targets.get(w.id)
+        # By record, not id: `blackouts: skip` narrows one occurrence's record (items keep it alive).
+        found = targets.get(id(w))
         if found is None:
             found = sorted(w.tenants) if tenant is None else [tenant] if tenant in w.tenants else []
-            targets[w.id] = found
+            targets[id(w)] = found
         return found
 
     # Events are gathered as batches (one notice, start or end and the tenants it concerns),
     # sorted, then laid out tenant by tenant: far fewer keys to sort than events.
-    batches: dict[tuple, list[str]] = {}
+    batches: dict[tuple, list] = {}
+
+    def add(key: tuple, who: list[str], mark: frozenset[str] | None) -> None:
+        if not mark:
+            batches.setdefault((*key, None, None), []).extend(who)
+            return
+        for conflict, part in (("blackout", [t for t in who if t in mark]), (None, [t for t in who if t not in mark])):
+            if part:
+                batches.setdefault((*key, conflict, None), []).extend(part)
+
     for a in items:
         who = targets_of(a.window) if a.window.notify and a.occ.start > frm else []
+        mark = marked.get((a.window.id, a.occ.key)) if marked else None
         for at, label, late in _notices(a.window, a.occ.start, frm, to) if who else ():
-            batches.setdefault((at, 0, a.window.id, a.occ.key, "scheduled", label, late), []).extend(who)
+            add((at, 0, a.window.id, a.occ.key, "scheduled", label, late), who, mark)
     for tenants, periods in tenant_periods(items, targets_of):
         for p in periods:
             if frm <= p.start < to:
-                batches.setdefault((p.start, 1, *p.opener, None, None, False), []).extend(tenants)
+                add((p.start, 1, *p.opener, None, None, False), tenants, marked.get(p.opener) if marked else None)
             if frm <= p.end < to:
-                batches.setdefault((p.end, 2, *p.closer, None, None, False), []).extend(tenants)
+                add((p.end, 2, *p.closer, None, None, False), tenants, marked.get(p.closer) if marked else None)
+    _skipped(screened.skipped, frm, to, tenant, batches)
 
     ordered = []
-    for key in sorted(batches, key=lambda k: (k[0], k[1], k[2], k[3], k[5] or "", k[6])):
+    for key in sorted(batches, key=lambda k: (k[0], k[1], k[2], k[3], k[5] or "", k[6], k[7] or "", k[8] or "")):
         tenants = batches[key]
         tenants.sort()
         ordered.append((key, tenants))
     return Timeline(ordered)
+
+
+def _skipped(skipped: list, frm: datetime, to: datetime, tenant: str | None, batches: dict[tuple, list]) -> None:
+    """``skipped`` events of occurrences starting in ``[frm, to)``: one per occurrence a
+    freeze skips (no tenant: it concerns all of them; with ``--tenant`` only if it is one),
+    one per tenant ``blackouts: skip`` leaves out."""
+    for a, reason, who in skipped:
+        if not frm <= a.occ.start < to:
+            continue
+        key = (a.occ.start, 3, a.window.id, a.occ.key, None, None, False, None, reason)
+        if who is None:
+            if tenant is None or tenant in a.window.tenants:
+                batches.setdefault(key, []).append(None)
+            continue
+        chosen = sorted(who) if tenant is None else [tenant] if tenant in who else []
+        if chosen:
+            batches.setdefault(key, []).extend(chosen)
 
 
 def _notices(w: Window, start: datetime, frm: datetime, to: datetime) -> list[tuple[datetime, str, bool]]:
