@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import timedelta
+from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -58,6 +59,10 @@ def redundant(cfg: Any, src: Source, col: Collector) -> tuple[frozenset[str], ..
     return tuple(groups)
 
 
+# Hundreds of tenants share a few blackout crons ("0 0 1 * *"); croniter's check is slow.
+_cron_problem = lru_cache(maxsize=256)(recurrence.validate_cron)
+
+
 def blackouts(shape: Any, tid: str, zone: ZoneInfo, tsrc: Source, path: Path, col: Collector) -> tuple:
     """A tenant's ``blackouts:`` in its zone: ``{start, end}``, ``{start, duration}`` or ``{cron, duration}``."""
     out = []
@@ -66,7 +71,7 @@ def blackouts(shape: Any, tid: str, zone: ZoneInfo, tsrc: Source, path: Path, co
         line = tsrc.at(bp)[0]
         what = f'blackouts[{j}] of tenant "{tid}"'
         if b.cron is not None:
-            problem = recurrence.validate_cron(b.cron)
+            problem = _cron_problem(b.cron)
             if b.start is not None or b.end is not None or b.duration is None:
                 col.add(tsrc.issue(bp, f"{what}: a cron blackout takes duration (and no start or end)"))
             elif problem:
