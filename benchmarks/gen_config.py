@@ -67,9 +67,50 @@ def _selector(rng: random.Random, tenant_ids: list[str], *, everyone: bool) -> s
     return "{labels: {region: %s}}" % rng.choice(REGIONS)
 
 
-def render(*, tenants: int = 10_000, oneoff: int = 200, cron: int = 100, seed: int = 1, base: datetime = BASE) -> str:
-    """The YAML text :func:`generate` writes."""
+# --guardrails (SPEC 7): two freezes, redundant resource groups, blackouts on ~5 % of tenants.
+FREEZES = (
+    ("carnival", "2027-02-08T00:00", "2027-02-10T00:00"),
+    ("quarter-end", "2027-03-29T00:00", "2027-04-02T00:00"),
+)
+GROUPS = ("[repo-eu-1, repo-eu-2]", "[repo-us-1, repo-us-2]", "[db-a, db-b, db-c]")
+GROUPED = ("repo-eu-1", "repo-eu-2", "repo-us-1", "repo-us-2", "db-a", "db-b", "db-c")
+
+
+def _in_freeze(start: datetime, end: datetime) -> bool:
+    # Local dates one day wider than the freezes: safe whatever the window's zone.
+    return any(
+        start < datetime.fromisoformat(b) + timedelta(days=1) and datetime.fromisoformat(a) - timedelta(days=1) < end
+        for _, a, b in FREEZES
+    )
+
+
+def _blackouts(grng: random.Random, base: datetime) -> list[str]:
+    lines = ["    blackouts:"]
+    for _ in range(grng.randint(1, 3)):
+        r = grng.random()
+        if r < 0.3:
+            lines.append('      - {cron: "0 0 1 * *", duration: 1d}')
+        elif r < 0.5:
+            lines.append('      - {cron: "0 18 * * fri", duration: 12h}')
+        else:
+            start = base + timedelta(days=grng.randint(0, 90), hours=grng.randint(0, 23))
+            lines.append(f"      - {{start: {start:%Y-%m-%dT%H:%M}, duration: {grng.randint(2, 48)}h}}")
+    return lines
+
+
+def render(
+    *,
+    tenants: int = 10_000,
+    oneoff: int = 200,
+    cron: int = 100,
+    seed: int = 1,
+    base: datetime = BASE,
+    guardrails: bool = False,
+) -> str:
+    """The YAML text :func:`generate` writes (``guardrails``: with freezes, blackouts and
+    redundant resources, drawn from a stream of their own so the rest stays the same)."""
     rng = random.Random(seed)
+    grng = random.Random(seed * 7_000_003 + 11)
     # Windows draw from their own stream: configs of different sizes then have the same
     # windows and selectors, so a scaling series compares like with like.
     wrng = random.Random(seed * 1_000_003 + 7)
@@ -82,6 +123,8 @@ def render(*, tenants: int = 10_000, oneoff: int = 200, cron: int = 100, seed: i
         "  policy: standard",
         "  message: >-",
         "    {provider} is under scheduled maintenance until {end}.",
+        *([f"  redundant: [{', '.join(GROUPS)}]", "freezes:"] if guardrails else []),
+        *(f"  - {{id: {f}, start: {a}, end: {b}, reason: Bench freeze}}" for f, a, b in FREEZES if guardrails),
         "",
         "tenants:",
     ]
@@ -100,6 +143,8 @@ def render(*, tenants: int = 10_000, oneoff: int = 200, cron: int = 100, seed: i
             out.append("    webhook:")
             out.append(f"      url: https://hooks.{tid}.example/maintd")
             out.append(f"      secret: {_secret(i, seed)}")
+        if guardrails and grng.random() < 0.05:
+            out += _blackouts(grng, base)
     out += [
         "",
         "policies:",
@@ -130,6 +175,12 @@ def render(*, tenants: int = 10_000, oneoff: int = 200, cron: int = 100, seed: i
             out.append("    policy: open")
         if wrng.random() < 0.03:
             out.append("    cancelled: true")
+        if guardrails:
+            end = start + timedelta(days=1)
+            if _in_freeze(start, end):
+                out.append("    override_freeze: approved for the benchmark")
+            if grng.random() < 0.3:
+                out.append(f"    resources: [{grng.choice(('cache-1', 'repo-eu-3'))}]")
     for i in range(cron):
         minute, hour = wrng.choice((0, 15, 30)), wrng.randint(0, 5)
         if i % 2 == 0:  # weekly
@@ -148,15 +199,25 @@ def render(*, tenants: int = 10_000, oneoff: int = 200, cron: int = 100, seed: i
         if wrng.random() < 0.2:
             skip = base + timedelta(days=wrng.randint(0, 180))
             out.append(f"    skip: [{skip:%Y-%m-%d}]")
+        if guardrails and grng.random() < 0.35:
+            out.append(f"    resources: [{grng.choice(GROUPED)}]")
+        if guardrails and i % 3 == 0:
+            out.append("    blackouts: skip")
     out.append("")
     return "\n".join(out)
 
 
 def generate(
-    path: str, tenants: int = 10_000, oneoff: int = 200, cron: int = 100, seed: int = 1, base: datetime = BASE
+    path: str,
+    tenants: int = 10_000,
+    oneoff: int = 200,
+    cron: int = 100,
+    seed: int = 1,
+    base: datetime = BASE,
+    guardrails: bool = False,
 ) -> str:
     """Write the config to ``path`` and return ``path``."""
-    text = render(tenants=tenants, oneoff=oneoff, cron=cron, seed=seed, base=base)
+    text = render(tenants=tenants, oneoff=oneoff, cron=cron, seed=seed, base=base, guardrails=guardrails)
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
     return path
@@ -169,8 +230,11 @@ def main() -> None:
     ap.add_argument("--oneoff", type=int, default=200)
     ap.add_argument("--cron", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--guardrails", action="store_true", help="add freezes, blackouts and redundant resources")
     args = ap.parse_args()
-    generate(args.path, tenants=args.tenants, oneoff=args.oneoff, cron=args.cron, seed=args.seed)
+    generate(
+        args.path, tenants=args.tenants, oneoff=args.oneoff, cron=args.cron, seed=args.seed, guardrails=args.guardrails
+    )
 
 
 if __name__ == "__main__":

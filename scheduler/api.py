@@ -110,6 +110,7 @@ class MaintenanceIn(_In):
     )
     tenants: list[str] | None = None
     policy: str | None = None
+    override_freeze: str | None = Field(default=None, max_length=1000)  # SPEC 7: enter inside a freeze
 
     @field_validator("tenants", mode="before")
     @classmethod
@@ -341,7 +342,12 @@ def _manual_router(daemon: Daemon, write: list) -> APIRouter:
     @router.post("/v1/maintenance")
     def enter(body: MaintenanceIn) -> dict:
         return manual.enter(
-            reason=body.reason, duration=_duration(body.for_), tenants=body.tenants, policy=body.policy, actor="api"
+            reason=body.reason,
+            duration=_duration(body.for_),
+            tenants=body.tenants,
+            policy=body.policy,
+            actor="api",
+            override_freeze=body.override_freeze,
         )
 
     @router.delete("/v1/maintenance")

@@ -23,46 +23,12 @@ from functools import lru_cache
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from scheduler.model import UTC, Occurrence, Tenant, Window, isoz
+from scheduler.model import UTC, Blackout, Freeze, Occurrence, Tenant, Window, isoz
 from scheduler.recurrence import cron_intervals, occurrences
 
 _TICK = timedelta(microseconds=1)  # an interval's last instant is end - _TICK
 KINDS = ("freeze", "blackout", "redundancy")  # also the order of kinds among equal starts
 _KIND_RANK = {k: i for i, k in enumerate(KINDS)}
-
-
-@dataclass(frozen=True, kw_only=True)
-class Freeze:
-    """A change freeze ``[start, end)``; local times were resolved in ``zone`` at load."""
-
-    id: str
-    start: datetime  # UTC
-    end: datetime  # UTC
-    reason: str = ""
-    zone: ZoneInfo = ZoneInfo("UTC")  # where its times were written: messages show them there
-    line: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class Blackout:
-    """A tenant's own no-maintenance time: one-off (``start`` + ``end``) or ``cron`` + ``duration``.
-
-    ``zone`` is the tenant's: a cron fires on the tenant's wall clock. ``index`` is the
-    blackout's position (0-based) in the tenant's ``blackouts`` list, for messages.
-    """
-
-    tenant: str
-    zone: ZoneInfo
-    start: datetime | None = None  # UTC
-    end: datetime | None = None  # UTC
-    cron: str | None = None
-    duration: timedelta | None = None
-    index: int = 0
-    line: int = 0
-
-    @property
-    def label(self) -> str:
-        return f"blackouts[{self.index}]"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -61,6 +61,44 @@ def normalise_kind(s: str) -> str:
     return unicodedata.normalize("NFKC", normalise_id(s).casefold())
 
 
+# ---------------------------------------------------------------- guardrails (SPEC 7)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Freeze:
+    """A change freeze ``[start, end)``; local times were resolved in ``zone`` at load."""
+
+    id: str
+    start: datetime  # UTC
+    end: datetime  # UTC
+    reason: str = ""
+    zone: ZoneInfo = ZoneInfo("UTC")  # where its times were written: messages show them there
+    line: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
+class Blackout:
+    """A tenant's own no-maintenance time: one-off (``start`` + ``end``) or ``cron`` + ``duration``.
+
+    ``zone`` is the tenant's: a cron fires on the tenant's wall clock. ``index`` is the
+    blackout's position (0-based) in the tenant's ``blackouts`` list, for messages.
+    """
+
+    tenant: str
+    zone: ZoneInfo
+    start: datetime | None = None  # UTC
+    end: datetime | None = None  # UTC
+    cron: str | None = None
+    duration: timedelta | None = None
+    index: int = 0
+    line: int = 0
+    file: str = ""  # where it is declared: windows.yaml or its tenants_file
+
+    @property
+    def label(self) -> str:
+        return f"blackouts[{self.index}]"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Webhook:
     url: str
@@ -76,6 +114,7 @@ class Tenant:
     email: tuple[str, ...] = ()
     webhook: Webhook | None = None
     line: int = 0  # where it is declared, for messages
+    blackouts: tuple[Blackout, ...] = ()  # SPEC 7: its own no-maintenance times
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -194,6 +233,8 @@ class Window:
     defer: DeferSpec | None = None  # SPEC 9: tenant self-service
     manual: bool = False  # created by `maintd enter`, not declared in windows.yaml
     line: int = 0
+    override_freeze: str | None = None  # SPEC 7: runs inside a freeze, for this reason (journaled)
+    blackouts: str = "warn"  # SPEC 7: "warn" | "skip" (leave a tenant in a blackout out)
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -244,6 +285,7 @@ class Provider:
     zone: ZoneInfo
     message: str = "{provider} is under scheduled maintenance until {end}."
     policy: str | None = None
+    redundant: tuple[frozenset[str], ...] = ()  # SPEC 7: resources never in maintenance together
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -307,6 +349,7 @@ class Config:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     hooks: Hooks | None = None
     warnings: tuple[str, ...] = ()
+    freezes: tuple[Freeze, ...] = ()  # SPEC 7: change freezes
 
     def window(self, window_id: str) -> Window | None:
         for w in self.windows:

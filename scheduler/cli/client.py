@@ -120,10 +120,17 @@ def status(ctx: click.Context, as_json: bool, wide: bool, url: str | None) -> No
 @click.option("--for", "for_", type=DURATION, default=None, help="How long, e.g. 2h (default: until `maintd exit`).")
 @click.option("--tenants", multiple=True, help="Tenant ids, comma-separated or repeated (default: all).")
 @click.option("--policy", default=None, help="Policy that gates jobs (default: provider.policy).")
+@click.option("--override-freeze", default=None, metavar="REASON", help="Enter inside a change freeze (journaled).")
 @url_option
 @click.pass_context
 def enter(
-    ctx: click.Context, reason: str, for_: str | None, tenants: tuple[str, ...], policy: str | None, url: str | None
+    ctx: click.Context,
+    reason: str,
+    for_: str | None,
+    tenants: tuple[str, ...],
+    policy: str | None,
+    url: str | None,
+    override_freeze: str | None,
 ) -> None:
     """Enter maintenance now (the Enable-...MaintenanceMode equivalent)."""
     ids = [t.strip() for group in tenants for t in group.split(",") if t.strip()] or None
@@ -134,6 +141,8 @@ def enter(
         body["tenants"] = ids
     if policy:
         body["policy"] = policy
+    if override_freeze:
+        body["override_freeze"] = override_freeze
     _, out = connect(ctx, url, "admin").call("POST", "/v1/maintenance", json_body=body)
     n = len(out["tenants"])
     click.echo(

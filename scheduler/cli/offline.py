@@ -29,6 +29,10 @@ def validate(ctx: click.Context) -> None:
         ctx.exit(2)
     for w in cfg.warnings:
         click.echo(w, err=True)
+    from .conflicts import validate_warnings  # SPEC 7: guardrail warnings of the next 90 days
+
+    for w in validate_warnings(cfg, ctx.obj["config"], clock()):
+        click.echo(w, err=True)
     n_t, n_w, n_p = len(cfg.tenants), len(cfg.windows), len(cfg.policies)
     click.echo(
         f"{ctx.obj['config']}: OK ({n_t} tenant{'s' if n_t != 1 else ''}, {n_w} window{'s' if n_w != 1 else ''}, "
@@ -40,7 +44,9 @@ def validate(ctx: click.Context) -> None:
 @click.option("--from", "frm", default="now", show_default=True, help="Start of the range (ISO 8601 or now).")
 @click.option("--to", "to", default=None, help="End of the range, exclusive (default: --from + 30 days).")
 @click.option("--tenant", default=None, help="Only this tenant.")
-@click.option("--json", "as_json", is_flag=True, help="Print the timeline as one JSON array of events (see docs/reference.md).")
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the timeline as one JSON array of events (see docs/reference.md)."
+)
 @click.option("--wide", is_flag=True, help="One row per tenant's zone, full dates and every tenant.")
 @click.pass_context
 def plan(ctx: click.Context, frm: str, to: str | None, tenant: str | None, as_json: bool, wide: bool) -> None:
@@ -242,4 +248,6 @@ def run(ctx: click.Context, dry_run: bool, log_format: str, log_level: str) -> N
     serve(ctx.obj["config"], dry_run=dry_run, log_format=log_format, log_level=log_level)
 
 
-COMMANDS = (validate, plan, schema, preview, tenant_url, run)
+from .conflicts import conflicts  # noqa: E402  (SPEC 7)
+
+COMMANDS = (validate, plan, schema, preview, tenant_url, run, conflicts)

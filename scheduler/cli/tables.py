@@ -71,16 +71,21 @@ def print_plan(
     groups: dict[tuple, list[str]] = defaultdict(list)
     for e in events:
         # narrow: one row for every tenant at once; wide: one per tenant's zone, in that zone
-        zone_key = cfg.tenants[e.tenant].zone.key if wide else ""
-        key = (e.at, e.rank, e.event, e.window, e.occurrence, e.kind, e.lead, e.late, zone_key, e.wave)
-        groups[key].append(e.tenant)
+        zone_key = cfg.tenants[e.tenant].zone.key if wide and e.tenant is not None else ""
+        # SPEC 7: a skipped occurrence says why; a tenant in a blackout (warn) is marked
+        note = e.reason or ("BLACKOUT" if e.conflict else None)
+        key = (e.at, e.rank, e.event, e.window, e.occurrence, e.kind, e.lead, e.late, zone_key, note, e.wave)
+        groups[key].append(e.tenant if e.tenant is not None else "(all)")
     rows, tenants = [], []
-    for (at, _, event, window, _, kind, lead, late, _zone, wave), ids in groups.items():
+    for (at, _, event, window, _, kind, lead, late, _zone, note, wave), ids in groups.items():
         window = window if wave is None else f"{window} (wave {wave})"  # SPEC 8
-        when = full_time(at, cfg.tenants[ids[0]].zone) if wide else short_time(at, zone, month=month)
+        first = cfg.tenants.get(ids[0])
+        when = full_time(at, first.zone if first else zone) if wide else short_time(at, zone, month=month)
         what = event
         if event == "notice":
             what = (f"{kind} {lead}" if lead else kind) + (" LATE" if late else "")
+        if note:
+            what += f" ({note})" if event == "skipped" else f" {note}"
         rows.append([when, window, what])
         tenants.append(ids)
     out.print(Text(title))  # not the table's title: that wraps at the table's width

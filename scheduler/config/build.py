@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from .. import model
 from ..duration import format_duration
 from ..errors import ConfigIssue
+from . import guardrails as guard
 from . import waves as wv
 from . import windows as win
 from .issues import secret_reason
@@ -64,14 +65,15 @@ def _frozen(value: Any) -> Any:
 
 def build(s: Shapes, col: Collector) -> model.Config:
     cfg = s.cfg
-    message = {"message": cfg.provider.message} if cfg.provider.message else {}  # else the record's default
+    message: dict[str, Any] = {"message": cfg.provider.message} if cfg.provider.message else {}  # else the default
     provider = model.Provider(
         name=cfg.provider.name, zone=ZoneInfo(cfg.provider.timezone), policy=cfg.provider.policy, **message
     )
+    provider = replace(provider, redundant=guard.redundant(cfg, s.src, col))  # SPEC 7
     tenants = _tenants(s, provider.zone, col)
     policies = _policies(cfg, s.src, col)
     refs = check_references(s, tenants, policies, col)
-    return model.Config(
+    config = model.Config(
         path=os.path.abspath(s.file),
         provider=provider,
         tenants=tenants,
@@ -81,7 +83,10 @@ def build(s: Shapes, col: Collector) -> model.Config:
         daemon=record(model.DaemonSettings, cfg.daemon, public_url=_strip(cfg.daemon.public_url)),
         hooks=record(model.Hooks, cfg.hooks),
         warnings=tuple(str(i) for i in col.warnings),
+        freezes=guard.freezes(cfg, s.src, provider.zone, col),  # SPEC 7
     )
+    guard.check(config, s.src, {w.id: ("windows", i) for i, w, _ in s.windows if w is not None}, col)
+    return replace(config, warnings=tuple(str(i) for i in col.warnings))
 
 
 def _strip(url: str | None) -> str | None:
@@ -96,14 +101,16 @@ def _tenants(s: Shapes, provider_zone: ZoneInfo, col: Collector) -> dict[str, mo
             first = tenants[t.id].line
             col.add(s.tsrc.issue(path + ("id",), f'duplicate tenant id "{t.id}" (first defined at line {first})'))
             continue
+        zone = ZoneInfo(t.timezone) if t.timezone else provider_zone
         tenants[t.id] = model.Tenant(
             id=t.id,
             name=t.name or t.id,
-            zone=ZoneInfo(t.timezone) if t.timezone else provider_zone,
+            zone=zone,
             labels=dict(t.labels),
             email=tuple(t.email),
             webhook=record(model.Webhook, t.webhook),
             line=s.tsrc.at(path)[0],
+            blackouts=guard.blackouts(t, t.id, zone, s.tsrc, path, col),  # SPEC 7
         )
     return tenants
 
@@ -240,6 +247,8 @@ def _window(w: WindowModel, raw: Any, zone: ZoneInfo, chosen: frozenset[str], st
         skip=frozenset(w.skip),
         end_check=record(model.EndCheck, w.end_check),
         line=line,
+        override_freeze=w.override_freeze,  # SPEC 7
+        blackouts=w.blackouts,
     )
 
 

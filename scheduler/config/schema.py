@@ -51,6 +51,24 @@ class WebhookModel(_M):
     secret: Secret
 
 
+# SPEC 7 (guardrails): the meaning of these shapes is checked in .guardrails.
+class BlackoutModel(_M):
+    """A tenant's no-maintenance time in its zone: {start, end} | {start, duration} | {cron, duration}."""
+
+    start: Timestamp | None = None
+    end: Timestamp | None = None
+    duration: Duration | None = None
+    cron: str | None = None
+
+
+class FreezeModel(_M):
+    id: str = Field(pattern=WINDOW_ID_RE.pattern)
+    start: Timestamp
+    end: Timestamp
+    timezone: Zone | None = None
+    reason: Name = ""
+
+
 class TenantModel(_M):
     id: TenantId = Field(pattern=ID_RE.pattern, description="[a-z0-9][a-z0-9_-]*, unique")
     name: Name | None = None
@@ -58,6 +76,7 @@ class TenantModel(_M):
     labels: dict[str, LabelValue] = {}
     email: Emails = []
     webhook: WebhookModel | None = None
+    blackouts: list[BlackoutModel] = []
 
 
 class TenantsFileModel(_M):
@@ -69,6 +88,7 @@ class ProviderModel(_M):
     timezone: Zone = "UTC"
     message: Message | None = None
     policy: str | None = None
+    redundant: list[StrList] = Field(default=[], description="groups of resources never in maintenance together")
 
 
 class EmailModel(_M):
@@ -213,6 +233,8 @@ class WindowModel(_M):
     end_check: EndCheckModel | None = None
     waves: WavesModel | None = None
     defer: DeferModel | None = None
+    override_freeze: Name | None = Field(default=None, description="why this window may run inside a freeze")
+    blackouts: Literal["warn", "skip"] = "warn"
 
 
 def _env(var: str, text: str, default: Any = None) -> Any:
@@ -255,6 +277,7 @@ class ConfigModel(_M):
     windows: list[WindowModel] = []
     daemon: DaemonModel = DaemonModel()
     hooks: HooksModel | None = None
+    freezes: list[FreezeModel] = []
 
 
 class _Schema(GenerateJsonSchema):

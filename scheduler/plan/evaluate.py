@@ -29,6 +29,7 @@ from datetime import datetime, timedelta
 
 from .. import recurrence
 from ..model import Config
+from .guardrails import screen
 from .leads import collapse_leads
 from .occurrences import effective, effective_of
 from .periods import boundaries
@@ -145,7 +146,8 @@ def scope(config: Config, journal: Journal, now: datetime) -> Scope:
         and (w.id, EPOCH) in journal.announced
     ]
     if far:
-        items += effective_of(far, journal, horizon, max(w.end for w in far if w.end) + timedelta(seconds=1))
+        later = effective_of(far, journal, horizon, max(w.end for w in far if w.end) + timedelta(seconds=1))
+        items += screen(config, later).kept  # SPEC 7: `blackouts: skip` there too
         items.sort(key=lambda a: (a.occ.start, a.window.id))
     return Scope(now=now, floor=floor, horizon=horizon, max_lead=max_lead, items=items)
 

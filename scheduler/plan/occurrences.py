@@ -12,6 +12,7 @@ from functools import lru_cache
 
 from .. import recurrence
 from ..model import Config, Occurrence, Window
+from .guardrails import screen
 from .records import EPOCH, Active, Journal
 from .waves import split, splits
 
@@ -45,8 +46,16 @@ def effective(
 ) -> list[Active]:
     """Occurrences of every window (declared and manual) intersecting ``[frm, to)``, with
     journal overrides applied to their ends; sorted by (start, window id)."""
+    return screen(config, candidates(config, journal, frm, to, include_cancelled=include_cancelled)).kept
+
+
+def candidates(
+    config: Config, journal: Journal, frm: datetime, to: datetime, *, include_cancelled: bool = False
+) -> list[Active]:
+    """Occurrences overlapping ``[frm, to)`` before the guardrails screen them: each wave of
+    a window with ``waves`` an occurrence of its own (SPEC 8 and 9)."""
     windows = list(config.windows) + list(journal.manual)
-    waved = [w for w in windows if splits(w, journal)]  # SPEC 8 and 9: each wave an occurrence of its own
+    waved = [w for w in windows if splits(w, journal)]
     if not waved:
         return effective_of(windows, journal, frm, to, include_cancelled=include_cancelled)
     ids = {w.id for w in waved}

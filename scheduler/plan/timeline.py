@@ -13,8 +13,9 @@ from functools import lru_cache
 from typing import NamedTuple
 
 from ..model import Config, Window, isoz
+from .guardrails import screen
 from .leads import collapse_leads
-from .occurrences import effective
+from .occurrences import candidates
 from .periods import tenant_periods
 from .records import Journal
 from .waves import wave_numbers
@@ -28,29 +29,36 @@ class Event(NamedTuple):
     """
 
     at: datetime
-    rank: int  # notice < start < end at the same instant
-    tenant: str
-    event: str  # "notice" | "start" | "end"
+    rank: int  # notice < start < end < skipped at the same instant
+    tenant: str  # None only for an occurrence a freeze skips (it concerns every tenant of it)
+    event: str  # "notice" | "start" | "end" | "skipped"
     window: str
     occurrence: datetime
     kind: str | None = None
     lead: str | None = None
     late: bool = False
     wave: int | None = None  # SPEC 8: the wave the occurrence is
+    conflict: str | None = None  # "blackout": the tenant is in a blackout then (`blackouts: warn`)
+    reason: str | None = None  # of a "skipped" event: "freeze <id>" | "blackout"
 
     def to_json(self) -> dict:
-        """SPEC section 2's object for this event."""
+        """SPEC section 2's object for this event (a freeze's ``skipped`` event has no tenant)."""
         d: dict[str, object] = {
             "at": _iso(self.at),
             "event": self.event,
             "window": self.window,
             "occurrence": _iso(self.occurrence),
-            "tenant": self.tenant,
         }
+        if self.tenant is not None:
+            d["tenant"] = self.tenant
         if self.event == "notice":
             d.update(kind=self.kind, lead=self.lead, late=self.late)
         if self.wave is not None:
             d["wave"] = self.wave
+        if self.reason is not None:
+            d["reason"] = self.reason
+        if self.conflict is not None:
+            d["conflict"] = self.conflict
         return d
 
 
@@ -59,7 +67,7 @@ def _iso(ts: datetime) -> str:
     return isoz(ts) or ""
 
 
-_EVENT_NAMES = ("notice", "start", "end")
+_EVENT_NAMES = ("notice", "start", "end", "skipped")
 
 
 def _json_text(
@@ -71,6 +79,8 @@ def _json_text(
     lead: str | None,
     late: bool,
     wave: int | None = None,
+    conflict: str | None = None,
+    reason: str | None = None,
 ) -> tuple[str, str]:
     """The JSON of an event before and after its tenant (``tenant`` sits in the middle)."""
     text = _JSON
@@ -79,8 +89,17 @@ def _json_text(
         f'"occurrence": {text(_iso(occurrence))}, "tenant": '
     )
     tail = f', "kind": {text(kind)}, "lead": {text(lead)}, "late": {text(late)}' if event == "notice" else ""
-    tail += f', "wave": {wave}}}' if wave is not None else "}"
-    return head, tail
+    tail += f', "wave": {wave}' if wave is not None else ""
+    tail += (f', "reason": {text(reason)}' if reason is not None else "") + (
+        f', "conflict": {text(conflict)}' if conflict is not None else ""
+    )
+    return head, tail + "}"
+
+
+def _line(head: str, name: str | None, tail: str) -> str:
+    if name is None:  # a freeze's skipped event: the whole occurrence, no tenant
+        return head.removesuffix(', "tenant": ') + tail
+    return head + name + tail
 
 
 _JSON = json.JSONEncoder(ensure_ascii=False).encode
@@ -96,12 +115,12 @@ def json_lines(events: Iterable[Event]) -> Iterator[str]:
     last: tuple | None = None
     head = tail = ""
     for e in events:
-        at, rank, tenant, event, window, occurrence, kind, lead, late, wave = e
-        key = (at, event, window, occurrence, kind, lead, late, wave)
+        at, rank, tenant, event, window, occurrence, kind, lead, late, wave, conflict, reason = e
+        key = (at, event, window, occurrence, kind, lead, late, wave, conflict, reason)
         if key != last:
             last = key
             head, tail = _json_text(*key)
-        yield head + text(tenant) + tail
+        yield _line(head, None if tenant is None else text(tenant), tail)
 
 
 class Timeline(Sequence):
@@ -118,8 +137,8 @@ class Timeline(Sequence):
     def __init__(
         self, batches: list[tuple[tuple, list[str]]], waves: dict[tuple[str, datetime], int] | None = None
     ) -> None:
-        self._batches = batches  # [((at, rank, window, occurrence, kind, lead, late), tenants)]
-        self._waves = waves or {}  # (window, occurrence) -> wave number
+        self._batches = batches  # [((at, rank, window, occurrence, kind, lead, late, conflict, reason), tenants)]
+        self._waves = waves or {}  # (window, occurrence) -> wave number (SPEC 8)
         self._len = sum(len(tenants) for _, tenants in batches)
         self._list: list[Event] | None = None
 
@@ -131,11 +150,11 @@ class Timeline(Sequence):
             yield from self._list
             return
         new = tuple.__new__
-        for (at, rank, window, occurrence, kind, lead, late), tenants in self._batches:
+        for (at, rank, window, occurrence, kind, lead, late, conflict, reason), tenants in self._batches:
             name = _EVENT_NAMES[rank]
             wave = self._waves.get((window, occurrence))
             for t in tenants:
-                yield new(Event, (at, rank, t, name, window, occurrence, kind, lead, late, wave))
+                yield new(Event, (at, rank, t, name, window, occurrence, kind, lead, late, wave, conflict, reason))
 
     def __getitem__(self, index):  # type: ignore[override]
         if self._list is None:
@@ -156,10 +175,15 @@ class Timeline(Sequence):
         """Each event as SPEC's JSON object text (see :func:`json_lines`)."""
         text = _JSON
         names: dict[str, str] = {}  # tenant id -> its JSON string; each recurs in many batches
-        for (at, rank, window, occurrence, kind, lead, late), tenants in self._batches:
+        for (at, rank, window, occurrence, kind, lead, late, conflict, reason), tenants in self._batches:
             wave = self._waves.get((window, occurrence))
-            head, tail = _json_text(at, _EVENT_NAMES[rank], window, occurrence, kind, lead, late, wave)
+            head, tail = _json_text(
+                at, _EVENT_NAMES[rank], window, occurrence, kind, lead, late, wave, conflict, reason
+            )
             for t in tenants:
+                if t is None:
+                    yield _line(head, None, tail)
+                    continue
                 name = names.get(t)
                 if name is None:
                     name = names[t] = text(t)
@@ -181,36 +205,68 @@ def timeline(
     """
     journal = journal or Journal()
     max_lead = max((lead for w in config.windows for lead in w.notify), default=timedelta(0))
-    items = effective(config, journal, frm - timedelta(days=1), to + max_lead)
-    targets: dict[tuple[str, frozenset], list[str]] = {}  # (window id, tenants) -> its tenants in the plan, sorted
+    # SPEC 8: waves are occurrences of their own; SPEC 7: what freezes and blackouts do
+    # (skipped occurrences, tenants left out or marked).
+    screened = screen(config, candidates(config, journal, frm - timedelta(days=1), to + max_lead), marks=True)
+    items, marked = screened.kept, screened.marked
+    targets: dict[int, list[str]] = {}  # id(window record) -> its tenants in the plan, sorted
 
     def targets_of(w: Window) -> list[str]:
-        found = targets.get((w.id, w.tenants))  # a window split into waves has tenants per wave
+        # By record, not id: a wave and `blackouts: skip` narrow one occurrence's record (items keep it alive).
+        found = targets.get(id(w))
         if found is None:
             found = sorted(w.tenants) if tenant is None else [tenant] if tenant in w.tenants else []
-            targets[(w.id, w.tenants)] = found
+            targets[id(w)] = found
         return found
 
     # Events are gathered as batches (one notice, start or end and the tenants it concerns),
     # sorted, then laid out tenant by tenant: far fewer keys to sort than events.
-    batches: dict[tuple, list[str]] = {}
+    batches: dict[tuple, list] = {}
+
+    def add(key: tuple, who: list[str], mark: frozenset[str] | None) -> None:
+        if not mark:
+            batches.setdefault((*key, None, None), []).extend(who)
+            return
+        for conflict, part in (("blackout", [t for t in who if t in mark]), (None, [t for t in who if t not in mark])):
+            if part:
+                batches.setdefault((*key, conflict, None), []).extend(part)
+
     for a in items:
         who = targets_of(a.window) if a.window.notify and a.occ.start > frm else []
+        mark = marked.get((a.window.id, a.occ.key)) if marked else None
         for at, label, late in _notices(a.window, a.occ.start, frm, to) if who else ():
-            batches.setdefault((at, 0, a.window.id, a.occ.key, "scheduled", label, late), []).extend(who)
+            add((at, 0, a.window.id, a.occ.key, "scheduled", label, late), who, mark)
     for tenants, periods in tenant_periods(items, targets_of):
         for p in periods:
             if frm <= p.start < to:
-                batches.setdefault((p.start, 1, *p.opener, None, None, False), []).extend(tenants)
+                add((p.start, 1, *p.opener, None, None, False), tenants, marked.get(p.opener) if marked else None)
             if frm <= p.end < to:
-                batches.setdefault((p.end, 2, *p.closer, None, None, False), []).extend(tenants)
+                add((p.end, 2, *p.closer, None, None, False), tenants, marked.get(p.closer) if marked else None)
+    _skipped(screened.skipped, frm, to, tenant, batches)
 
     ordered = []
-    for key in sorted(batches, key=lambda k: (k[0], k[1], k[2], k[3], k[5] or "", k[6])):
+    for key in sorted(batches, key=lambda k: (k[0], k[1], k[2], k[3], k[5] or "", k[6], k[7] or "", k[8] or "")):
         tenants = batches[key]
         tenants.sort()
         ordered.append((key, tenants))
     return Timeline(ordered, wave_numbers(items))
+
+
+def _skipped(skipped: list, frm: datetime, to: datetime, tenant: str | None, batches: dict[tuple, list]) -> None:
+    """``skipped`` events of occurrences starting in ``[frm, to)``: one per occurrence a
+    freeze skips (no tenant: it concerns all of them; with ``--tenant`` only if it is one),
+    one per tenant ``blackouts: skip`` leaves out."""
+    for a, reason, who in skipped:
+        if not frm <= a.occ.start < to:
+            continue
+        key = (a.occ.start, 3, a.window.id, a.occ.key, None, None, False, None, reason)
+        if who is None:
+            if tenant is None or tenant in a.window.tenants:
+                batches.setdefault(key, []).append(None)
+            continue
+        chosen = sorted(who) if tenant is None else [tenant] if tenant in who else []
+        if chosen:
+            batches.setdefault(key, []).extend(chosen)
 
 
 def _notices(w: Window, start: datetime, frm: datetime, to: datetime) -> list[tuple[datetime, str, bool]]:

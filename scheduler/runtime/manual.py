@@ -7,17 +7,33 @@ then ticks, so the answer and the next status agree.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from ..errors import ConflictError, NotFoundError, UsageError
-from ..model import isoz
+from ..guardrails import freeze_for
+from ..model import Freeze, isoz
 from .defer import defer as defer_slot
 from .generation import Generations
 from .reconciler import Reconciler
 from .snapshot import OPEN_ENDED
 from .waves import parse_at
 from .waves import resume as resume_waves
+
+
+def freeze_refusal(
+    freezes: Sequence[Freeze], now: datetime, end: datetime | None, override: str | None
+) -> Freeze | None:
+    """The freeze manual maintenance ``[now, end)`` (``end`` None: starting now) runs into, or
+    None; raises ConflictError (exit 1) when there is one and no ``override`` reason."""
+    frozen = freeze_for(now, end or now + timedelta(seconds=1), freezes)
+    if frozen is not None and not (override or "").strip():
+        reason = f" ({frozen.reason})" if frozen.reason else ""
+        raise ConflictError(
+            f'change freeze "{frozen.id}"{reason} is in effect until {isoz(frozen.end)}; '
+            "give --override-freeze REASON to enter maintenance anyway"
+        )
+    return frozen
 
 
 class Manual:
@@ -37,6 +53,7 @@ class Manual:
         tenants: list[str] | None = None,
         policy: str | None = None,
         actor: str = "api",
+        override_freeze: str | None = None,
     ) -> dict:
         # Whole seconds: the start is the occurrence key, which the store keeps as isoz() text
         # (seconds). With microseconds the journal's key would never match the plan's again:
@@ -55,6 +72,7 @@ class Manual:
                 raise UsageError("--for must be a positive duration")
             mid = "manual-" + now.strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(2)
             end = now + duration if duration else None
+            frozen = freeze_refusal(cfg.freezes, now, end, override_freeze)  # SPEC 7
             with self.store.transaction() as tx:
                 tx.add_manual(
                     mid, reason=reason, start=now, end=end, tenants=tenants, policy=policy, created_at=now, actor=actor
@@ -68,6 +86,16 @@ class Manual:
                     message=f"manual maintenance: {reason}" + (f" until {isoz(end)}" if end else ""),
                     detail={"reason": reason, "tenants": tenants, "end": isoz(end), "policy": policy},
                 )
+                if frozen is not None:  # SPEC 7: an override of a freeze is journaled with its reason
+                    tx.journal(
+                        "override-freeze",
+                        at=now,
+                        window=mid,
+                        occurrence=now,
+                        actor=actor,
+                        message=f'{mid} runs inside freeze "{frozen.id}": {override_freeze}',
+                        detail={"freeze": frozen.id, "reason": override_freeze},
+                    )
             self.reconciler.tick("enter")
         return {
             "window": mid,

@@ -179,6 +179,8 @@ class Reconciler:
         log.info(msg, extra={"action": t.event, "window": t.window})
         if t.event == "start":
             tx.supersede(t.window, t.occurrence, "scheduled", now)
+            if w is not None and w.override_freeze:  # SPEC 7: a window run inside a freeze says why
+                _journal_override(tx, cfg, w, t, now)
         if hook_for(cfg, self.evaluation, t.window, t.event) and (t.event == "end" or t.end is None or t.end > now):
             tx.add_hook_run(t.window, t.occurrence, t.event, now=now)
 
@@ -192,4 +194,19 @@ class Reconciler:
             occurrence=n.occurrence,
             message=f"{n.kind} notice to {len(n.tenants)} tenants{late}{dry}",
             detail={"kind": n.kind, "lead": n.lead, "late": n.late, "tenants": len(n.tenants), "dry_run": self.dry_run},
+        )
+
+
+def _journal_override(tx, cfg: Config, w, t: plan.Transition, now: datetime) -> None:
+    from ..guardrails import freeze_for
+
+    frozen = freeze_for(t.start or t.at, t.end or t.at + timedelta(seconds=1), cfg.freezes)
+    if frozen is not None:
+        tx.journal(
+            "override-freeze",
+            at=now,
+            window=t.window,
+            occurrence=t.occurrence,
+            message=f'{t.window} runs inside freeze "{frozen.id}": {w.override_freeze}',
+            detail={"freeze": frozen.id, "reason": w.override_freeze},
         )

@@ -124,6 +124,7 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
     journal = daemon.reconciler.journal(now)
     events = []
     live = set()
+    frozen: dict[str, list] = {}  # window id -> starts a freeze skips, once per window
     for a in plan.effective(cfg, journal, now - FEED_PAST, now + FEED_AHEAD, include_cancelled=True):
         w = a.window
         if tenant.id not in w.tenants:
@@ -137,6 +138,8 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
             unskipped = recurrence.occurrences(_without_skip(w), now - FEED_PAST, now + FEED_AHEAD)
             starts = {o.start for o in recurrence.occurrences(w, now - FEED_PAST, now + FEED_AHEAD)}
             exdates = [o.start for o in unskipped if o.start not in starts]
+        if w.recurring:  # SPEC 7: occurrences a freeze skips are EXDATE too
+            exdates = sorted({*exdates, *_frozen_out(cfg, w, now, frozen)})
         events.append(
             {
                 "uid": calendar_uid(w.id, a.occ.key, w.recurring or a.wave is not None),  # a wave: its own UID
@@ -174,6 +177,17 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
             }
         )
     return build_feed(events, name=f"{cfg.provider.name} maintenance ({tenant.name})", now=now)
+
+
+def _frozen_out(cfg: Config, w: Any, now: datetime, memo: dict[str, list]) -> list:
+    """Starts of ``w``'s occurrences in the feed's range that a freeze skips (SPEC 7)."""
+    from .. import recurrence
+    from ..plan.guardrails import freeze_skipped
+
+    if w.id not in memo:
+        occs = recurrence.occurrences(w, now - FEED_PAST, now + FEED_AHEAD)
+        memo[w.id] = [o.start for o in freeze_skipped(cfg, w, occs)]
+    return memo[w.id]
 
 
 def _without_skip(w):
