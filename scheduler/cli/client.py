@@ -202,7 +202,7 @@ def _retry(client: Client, ids: tuple, failed: bool, as_json: bool) -> None:
     if not ids and not failed:
         raise click.UsageError("--retry needs notice ids or --failed")
     outs = []
-    calls = [("/v1/notices/retry", {"failed": True})] if failed and not ids else []
+    calls: list[tuple[str, dict | None]] = [("/v1/notices/retry", {"failed": True})] if failed and not ids else []
     calls += [(f"/v1/notices/{quote(str(notice_id), safe='')}/retry", None) for notice_id in ids]
     for path, body in calls:
         # 404: nothing failed under that id; the others are still resent (exit 1 only if none was)

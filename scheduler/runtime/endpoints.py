@@ -9,7 +9,7 @@ config, with the URL masked (a webhook URL often carries a token in its path or 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from urllib.parse import urlsplit
 
 from ..model import Tenant, isoz
@@ -39,7 +39,7 @@ def mask_url(url: str) -> str:
     return f"{parts.scheme}://{host}{port}/…" if host else "…"
 
 
-def disabled_json(tenants: dict[str, Tenant], rows: Iterable[dict]) -> list[dict]:
+def disabled_json(tenants: Mapping[str, Tenant], rows: Iterable[dict]) -> list[dict]:
     """``[{"tenant", "channel", "since", "url", "reason"}]`` for the stored rows that still
     match the tenant's configured endpoint."""
     out = []

@@ -18,10 +18,11 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..errors import DeliveryError, NotFoundError, StoreError
+from ..errors import DeliveryError, StoreError
 from ..model import Notice, calendar_uid, isoz
-from ..notices import SUPERSEDED_AT_START, notice_from_json
+from ..notices import notice_from_json
 from ..retry import next_attempt
+from .claims import recover, resend
 from .endpoints import ENDPOINT_DISABLED, endpoint_of
 from .faults import StoreGuard
 from .generation import Generations
@@ -127,44 +128,13 @@ class Outbox:
         return 0
 
     def recover(self, now: datetime) -> int:
-        """Take back the claims of dead instances (SPEC 4.1: within seconds, not minutes).
-
-        On SQLite this instance is the only writer, so every claim not its own belongs to a
-        dead predecessor. On PostgreSQL an instance whose presence heartbeat lapsed
-        (``instance_lapse``) is dead. Each such row is due again now, with the same notice id
-        (at least once; receivers deduplicate on it) -- except a ``scheduled`` notice whose
-        window has started since: it is never sent after the start, and since the dead
-        instance had begun its send, it is recorded ``sent`` with the doubt in its error.
-        """
-        alive = {self.worker}
-        with self.guard() as g:
-            if self._shared:
-                alive |= {i["id"] for i in self.store.instances() if i["heartbeat_at"] >= now - self.instance_lapse}
-            rows = self.store.orphaned_claims(alive=alive)
-            if rows:
-                with self.store.transaction() as tx:
-                    release, doubtful = [], []
-                    for row in rows:
-                        notice = notice_from_json(row["payload"])
-                        if notice.kind in SUPERSEDED_AT_START and now >= notice.start:
-                            doubtful.append(row)
-                        else:
-                            release.append(row["id"])
-                    tx.outbox.release_claims(release, worker=None, now=now)
-                    tx.outbox.finish_many([(r["id"], _in_doubt(r, now)) for r in doubtful])
-        if g.failed or not rows:
-            return 0
-        who = sorted({r["claimed_by"] for r in rows})
-        log.warning(
-            "took back %d notice claim%s of stopped instance%s %s",
-            len(rows),
-            "" if len(rows) == 1 else "s",
-            "" if len(who) == 1 else "s",
-            ", ".join(who),
-            extra={"action": "notice-claims-recovered"},
+        """Take back the claims of dead instances at once (see :func:`.claims.recover`)."""
+        taken = recover(
+            self.store, self.guard, worker=self.worker, shared=self._shared, lapse=self.instance_lapse, now=now
         )
-        self.wake.set()
-        return len(rows)
+        if taken:
+            self.wake.set()
+        return taken
 
     def deliver_due(self, wait: bool = True) -> int:
         """Claim due deliveries for the free slots and send them on the pool.
@@ -262,7 +232,7 @@ class Outbox:
         with self.guard() as g:
             why = stale(self.store, row, notice, now, later)
             if not why:
-                notice = self._with_link(notice, cfg.daemon.public_url)
+                notice = with_link(self.store, notice, cfg.daemon.public_url)
         if g.failed:
             return  # unsent and still claimed: the claim lapses and it is tried again
         if why:
@@ -292,17 +262,6 @@ class Outbox:
             channel,
             extra={"action": "notice-sent", "window": row["window"], "tenant": row["tenant"]},
         )
-
-    def _with_link(self, notice: Notice, base: str | None) -> Notice:
-        """Fill in the tenant page link a notice was enqueued without (see ``NoticeRows``)."""
-        if notice.link or not base:
-            return notice
-        try:
-            # Read first: creating takes the write lock, which every sender would queue for.
-            secret = self.store.tenant_secret(notice.tenant, create=False) or self.store.tenant_secret(notice.tenant)
-        except StoreError:
-            return notice
-        return replace(notice, link=f"{base}/t/{secret}/")
 
     def _failed(self, row: dict, exc: Any, attempts: int, endpoint: str | None = None) -> None:
         retry = self.generations.config.notifiers.retry
@@ -346,25 +305,10 @@ class Outbox:
     # -- resends ------------------------------------------------------------------
 
     def resend(self, notice_id: str | None = None, *, failed: bool = False) -> dict:
-        """Failed deliveries back to ``pending`` with a fresh schedule (SPEC 4.1): those of one
-        notice id (every channel; a delivery row id works too), or with ``failed`` all of them.
-        Enables the tenants' disabled endpoints of those channels. NotFoundError when there
-        is no such failed delivery."""
-        now = self.clock()
-        rows = self.store.resend_notices(now, notice_id=notice_id, all_failed=failed and notice_id is None)
-        if not rows:
-            what = f"notice {notice_id}" if notice_id is not None else "any notice"
-            raise NotFoundError(f"no failed delivery of {what} to resend")
-        ids = list(dict.fromkeys(r["notice_id"] for r in rows))
-        log.info(
-            "%d failed deliver%s back to pending (%s)",
-            len(rows),
-            "y" if len(rows) == 1 else "ies",
-            ", ".join(ids[:10]) + (" ..." if len(ids) > 10 else ""),
-            extra={"action": "notice-resend"},
-        )
+        """Failed deliveries back to ``pending`` (see :func:`.claims.resend`)."""
+        answer = resend(self.store, self.clock(), notice_id, failed=failed)
         self.wake.set()
-        return {"retried": len(rows), "ids": ids, "deliveries": [r["id"] for r in rows]}
+        return answer
 
     # -- the loops -----------------------------------------------------------------
 
@@ -430,7 +374,13 @@ def retry_after_of(exc: Any) -> timedelta | None:
     return timedelta(seconds=seconds) if isinstance(seconds, int) and seconds > 0 else None
 
 
-def _in_doubt(row: dict, now: datetime) -> dict:
-    """The result of a ``scheduled`` notice a dead instance was sending when the window started."""
-    why = f"outcome unknown: {row['claimed_by']} stopped while sending it; not sent again after the start"
-    return dict(status="sent", updated_at=now, sent_at=row["updated_at"], last_error=why)
+def with_link(store, notice: Notice, base: str | None) -> Notice:
+    """Fill in the tenant page link a notice was enqueued without (see ``NoticeRows``)."""
+    if notice.link or not base:
+        return notice
+    try:
+        # Read first: creating takes the write lock, which every sender would queue for.
+        secret = store.tenant_secret(notice.tenant, create=False) or store.tenant_secret(notice.tenant)
+    except StoreError:
+        return notice
+    return replace(notice, link=f"{base}/t/{secret}/")
