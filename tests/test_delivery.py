@@ -393,3 +393,21 @@ def test_a_restart_takes_back_a_killed_daemons_claims_at_once(daemon_factory):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_recover_takes_back_dead_claims_and_never_resends_after_the_start(make, httpserver):
+    """A dead predecessor's claims: due again at once before the start; after it, a
+    `scheduled` one it had begun to send is not sent again and counts as sent (in doubt)."""
+    httpserver.expect_request("/hook").respond_with_data("", status=204)
+    d, clock = make({"acme": httpserver.url_for("/hook")})
+    d.reconciler.tick()
+    lease = timedelta(minutes=2)
+    assert len(d.store.claim_batch(clock.now, worker="dead-1", limit=5, lease=lease)) == 1
+    assert d.outbox.recover(clock.now) == 1
+    assert rows(d)["acme"]["status"] == "pending" and rows(d)["acme"]["claimed_by"] is None
+    assert len(d.store.claim_batch(clock.now, worker="dead-2", limit=5, lease=lease)) == 1
+    clock.now = START + timedelta(seconds=1)
+    assert d.outbox.recover(clock.now) == 1
+    row = rows(d)["acme"]
+    assert row["status"] == "sent" and row["last_error"].startswith("outcome unknown")
+    assert d.outbox.deliver_due() == 0 and len(httpserver.log) == 0  # and nothing goes out after the start
