@@ -335,6 +335,11 @@ def _ops_router(daemon: Daemon, read: list) -> APIRouter:
     return router
 
 
+class ResendIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    failed: bool = Field(default=False, description="resend every failed delivery")
+
+
 def _manual_router(daemon: Daemon, write: list) -> APIRouter:
     router = APIRouter(tags=["manual"], dependencies=write)
     manual = daemon.manual
@@ -361,6 +366,17 @@ def _manual_router(daemon: Daemon, write: list) -> APIRouter:
     @router.post("/v1/windows/{window_id}/resume")
     def resume(window_id: str, body: ResumeIn) -> dict:  # SPEC 8
         return manual.resume(window_id, body.at, actor="api")
+
+    # SPEC 4.1 resends: failed deliveries back to pending (404 when there is none).
+    @router.post("/v1/notices/retry", responses={404: {"description": "no failed delivery"}})
+    def resend_failed(body: ResendIn) -> dict:
+        if not body.failed:
+            raise UsageError('say which: {"failed": true}, or POST /v1/notices/{id}/retry')
+        return daemon.outbox.resend(failed=True)
+
+    @router.post("/v1/notices/{notice_id}/retry", responses={404: {"description": "no failed delivery of it"}})
+    def resend(notice_id: str) -> dict:
+        return daemon.outbox.resend(notice_id)
 
     return router
 

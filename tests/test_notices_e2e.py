@@ -295,7 +295,7 @@ def test_window_lifecycle_exactly_once_across_kill9(daemon_factory, receiver, sm
 
     # every result is recorded; only gamma's `started` waits for its retry
     d.wait_for(
-        lambda s: s["notices"] == {"sent": 6, "pending": 1, "failed": 0},
+        lambda s: s["notices"] == {"sent": 6, "pending": 1, "failed": 0, "superseded": 1},
         timeout=5,
         what="results recorded before the kill",
     )
@@ -348,7 +348,7 @@ def test_window_lifecycle_exactly_once_across_kill9(daemon_factory, receiver, sm
 
     # counts per delivery, in status and metrics
     st = d.status()
-    assert st["notices"] == {"sent": 11, "pending": 0, "failed": 0}, st["notices"]
+    assert st["notices"] == {"sent": 11, "pending": 0, "failed": 0, "superseded": 1}, st["notices"]
     metrics = d.get("/metrics").text
     assert 'maintd_notices_total{channel="webhook",result="sent"}' in metrics
     assert 'maintd_notices_total{channel="email",result="sent"}' in metrics
@@ -606,7 +606,7 @@ def test_dry_run_renders_and_records_the_example_config_without_sending(tmp_path
         assert {r["status"] for r in out} == {"dry-run"}
         # 3 tenants by email, acme also by webhook; each of the 3 kinds
         assert Counter(r["kind"] for r in out) == {"scheduled": 4, "started": 4, "completed": 4}
-        assert d.store.notice_counts() == {"sent": 0, "pending": 0, "failed": 0}
+        assert d.store.notice_counts() == {"sent": 0, "pending": 0, "failed": 0, "superseded": 0}
         journaled = [h for h in d.store.history() if h["kind"] == "notice"]
         assert len(journaled) == 3 and all(h["detail"]["dry_run"] for h in journaled)
         assert all(h["message"].endswith("(dry run: rendered, not sent)") for h in journaled)

@@ -79,10 +79,10 @@ def test_a_failed_send_is_retried_at_the_backoff_with_the_same_id(make, httpserv
     rows = by_tenant(d, "scheduled")
     for r in rows.values():
         assert r["status"] == "pending" and r["attempts"] == 1 and "HTTP 503" in r["last_error"]
-        # retry_base 10s, jitter takes off up to half
-        assert clock.now + timedelta(seconds=5) <= r["next_attempt_at"] <= clock.now + timedelta(seconds=10)
+        # retry_base 10s as a schedule (SPEC 4.1): the first wait is 10s, within ±10 % jitter
+        assert clock.now + timedelta(seconds=9) <= r["next_attempt_at"] <= clock.now + timedelta(seconds=11)
     assert d.outbox.deliver_due() == 0  # not due yet
-    clock.now += timedelta(seconds=10)
+    clock.now += timedelta(seconds=11)
     httpserver.clear_all_handlers()
     httpserver.expect_request("/hook", method="POST").respond_with_data("", status=204)
     assert d.outbox.deliver_due() == 2

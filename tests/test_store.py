@@ -484,7 +484,7 @@ def test_enqueue_counts_only_new_deliveries(store: Store) -> None:
         assert tx.enqueue(rows) == 0
         assert tx.enqueue([notice_row("acme", kind="started", lead="")]) == 0  # '' is None
         assert tx.enqueue([notice_row("acme", kind="rescheduled", lead=None, seq=1)]) == 1
-    assert store.notice_counts() == {"sent": 0, "pending": 6, "failed": 0}
+    assert store.notice_counts() == {"sent": 0, "pending": 6, "failed": 0, "superseded": 0}
     started = [n for n in store.notices() if n["kind"] == "started"]
     assert [(n["lead"], n["status"], n["attempts"], n["next_attempt_at"]) for n in started] == [("", "pending", 0, T0)]
 
@@ -551,7 +551,7 @@ def test_a_crashed_workers_claim_is_taken_over_after_its_lease(store: Store) -> 
         ("sent", "sent", False, "sent"),
         ("sent", "failed", False, "sent"),
         ("failed", "retry", False, "failed"),
-        ("superseded", "sent", False, "superseded"),
+        ("start_while_sending", "sent", True, "sent"),  # SPEC 4.1: in flight at the start, recorded as sent
     ],
     ids=[
         "sending_sent",
@@ -562,7 +562,7 @@ def test_a_crashed_workers_claim_is_taken_over_after_its_lease(store: Store) -> 
         "sent_twice_refused",
         "sent_then_failed_refused",
         "failed_retry_refused",
-        "superseded_sent_refused",
+        "in_flight_at_start_sent_recorded",
     ],
 )
 def test_finish_is_compare_and_set_on_sending(store: Store, setup: str, mark: str, result: bool, status: str) -> None:
@@ -575,9 +575,9 @@ def test_finish_is_compare_and_set_on_sending(store: Store, setup: str, mark: st
         finish(store, row["id"], T0, "sent")
     elif setup == "failed":
         finish(store, row["id"], T0, "failed", "550 no such user")
-    elif setup == "superseded":
+    elif setup == "start_while_sending":
         with store.transaction() as tx:
-            tx.supersede("storage-firmware", OCC, "scheduled", T0)
+            assert tx.supersede("storage-firmware", OCC, "scheduled", T0) == 0  # a claimed row is not superseded
 
     now = T0 + MIN
     marks = {
@@ -657,13 +657,14 @@ def test_supersede_and_was_notified(store: Store) -> None:
         assert tx.supersede("storage-firmware", OCC, "scheduled", now, tenant="pending") == 1
     assert store.was_notified("storage-firmware", OCC) == {"sent", "sending"}
     with store.transaction() as tx:
-        assert tx.supersede("storage-firmware", OCC, "scheduled", now) == 1  # only "sending" is left
-    assert finish(store, by_tenant["sending"], now, "sent") is False  # its worker lost the row
-    assert store.was_notified("storage-firmware", OCC) == {"sent"}
+        # only "sending" is left: its send has begun, so it finishes as what it was (SPEC 4.1)
+        assert tx.supersede("storage-firmware", OCC, "scheduled", now) == 0
+    assert finish(store, by_tenant["sending"], now, "sent") is True
+    assert store.was_notified("storage-firmware", OCC) == {"sent", "sending"}
     statuses = {(n["tenant"], n["kind"]): n["status"] for n in store.notices()}
     assert statuses == {
         ("sent", "scheduled"): "sent",
-        ("sending", "scheduled"): "superseded",
+        ("sending", "scheduled"): "sent",
         ("pending", "scheduled"): "superseded",
         ("failed", "scheduled"): "failed",
         ("dry", "scheduled"): "dry-run",
@@ -687,7 +688,7 @@ def test_notice_counts_and_log_filters(store: Store) -> None:
     finish(store, rows[("storage-firmware", "beta")], T0, "failed", "HTTP 410")
     store.claim_batch(T0, worker="w", limit=1, lease=MIN)  # one "sending" counts as pending
 
-    assert store.notice_counts() == {"sent": 1, "pending": 2, "failed": 1}
+    assert store.notice_counts() == {"sent": 1, "pending": 2, "failed": 1, "superseded": 0}
     cases = {
         "all_newest_first": (
             dict(),

@@ -8,6 +8,7 @@ looks, ``admin`` for what changes state, ``gate`` for ``exec``.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 import click
 import httpx
@@ -221,16 +222,19 @@ def _retry(client: Client, ids: tuple, failed: bool, as_json: bool) -> None:
     if not ids and not failed:
         raise click.UsageError("--retry needs notice ids or --failed")
     outs = []
-    if failed and not ids:
-        outs.append(client.call("POST", "/v1/notices/retry", json_body={"failed": True})[1])
-    for notice_id in ids:
-        outs.append(client.call("POST", f"/v1/notices/{notice_id}/retry")[1])
+    calls: list[tuple[str, dict | None]] = [("/v1/notices/retry", {"failed": True})] if failed and not ids else []
+    calls += [(f"/v1/notices/{quote(str(notice_id), safe='')}/retry", None) for notice_id in ids]
+    for path, body in calls:
+        # 404: nothing failed under that id; the others are still resent (exit 1 only if none was)
+        status, out = client.call("POST", path, json_body=body, ok_statuses=(404,))
+        outs.append({"retried": 0, "ids": [], "error": (out or {}).get("error")} if status == 404 else out)
+    count = sum(_count(o.get("retried") if isinstance(o, dict) else o) for o in outs)
     if as_json:
         echo_json(outs if ids else outs[0])
-        return
-    count = sum(_count(o.get("retried") if isinstance(o, dict) else o) for o in outs)
     if not count:
         raise MaintdError("no failed delivery to resend")
+    if as_json:
+        return
     click.echo(f"{count} deliver{'y' if count == 1 else 'ies'} back to pending")
 
 

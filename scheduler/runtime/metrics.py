@@ -26,6 +26,14 @@ class Metrics:
         self.notices = Counter("maintd_notices_total", "Notice deliveries by result", ["channel", "result"], registry=r)
         self.notices_pending = Gauge("maintd_notices_pending", "Deliveries waiting", registry=r)
         self.notices_failed = Gauge("maintd_notices_failed", "Deliveries failed for good", registry=r)
+        self.notices_superseded = Gauge(
+            "maintd_notices_superseded",
+            "Deliveries never sent: the window started or later news replaced them",
+            registry=r,
+        )
+        self.endpoints_disabled = Gauge(
+            "maintd_endpoints_disabled", "Tenant endpoints disabled after 410 Gone", registry=r
+        )
         self.delivery_seconds = Histogram(
             "maintd_delivery_seconds",
             "Time from enqueue to delivery",

@@ -21,80 +21,21 @@ from typing import Any
 from ..errors import DeliveryError, StoreError
 from ..model import Notice, calendar_uid, isoz
 from ..notices import notice_from_json
-from ..store import give_up, next_attempt
+from ..retry import next_attempt
+from .claims import recover, resend
+from .endpoints import ENDPOINT_DISABLED, endpoint_of
 from .faults import StoreGuard
 from .generation import Generations
 from .metrics import Metrics
+from .results import ResultWriter, Slots
 
 log = logging.getLogger("maintd")
 
-
-class Slots:
-    """Free delivery slots: taken at claim, given back when the send has reported."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._used = 0
-        self._lock = threading.Lock()
-
-    def free(self) -> int:
-        with self._lock:
-            return self.size - self._used
-
-    def take(self) -> None:
-        with self._lock:
-            self._used += 1
-
-    def release(self) -> None:
-        with self._lock:
-            self._used -= 1
-
-
-class ResultWriter:
-    """Queued delivery results, recorded a batch per transaction: dozens of senders then
-    share SQLite's single writer instead of queueing for it one commit each. Until written
-    the row stays claimed (``sending``), so a crash in between sends it again when the claim
-    runs out (at least once; receivers deduplicate on the ``webhook-id``)."""
-
-    def __init__(self, *, store, worker: str, guard: StoreGuard) -> None:
-        self.store = store
-        self.worker = worker
-        self.guard = guard
-        self.wake = threading.Event()
-        self._lock = threading.Lock()
-        self._items: list[tuple[dict, dict]] = []
-
-    def put(self, row: dict, values: dict) -> None:
-        with self._lock:
-            self._items.append((row, values))
-        self.wake.set()
-
-    def write(self) -> int:
-        """Record the queued results, all in one transaction. Returns how many."""
-        with self._lock:
-            batch, self._items = self._items, []
-            self.wake.clear()
-        if not batch:
-            return 0
-        try:
-            done = self.store.finish_many([(row["id"], values) for row, values in batch], worker=self.worker)
-        except StoreError as exc:
-            self.guard.failed(exc)
-            with self._lock:  # keep them for the next try; the rows stay claimed meanwhile
-                self._items[:0] = batch
-            return 0
-        for row, values in batch:
-            if row["id"] not in done:
-                # Superseded meanwhile (the window started) or re-claimed after our claim ran out.
-                log.info(
-                    "notice %s to %s via %s: result %s not recorded, its row had moved on",
-                    row["kind"],
-                    row["tenant"],
-                    row["channel"],
-                    values["status"],
-                    extra={"action": "notice-result-stale", "window": row["window"], "tenant": row["tenant"]},
-                )
-        return len(batch)
+# Several instances: one whose presence heartbeat is this old is dead, its claims are taken
+# back (checked every RECOVER_EVERY seconds), so they are sent again within 10 s (SPEC 4.1).
+INSTANCE_LAPSE = timedelta(seconds=5)
+RECOVER_EVERY = 2.0
+PER_ENDPOINT = 8  # rows of one endpoint (tenant, channel) claimed together and sent in order on one slot
 
 
 def stale(store, row: dict, notice: Notice, now: datetime, later: list[dict] | None = None) -> str | None:
@@ -136,6 +77,7 @@ class Outbox:
         claim_batch: int,
         claim_lease: timedelta,
         rng: random.Random | None = None,
+        instance_lapse: timedelta = INSTANCE_LAPSE,
     ) -> None:
         self.store = store
         self.generations = generations
@@ -145,11 +87,54 @@ class Outbox:
         self.worker = worker
         self.claim_batch = claim_batch
         self.claim_lease = claim_lease
+        self.instance_lapse = instance_lapse
         self.slots = Slots(workers)
         self.results = ResultWriter(store=store, worker=worker, guard=guard)
+        self.results.written = self._written
         self.wake = threading.Event()  # set by ticks (new rows) and by each finished send
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver")
         self._rng = rng or random.Random()
+        # Claimed rows until their result is written: id -> (tenant, channel). Their claims
+        # are extended, and their endpoints get no second send meanwhile.
+        self._held: dict[int, tuple[str, str]] = {}
+        self._held_lock = threading.Lock()
+        self._shared = store.url.get_backend_name() == "postgresql"
+
+    # -- claims -------------------------------------------------------------------
+
+    def busy(self) -> list[tuple[str, str]]:
+        """Endpoints (tenant, channel) with a send in flight or a result not yet written."""
+        with self._held_lock:
+            return sorted(set(self._held.values()))
+
+    def in_flight(self) -> int:
+        with self._held_lock:
+            return len(self._held)
+
+    def _written(self, ids: list[int]) -> None:
+        with self._held_lock:
+            for id in ids:
+                self._held.pop(id, None)
+        self.wake.set()  # an endpoint is free again
+
+    def hold_claims(self, now: datetime) -> int:
+        """Extend this worker's claims on the rows it still holds (sends in flight)."""
+        with self._held_lock:
+            ids = list(self._held)
+        if not ids:
+            return 0
+        with self.guard():
+            return self.store.extend_claims(ids, worker=self.worker, until=now + self.claim_lease)
+        return 0
+
+    def recover(self, now: datetime) -> int:
+        """Take back the claims of dead instances at once (see :func:`.claims.recover`)."""
+        taken = recover(
+            self.store, self.guard, worker=self.worker, shared=self._shared, lapse=self.instance_lapse, now=now
+        )
+        if taken:
+            self.wake.set()
+        return taken
 
     def deliver_due(self, wait: bool = True) -> int:
         """Claim due deliveries for the free slots and send them on the pool.
@@ -164,22 +149,37 @@ class Outbox:
         now = self.clock()
         with self.guard() as g:
             rows = self.store.claim_batch(
-                now, worker=self.worker, limit=min(free, self.claim_batch), lease=self.claim_lease
+                now,
+                worker=self.worker,
+                limit=min(free, self.claim_batch),
+                lease=self.claim_lease,
+                busy=self.busy(),
+                per_endpoint=PER_ENDPOINT,
             )
-            # One read per batch for what a later reschedule or cancellation made untrue.
+            # One read per batch for what a later reschedule or cancellation made untrue,
+            # and one for the endpoints a 410 disabled.
             news = [r for r in rows if r["kind"] in ("scheduled", "rescheduled")]
             changes = self.store.changes_after({r["window"] for r in news}, min(r["id"] for r in news)) if news else []
+            disabled = (
+                {(d["tenant"], d["channel"], d["endpoint"]) for d in self.store.disabled_endpoints()} if rows else set()
+            )
         if g.failed:
             return 0
         later: dict[tuple[str, str], list[dict]] = {}
         for c in changes:
             later.setdefault((c["window"], c["tenant"]), []).append(c)
-        futures = []
+        # One job per endpoint: its rows in order on one slot (a slow tenant holds one slot).
+        groups: dict[tuple[str, str], list[dict]] = {}
         for row in rows:
+            groups.setdefault((row["tenant"], row["channel"]), []).append(row)
+        futures = []
+        for key, group in groups.items():
             self.slots.take()
+            with self._held_lock:
+                self._held.update((row["id"], key) for row in group)
             try:
-                future = self._pool.submit(self.deliver, row, later.get((row["window"], row["tenant"]), []))
-            except RuntimeError:  # the pool is shut down: stopping; the claim runs out and it is retried
+                future = self._pool.submit(self._deliver_group, group, later, disabled)
+            except RuntimeError:  # the pool is shut down: stopping; the next start takes the claim back
                 self.slots.release()
                 continue
             future.add_done_callback(self._sent)
@@ -190,13 +190,19 @@ class Outbox:
             self.results.write()
         return len(rows)
 
+    def _deliver_group(self, group: list[dict], later: dict, disabled: set) -> None:
+        for row in group:
+            self.deliver(row, later.get((row["window"], row["tenant"]), []), disabled)
+
     def _sent(self, _future: Any) -> None:
         self.slots.release()
         self.wake.set()  # a free slot: claim again
 
-    def deliver(self, row: dict, later: list[dict] | None = None) -> None:
-        """Send one claimed delivery and queue its result (sent, retry at a backoff, failed,
-        superseded) for the result writer."""
+    # -- one delivery ---------------------------------------------------------------
+
+    def deliver(self, row: dict, later: list[dict] | None = None, disabled: set | None = None) -> None:
+        """Send one claimed delivery and queue its result (sent, retry at the schedule's next
+        wait, failed, superseded) for the result writer."""
         generation = self.generations.current
         cfg = generation.config
         channel = row["channel"]
@@ -208,34 +214,35 @@ class Outbox:
             gone = f"tenant {row['tenant']} or channel {channel} no longer configured"
             self._result(row, "failed", now, last_error=gone)
             return
-        if now - row["created_at"] >= cfg.notifiers.max_age:
+        max_age = cfg.notifiers.retry.max_age
+        if now - row["created_at"] >= max_age:
             # Sent this late it would be wrong, not merely slow ("starts in 1h", a day later).
-            expired = f"not sent: older than notifiers.max_age ({cfg.notifiers.max_age})"
-            self._result(row, "failed", now, last_error=expired)
-            log.warning(
-                "notice %s to %s via %s expired unsent",
-                row["kind"],
-                row["tenant"],
-                channel,
-                extra={"action": "notice-failed", **where},
-            )
+            self._result(row, "failed", now, last_error=f"not sent: older than notifiers.retry.max_age ({max_age})")
+            msg = "notice %s to %s via %s expired unsent"
+            log.warning(msg, row["kind"], row["tenant"], channel, extra={"action": "notice-failed", **where})
+            return
+        endpoint = endpoint_of(tenant, channel)
+        if endpoint is not None and (tenant.id, channel, endpoint) in (disabled or ()):
+            self._result(row, "failed", now, last_error=ENDPOINT_DISABLED)
+            msg = "notice %s to %s via %s not sent: endpoint disabled (410 Gone)"
+            log.info(msg, row["kind"], row["tenant"], channel, extra={"action": "notice-failed", **where})
             return
         notice = notice_from_json(row["payload"])
         why: str | None = None
         with self.guard() as g:
             why = stale(self.store, row, notice, now, later)
             if not why:
-                notice = self._with_link(notice, cfg.daemon.public_url)
+                notice = with_link(self.store, notice, cfg.daemon.public_url)
         if g.failed:
-            return  # unsent and still claimed: tried again when the claim runs out
+            return  # unsent and still claimed: the claim lapses and it is tried again
         if why:
             self._result(row, "superseded", now, last_error=why)
             msg = "notice %s to %s via %s not sent: %s"
             log.info(msg, row["kind"], row["tenant"], channel, why, extra={"action": "notice-superseded", **where})
             return
-        self._send(row, notifier, notice, tenant)
+        self._send(row, notifier, notice, tenant, endpoint)
 
-    def _send(self, row: dict, notifier: Any, notice: Notice, tenant: Any) -> None:
+    def _send(self, row: dict, notifier: Any, notice: Notice, tenant: Any, endpoint: str | None = None) -> None:
         channel = row["channel"]
         try:
             notifier.send(notice, tenant)
@@ -243,7 +250,7 @@ class Outbox:
             if not isinstance(exc, DeliveryError):
                 log.exception("notifier %s crashed", channel)
                 exc = DeliveryError(f"internal error: {type(exc).__name__}: {exc}", permanent=False)
-            self._failed(row, exc, row.get("attempts") or 1)  # the claim counted this try
+            self._failed(row, exc, row.get("attempts") or 1, endpoint)  # the claim counted this try
             return
         now = self.clock()
         self._result(row, "sent", now, sent_at=now, last_error=None)
@@ -256,47 +263,52 @@ class Outbox:
             extra={"action": "notice-sent", "window": row["window"], "tenant": row["tenant"]},
         )
 
-    def _with_link(self, notice: Notice, base: str | None) -> Notice:
-        """Fill in the tenant page link a notice was enqueued without (see ``NoticeRows``)."""
-        if notice.link or not base:
-            return notice
-        try:
-            # Read first: creating takes the write lock, which every sender would queue for.
-            secret = self.store.tenant_secret(notice.tenant, create=False) or self.store.tenant_secret(notice.tenant)
-        except StoreError:
-            return notice
-        return replace(notice, link=f"{base}/t/{secret}/")
-
-    def _failed(self, row: dict, exc: Any, attempts: int) -> None:
-        cfg = self.generations.config
+    def _failed(self, row: dict, exc: Any, attempts: int, endpoint: str | None = None) -> None:
+        retry = self.generations.config.notifiers.retry
         where = {"window": row["window"], "tenant": row["tenant"]}
         what = (row["kind"], row["tenant"], row["channel"])
         now = self.clock()
-        if exc.permanent or give_up(
-            attempts, row["created_at"], now, cfg.notifiers.max_attempts, cfg.notifiers.max_age
-        ):
-            self._result(row, "failed", now, last_error=str(exc))
+        gone = bool(getattr(exc, "gone", False)) and endpoint is not None
+        nxt = None
+        if not exc.permanent and not gone:
+            nxt = next_attempt(
+                schedule=retry.schedule,
+                attempts=attempts,
+                due_at=row["created_at"],
+                now=now,
+                max_age=retry.max_age,
+                retry_after=retry_after_of(exc),
+                jitter=self._rng.uniform(-1.0, 1.0),
+            )
+        if nxt is None:
+            disable = (row["tenant"], row["channel"], endpoint, str(exc)) if gone else None
+            self._result(row, "failed", now, disable=disable, last_error=str(exc))
             log.warning(
-                "notice %s to %s via %s failed for good after %d attempt%s: %s",
+                "notice %s to %s via %s failed for good after %d attempt%s: %s%s",
                 *what,
                 attempts,
                 "" if attempts == 1 else "s",
                 exc,
+                "; endpoint disabled" if gone else "",
                 extra={"action": "notice-failed", **where},
             )
             return
-        nxt = next_attempt(attempts, now, base=cfg.notifiers.retry_base, jitter=self._rng.random())
-        retry_after = (getattr(exc, "detail", None) or {}).get("retry_after")
-        if isinstance(retry_after, int) and retry_after > 0:  # the receiver asked for a pause: honour it, within reason
-            nxt = max(nxt, now + min(timedelta(seconds=retry_after), timedelta(hours=1)))
         self._result(row, "pending", now, next_attempt_at=nxt, last_error=str(exc))
         msg = "notice %s to %s via %s will be retried at %s: %s"
         log.info(msg, *what, isoz(nxt), exc, extra={"action": "notice-retry", **where})
 
-    def _result(self, row: dict, status: str, now: datetime, **values: Any) -> None:
+    def _result(self, row: dict, status: str, now: datetime, disable: tuple | None = None, **values: Any) -> None:
         result = {"retry": "retry", "pending": "retry"}.get(status, status)
         self.metrics.notices.labels(row["channel"], result).inc()
-        self.results.put(row, dict(status=status, updated_at=now, **values))
+        self.results.put(row, dict(status=status, updated_at=now, **values), disable)
+
+    # -- resends ------------------------------------------------------------------
+
+    def resend(self, notice_id: str | None = None, *, failed: bool = False) -> dict:
+        """Failed deliveries back to ``pending`` (see :func:`.claims.resend`)."""
+        answer = resend(self.store, self.clock(), notice_id, failed=failed)
+        self.wake.set()
+        return answer
 
     # -- the loops -----------------------------------------------------------------
 
@@ -304,8 +316,10 @@ class Outbox:
         """The worker loop: keeps every slot busy while deliveries are due.
 
         Woken by ticks (new rows) and by each finished send (a free slot); otherwise it looks
-        again every second (retries coming due).
+        again every second (retries coming due). Starts by taking back a dead predecessor's
+        claims.
         """
+        self.recover(self.clock())
         # A claim is a store round trip: while sends are in flight, wait until a quarter of
         # the slots are free (or 50 ms passed) and claim them together, not one per finished send.
         batch = max(1, min(self.claim_batch, self.slots.size) // 4)
@@ -324,16 +338,49 @@ class Outbox:
                 self.wake.wait(0.05 if 0 < free < self.slots.size else 1.0)
 
     def run_writer(self, stop: threading.Event) -> None:
-        """Writes results until stopped and every send in flight has reported (``shutdown``
-        joins this thread before it shuts the pool down)."""
+        """Writes results, extends the claims of sends in flight and (several instances)
+        takes back dead instances' claims, until stopped and every send in flight has
+        reported (``shutdown`` joins this thread before it shuts the pool down)."""
+        hold_every = max(0.5, self.claim_lease.total_seconds() / 4)
+        held = recovered = time.monotonic()
         while True:
             idle = stop.is_set() and self.slots.free() == self.slots.size  # read before writing: nothing after
             written = self.results.write()
             if idle and not written:
                 return
+            if time.monotonic() - held >= hold_every:
+                held = time.monotonic()
+                self.hold_claims(self.clock())
+            if self._shared and time.monotonic() - recovered >= RECOVER_EVERY:
+                recovered = time.monotonic()
+                self.recover(self.clock())
             if not written:
                 self.results.wake.wait(0.5)
 
     def shutdown(self) -> None:
-        """Stop the send pool; claims in flight run out and are retried by the next instance."""
+        """Stop the send pool; claims in flight are taken back by the next start."""
         self._pool.shutdown(wait=True, cancel_futures=True)
+
+
+def retry_after_of(exc: Any) -> timedelta | None:
+    """The pause a 429/503 asked for (``Retry-After``), if any."""
+    status = getattr(exc, "status", None) or (getattr(exc, "detail", None) or {}).get("status")
+    if status is not None and status not in (429, 503):
+        return None
+    after = getattr(exc, "retry_after", None)
+    if isinstance(after, timedelta):
+        return after
+    seconds = (getattr(exc, "detail", None) or {}).get("retry_after")
+    return timedelta(seconds=seconds) if isinstance(seconds, int) and seconds > 0 else None
+
+
+def with_link(store, notice: Notice, base: str | None) -> Notice:
+    """Fill in the tenant page link a notice was enqueued without (see ``NoticeRows``)."""
+    if notice.link or not base:
+        return notice
+    try:
+        # Read first: creating takes the write lock, which every sender would queue for.
+        secret = store.tenant_secret(notice.tenant, create=False) or store.tenant_secret(notice.tenant)
+    except StoreError:
+        return notice
+    return replace(notice, link=f"{base}/t/{secret}/")

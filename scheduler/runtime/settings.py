@@ -16,8 +16,9 @@ class Settings:
     # at ~600 deliveries/s (benchmarks/notify_bench.py) where 32 gave ~420.
     workers: int = 64
     claim_batch: int = 64  # rows claimed per store round trip
-    # a claim not finished by then (an instance that died mid-send) is claimed again
-    claim_lease: timedelta = timedelta(seconds=120)
+    # A claim is extended while its send is in flight; one not extended for this long (its
+    # instance hung) is claimed again. A dead instance's claims are taken back sooner (Outbox.recover).
+    claim_lease: timedelta = timedelta(seconds=30)
     leader_poll: float = 1.0  # seconds between leadership checks (PostgreSQL)
     status_wait: float = 1.0  # seconds status waits for a tick in flight before answering from the last one
 
@@ -35,6 +36,6 @@ class Settings:
             hook_attempts=int(env.get("MAINTD_HOOK_ATTEMPTS", "5")),
             workers=workers,
             claim_batch=int(env.get("MAINTD_CLAIM_BATCH", str(workers))),
-            claim_lease=timedelta(seconds=float(env.get("MAINTD_CLAIM_LEASE", "120"))),
+            claim_lease=timedelta(seconds=float(env.get("MAINTD_CLAIM_LEASE", "30"))),
             leader_poll=float(env.get("MAINTD_LEADER_POLL", "1")),
         )

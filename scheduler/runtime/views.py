@@ -10,6 +10,7 @@ from .. import plan
 from ..errors import MaintdError
 from ..model import Mode, isoz
 from .endchecks import is_check
+from .endpoints import disabled_json
 from .faults import Faults, StoreGuard
 from .generation import Generations
 from .metrics import Metrics
@@ -77,6 +78,7 @@ class Views:
             "next": [occurrence_json(cfg, a) for a in nxt],
             "leases": stored["leases"],
             "notices": stored["notices"],
+            "disabled_endpoints": stored["disabled_endpoints"],
             "hooks": stored["hooks"],
             "config": {
                 "path": self.config_path,
@@ -102,7 +104,8 @@ class Views:
             "open_manual": set(),
             "draining": [],
             "leases": {"running": 0, "draining": 0, "items": []},
-            "notices": {"sent": 0, "pending": 0, "failed": 0},
+            "notices": {"sent": 0, "pending": 0, "failed": 0, "superseded": 0},
+            "disabled_endpoints": [],
             "hooks": {"pending": 0, "failed": 0, "items": []},
             "instances": [],
         }
@@ -116,6 +119,7 @@ class Views:
                 "items": [lease_json(lease, now) for lease in running[:100]],
             }
             out["notices"] = self.store.notice_counts()
+            out["disabled_endpoints"] = disabled_json(self.generations.config.tenants, self.store.disabled_endpoints())
             runs = [r for r in self.store.hook_runs() if not is_check(r["event"])]
             out["hooks"] = {
                 "pending": sum(1 for r in runs if r["status"] in ("pending", "running")),
@@ -167,6 +171,8 @@ class Views:
             self.metrics.mode.labels(m.value).set(1 if st["mode"] == m.value else 0)
         self.metrics.notices_pending.set(st["notices"]["pending"])
         self.metrics.notices_failed.set(st["notices"]["failed"])
+        self.metrics.notices_superseded.set(st["notices"].get("superseded", 0))
+        self.metrics.endpoints_disabled.set(len(st.get("disabled_endpoints", [])))
         self.metrics.leases.labels("running").set(st["leases"]["running"])
         self.metrics.leases.labels("draining").set(st["leases"]["draining"])
         self.metrics.hooks_failed.set(st["hooks"]["failed"])

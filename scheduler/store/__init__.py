@@ -189,13 +189,46 @@ class Store:
 
     # outbox ----------------------------------------------------------------
 
-    def claim_batch(self, now: datetime, *, worker: str, limit: int, lease: timedelta) -> list[dict]:
+    def claim_batch(
+        self,
+        now: datetime,
+        *,
+        worker: str,
+        limit: int,
+        lease: timedelta,
+        busy: Iterable[tuple[str, str]] = (),
+        per_endpoint: int = 1,
+    ) -> list[dict]:
         with self._open("claim notices", write=True) as tx:
-            return tx.outbox.claim_batch(now, worker=worker, limit=limit, lease=lease)
+            busy = list(busy)
+            return tx.outbox.claim_batch(
+                now, worker=worker, limit=limit, lease=lease, busy=busy, per_endpoint=per_endpoint
+            )
 
     def finish_many(self, results: Iterable[tuple[int, Mapping[str, Any]]], *, worker: str | None = None) -> set[int]:
         with self._open("record notice results", write=True) as tx:
             return tx.outbox.finish_many(results, worker=worker)
+
+    def extend_claims(self, ids: Iterable[int], *, worker: str, until: datetime) -> int:
+        with self._open("extend notice claims", write=True) as tx:
+            return tx.outbox.extend_claims(list(ids), worker=worker, until=until)
+
+    def orphaned_claims(self, *, alive: Iterable[str]) -> list[dict]:
+        with self._open("read orphaned claims") as tx:
+            return tx.outbox.orphaned_claims(alive=list(alive))
+
+    def resend_notices(self, now: datetime, *, notice_id: str | None = None, all_failed: bool = False) -> list[dict]:
+        """Failed deliveries back to pending (SPEC 4.1); their tenants' disabled endpoints
+        of those channels are enabled again in the same transaction."""
+        with self._open("resend notices", write=True) as tx:
+            rows = tx.outbox.resend(now, notice_id=notice_id, all_failed=all_failed)
+            for tenant, channel in sorted({(r["tenant"], r["channel"]) for r in rows}):
+                tx.endpoints.enable(tenant, channel)
+            return rows
+
+    def disabled_endpoints(self) -> list[dict]:
+        with self._open("read disabled endpoints") as tx:
+            return tx.endpoints.listing()
 
     def notice_counts(self) -> dict[str, int]:
         with self._open("count notices") as tx:

@@ -268,3 +268,21 @@ def migrate(conn: Connection, *, target: int | None = None, where: str = "") -> 
         ):
             conn.execute(_meta_v0.insert().values(key="schema_version", value=str(version)))
     return version
+
+
+def _v_disabled_endpoints(conn: Connection) -> None:
+    """``disabled_endpoints``: webhook endpoints that answered 410 Gone (SPEC 4.1)."""
+    table = sa.Table(
+        "disabled_endpoints",
+        sa.MetaData(),
+        sa.Column("tenant", sa.String(200), primary_key=True),
+        sa.Column("channel", sa.String(32), primary_key=True),
+        sa.Column("endpoint", sa.String(64), primary_key=True),
+        sa.Column("since", UTCDateTime, nullable=False),
+        sa.Column("reason", sa.Text, nullable=False, server_default=""),
+    )
+    table.create(conn, checkfirst=True)
+
+
+MIGRATIONS.append(_v_disabled_endpoints)
+LATEST_VERSION = len(MIGRATIONS)

@@ -7,7 +7,7 @@ a compare-and-set and may finish only the rows it still holds.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,18 +58,32 @@ class Outbox(Repository):
         return self._run("enqueue notices", statement, params).rowcount
 
     def supersede(self, window: str, occurrence: datetime, kind: str, now: datetime, tenant: str | None = None) -> int:
-        """Stop still-undelivered notices of one kind (e.g. a reschedule replaces them)."""
+        """Stop notices of one kind whose send has not begun (e.g. at the window's start).
+
+        Only ``pending`` rows: a claimed (``sending``) row may be on the wire already, so it
+        finishes and is recorded as what it was (SPEC 4.1); the outbox itself drops one it
+        claimed but had not begun to send once the start has passed.
+        """
         conditions = [
             occurrence_is(outbox, window, occurrence),
             outbox.c.kind == kind,
-            outbox.c.status.in_(("pending", "sending")),
+            outbox.c.status == "pending",
         ]
         if tenant is not None:
             conditions.append(outbox.c.tenant == tenant)
         values = dict(status="superseded", updated_at=now, claimed_by=None, claimed_until=None)
         return self._run("supersede notices", outbox.update().where(*conditions).values(**values)).rowcount
 
-    def claim_batch(self, now: datetime, *, worker: str, limit: int, lease: timedelta) -> list[dict]:
+    def claim_batch(
+        self,
+        now: datetime,
+        *,
+        worker: str,
+        limit: int,
+        lease: timedelta,
+        busy: Collection[tuple[str, str]] = (),
+        per_endpoint: int = 1,
+    ) -> list[dict]:
         """Claim up to ``limit`` due deliveries for ``worker`` until ``now + lease``, in three statements.
 
         Due: ``pending`` with ``next_attempt_at <= now``, or ``sending`` whose claim ran
@@ -78,16 +92,30 @@ class Outbox(Repository):
         took in between no longer matches it), and what this worker now holds --
         ``sending``, its name, this claim's expiry -- is read back. Each claim counts as an
         attempt, so a row that keeps crashing its worker still gives up.
+
+        ``busy``: ``(tenant, channel)`` endpoints with a send in flight; their rows are left
+        alone. ``limit`` counts endpoints, each with up to ``per_endpoint`` rows: the caller
+        sends one endpoint's rows in order on one slot, so one slow tenant holds one slot.
         """
         due = sa.or_(
             sa.and_(outbox.c.status == "pending", outbox.c.next_attempt_at <= now),
             sa.and_(outbox.c.status == "sending", outbox.c.claimed_until < now),
         )
         until = now + lease
-        query = sa.select(outbox.c.id).where(due).order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit)
+        query = sa.select(outbox.c.id, outbox.c.tenant, outbox.c.channel).where(due)
+        if busy:
+            query = query.where(sa.tuple_(outbox.c.tenant, outbox.c.channel).not_in(sorted(set(busy))))
+        # Read more than asked: rows beyond the first of an endpoint are skipped below.
+        query = query.order_by(outbox.c.next_attempt_at, outbox.c.id).limit(limit * per_endpoint)
         if self._conn.dialect.name == "postgresql":
             query = query.with_for_update(skip_locked=True)  # others skip rows we hold
-        ids = list(self._run("claim notices", query).scalars())
+        ids: list[int] = []
+        taken: dict[tuple[str, str], int] = {}
+        for id, tenant, channel in self._run("claim notices", query).all():
+            key = (tenant, channel)
+            if taken.get(key, 0) < per_endpoint and (key in taken or len(taken) < limit):
+                taken[key] = taken.get(key, 0) + 1
+                ids.append(id)
         if not ids:
             return []
         values = dict(status="sending", claimed_by=worker, claimed_until=until, updated_at=now)
@@ -138,16 +166,75 @@ class Outbox(Repository):
             self._run("record notice results", statement, todo)
         return mine
 
+    def extend_claims(self, ids: Collection[int], *, worker: str, until: datetime) -> int:
+        """Hold ``worker``'s claims on ``ids`` (sends still in flight) until ``until``."""
+        if not ids:
+            return 0
+        held = (outbox.c.status == "sending", outbox.c.claimed_by == worker)
+        statement = outbox.update().where(outbox.c.id.in_(sorted(ids)), *held).values(claimed_until=until)
+        return self._run("extend notice claims", statement).rowcount
+
+    def orphaned_claims(self, *, alive: Collection[str]) -> list[dict]:
+        """Rows claimed (``sending``) by a worker not in ``alive``: an instance that died mid-send."""
+        c = outbox.c
+        query = sa.select(outbox).where(c.status == "sending", c.claimed_by.is_not(None))
+        if alive:
+            query = query.where(c.claimed_by.not_in(sorted(alive)))
+        return self._rows("read orphaned claims", query.order_by(c.id))
+
+    def release_claims(self, ids: Collection[int], *, worker: str | None, now: datetime) -> int:
+        """Put claimed rows of ``worker`` (None: of whoever holds them) back to ``pending``, due now."""
+        if not ids:
+            return 0
+        held = [outbox.c.status == "sending"]
+        if worker is not None:
+            held.append(outbox.c.claimed_by == worker)
+        values = dict(status="pending", next_attempt_at=now, updated_at=now, claimed_by=None, claimed_until=None)
+        statement = outbox.update().where(outbox.c.id.in_(sorted(ids)), *held).values(**values)
+        return self._run("release notice claims", statement).rowcount
+
+    def resend(self, now: datetime, *, notice_id: str | None = None, all_failed: bool = False) -> list[dict]:
+        """Failed deliveries back to ``pending`` with a fresh schedule (SPEC 4.1): no attempts
+        yet, due now, and their age counted from now (``created_at``), the notice id kept.
+
+        ``notice_id`` matches the notice id (all its channels) or, if all digits, a delivery
+        row id. Returns the rows put back (``id, notice_id, tenant, channel``).
+        """
+        c = outbox.c
+        if notice_id is not None:
+            which = c.notice_id == notice_id
+            if notice_id.isdigit():
+                which = sa.or_(which, c.id == int(notice_id))
+        elif not all_failed:
+            raise ValueError("resend needs a notice id or all_failed")
+        query = sa.select(c.id, c.notice_id, c.tenant, c.channel).where(c.status == "failed")
+        if notice_id is not None:
+            query = query.where(which)
+        rows = self._rows("read failed notices", query.order_by(c.id))
+        if rows:
+            values = dict(
+                status="pending", attempts=0, next_attempt_at=now, created_at=now, updated_at=now, last_error=None
+            )
+            ids = [r["id"] for r in rows]
+            for chunk in range(0, len(ids), 500):
+                part = ids[chunk : chunk + 500]
+                self._run(
+                    "resend notices", outbox.update().where(c.id.in_(part), c.status == "failed").values(**values)
+                )
+        return rows
+
     # reads -------------------------------------------------------------------
 
     def counts(self) -> dict[str, int]:
-        """Deliveries by state for ``status``: ``pending`` includes those being sent."""
+        """Deliveries by state for ``status``: ``pending`` includes those being sent;
+        ``superseded`` (never sent: the window started first, or later news replaced it)."""
         query = sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)
         by_status = {status: n for status, n in self._run("count notices", query).all()}
         return {
             "sent": by_status.get("sent", 0),
             "pending": by_status.get("pending", 0) + by_status.get("sending", 0),
             "failed": by_status.get("failed", 0),
+            "superseded": by_status.get("superseded", 0),
         }
 
     def listing(

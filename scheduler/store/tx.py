@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from .effects import Effects
+from .endpoints import DisabledEndpoints
 from .journal import Journal
 from .leases import Leases
 from .outbox import Outbox
@@ -40,6 +41,7 @@ class Tx:
         self.effects = Effects(conn, where)
         self.secrets = Secrets(conn, where)
         self.waves = Waves(conn, where)  # SPEC 8 and 9
+        self.endpoints = DisabledEndpoints(conn, where)
 
     # journal ---------------------------------------------------------------
 
