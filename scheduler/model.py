@@ -76,6 +76,8 @@ class Tenant:
     email: tuple[str, ...] = ()
     webhook: Webhook | None = None
     line: int = 0  # where it is declared, for messages
+    notify_urls: tuple[str, ...] = ()  # Apprise URLs (SPEC 4.2); secrets: show only masked
+    locale: str = "en"  # template language (SPEC 4.3), checked at load
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -196,6 +198,13 @@ class Provider:
     zone: ZoneInfo
     message: str = "{provider} is under scheduled maintenance until {end}."
     policy: str | None = None
+    ops: OpsSettings | None = None  # the provider's own room (SPEC 4.2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpsSettings:
+    urls: tuple[str, ...] = ()  # Apprise URLs; secrets: show only masked
+    events: tuple[str, ...] = ()  # which ops events the room hears
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from .. import model
 from ..duration import format_duration
 from ..errors import ConfigIssue
+from . import channels
 from . import windows as win
 from .issues import secret_reason
 from .schema import DAEMON_ENV, ConfigModel, DaemonModel, EmailModel, NotifiersModel, WindowModel
@@ -68,6 +69,8 @@ def build(s: Shapes, col: Collector) -> model.Config:
         name=cfg.provider.name, zone=ZoneInfo(cfg.provider.timezone), policy=cfg.provider.policy, **message
     )
     tenants = _tenants(s, provider.zone, col)
+    tenants = channels.tenant_channels(s.tsrc, s.tenants, tenants, col)  # notify_urls, locale (SPEC 4.2, 4.3)
+    provider = replace(provider, ops=channels.ops_settings(s.src, cfg.provider.ops, col))
     policies = _policies(cfg, s.src, col)
     refs = check_references(s, tenants, policies, col)
     return model.Config(

@@ -58,10 +58,17 @@ class TenantModel(_M):
     labels: dict[str, LabelValue] = {}
     email: Emails = []
     webhook: WebhookModel | None = None
+    notify_urls: list[str] = Field(default=[], description="Apprise URLs (chat and push channels)")
+    locale: str | None = Field(default=None, description="language of notices and the tenant page (BCP 47)")
 
 
 class TenantsFileModel(_M):
     tenants: list[TenantModel]
+
+
+class OpsModel(_M):
+    urls: list[str] = Field(default=[], description="Apprise URLs of the provider's own room")
+    events: list[str] | None = Field(default=None, description="ops events the room hears (default: all)")
 
 
 class ProviderModel(_M):
@@ -69,6 +76,7 @@ class ProviderModel(_M):
     timezone: Zone = "UTC"
     message: Message | None = None
     policy: str | None = None
+    ops: OpsModel | None = None
 
 
 class EmailModel(_M):

@@ -109,7 +109,7 @@ class NoticeRows:
             notice = self.build_notice(n, tenant, summary=summary, create_secret=False)
             payload = notice_json(notice)
             for channel, notifier in generation.notifiers.items():
-                if not notifier.applies_to(tenant):
+                if channel.startswith("ops:") or not notifier.applies_to(tenant):
                     continue
                 rows.append(
                     {
@@ -121,7 +121,8 @@ class NoticeRows:
                         "kind": n.kind,
                         "lead": notice.lead,
                         "seq": notice_seq(notice),
-                        "payload": payload,
+                        # A chat row carries its masked URL: what every view shows of it.
+                        "payload": {**payload, "target": notifier.target} if channel.startswith("apprise:") else payload,
                         "created_at": now,
                         "late": n.late,
                         "status": "dry-run" if self.dry_run else "pending",
@@ -142,6 +143,8 @@ def dry_run_render(notifier: Any, notice: Notice, tenant: Tenant) -> None:
             what = f"email to {msg['To']}: {msg['Subject']}"
         elif channel == "webhook":
             what = f"webhook {notice.payload()['type']} ({notice.id})"
+        elif channel.startswith("apprise:"):
+            what = f"{channel.split('#', 1)[0]} to {notifier.target}"
         else:
             what = channel
     except Exception as exc:  # noqa: BLE001 - report it like a send would, never break the tick

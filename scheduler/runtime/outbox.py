@@ -25,6 +25,7 @@ from ..store import give_up, next_attempt
 from .faults import StoreGuard
 from .generation import Generations
 from .metrics import Metrics
+from .ops import OpsDelivery, is_ops
 
 log = logging.getLogger("maintd")
 
@@ -150,6 +151,8 @@ class Outbox:
         self.wake = threading.Event()  # set by ticks (new rows) and by each finished send
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver")
         self._rng = rng or random.Random()
+        # Called with (row, error) when a tenant delivery fails for good (the ops room hears it).
+        self.on_failed: Callable[[dict, str], None] | None = None
 
     def deliver_due(self, wait: bool = True) -> int:
         """Claim due deliveries for the free slots and send them on the pool.
@@ -204,6 +207,9 @@ class Outbox:
         tenant = cfg.tenants.get(row["tenant"])
         now = self.clock()
         where = {"window": row["window"], "tenant": row["tenant"]}
+        if is_ops(row) and notifier is not None:  # the provider's room: no notice, no tenant
+            self._send(row, OpsDelivery(notifier, row["payload"]), None, None)
+            return
         if tenant is None or notifier is None:
             gone = f"tenant {row['tenant']} or channel {channel} no longer configured"
             self._result(row, "failed", now, last_error=gone)
@@ -284,6 +290,8 @@ class Outbox:
                 exc,
                 extra={"action": "notice-failed", **where},
             )
+            if self.on_failed is not None and not is_ops(row):
+                self.on_failed(row, str(exc))
             return
         nxt = next_attempt(attempts, now, base=cfg.notifiers.retry_base, jitter=self._rng.random())
         retry_after = (getattr(exc, "detail", None) or {}).get("retry_after")

@@ -46,6 +46,7 @@ class Reconciler:
         scheduler: Any = None,
         dry_run: bool = False,
         after: Callable[[], None] = lambda: None,
+        ops: Any = None,
     ) -> None:
         self.store = store
         self.generations = generations
@@ -58,6 +59,7 @@ class Reconciler:
         self.scheduler = scheduler  # APScheduler: one `date` job is the next wake-up
         self.dry_run = dry_run
         self.after = after  # wakes the workers: new outbox rows, new hook or check runs
+        self.ops = ops  # runtime.ops.Ops: the provider's room hears starts, ends, extensions
         self.lock = threading.RLock()
         self.evaluation: plan.Evaluation | None = None
         self.last_tick: datetime | None = None
@@ -126,6 +128,8 @@ class Reconciler:
             for n in ev.notices:
                 rows.extend(self.rows.rows(n, now))
                 self._journal_notice(tx, n, now)
+                if n.kind == "extended" and self.ops is not None:
+                    self.ops.emit("extended", ops_record(cfg, n, seq=int(n.end.timestamp())), tx=tx)
             if rows:
                 tx.enqueue(rows)
             for a in ev.announces:
@@ -175,6 +179,8 @@ class Reconciler:
             detail={"late": t.late, "at": isoz(t.at), "tenants": len(t.tenants), "reason": t.reason},
         )
         log.info(msg, extra={"action": t.event, "window": t.window})
+        if self.ops is not None:
+            self.ops.emit("started" if t.event == "start" else "ended", ops_record(cfg, t), tx=tx)
         if t.event == "start":
             tx.supersede(t.window, t.occurrence, "scheduled", now)
         if hook_for(cfg, self.evaluation, t.window, t.event) and (t.event == "end" or t.end is None or t.end > now):
@@ -191,3 +197,20 @@ class Reconciler:
             message=f"{n.kind} notice to {len(n.tenants)} tenants{late}{dry}",
             detail={"kind": n.kind, "lead": n.lead, "late": n.late, "tenants": len(n.tenants), "dry_run": self.dry_run},
         )
+
+
+def ops_record(cfg: Config, t: Any, **extra: Any) -> dict[str, Any]:
+    """What the provider's room is told of a transition or notice (``runtime.ops``)."""
+    w = cfg.window(t.window)
+    previous = getattr(t, "previous", None)
+    return {
+        "window": t.window,
+        "title": getattr(t, "title", None) or (w.title if w else t.window),
+        "occurrence": t.occurrence,
+        "start": t.start,
+        "end": t.end,
+        "previous_end": previous[1] if previous else None,
+        "tenants": sorted(t.tenants),
+        "reason": "" if getattr(t, "reason", "scheduled") == "scheduled" else f"({t.reason})",
+        **extra,
+    }

@@ -222,7 +222,9 @@ def ops_view(daemon: Any, now: datetime) -> dict:
                 "tenant": f["tenant"],
                 "kind": f["kind"],
                 "window": f["window"],
-                "channel": f["channel"],
+                "channel": " ".join(
+                    x for x in (f["channel"].split("#", 1)[0], (f.get("payload") or {}).get("target")) if x
+                ),
                 "error": f["last_error"],
                 "at": isoz(f["updated_at"]),
             }
