@@ -53,7 +53,9 @@ class NoticeRows:
         if n.kind == "completed" and summary is None:
             summary = self.summary(n, tenant.id)
         window = find_window(cfg, self.evaluation(), n.window)
-        return compose_notice(cfg, n, tenant, window=window, link=link, summary=summary)
+        return compose_notice(
+            cfg, n, tenant, window=window, link=link, summary=summary, format_time=tenant_time(tenant)
+        )
 
     def summary(
         self,
@@ -159,3 +161,11 @@ def dry_run_render(notifier: Any, notice: Notice, tenant: Tenant) -> None:
         )
         return
     log.info("dry-run: %s notice for %s to %s not sent (%s)", notice.kind, notice.window, tenant.id, what, extra=extra)
+
+
+def tenant_time(tenant: Tenant) -> Callable[[datetime, Any], str]:
+    """Dates of a tenant's message in its language (Babel; SPEC 4.3)."""
+    from notifiers.i18n import format_local
+
+    locale = getattr(tenant, "locale", "en") or "en"
+    return lambda ts, zone: format_local(ts, zone, locale)
