@@ -61,7 +61,10 @@ def _language(tenant: Tenant) -> tuple[str, Any, Any]:
     def countdown(delta: timedelta) -> str:
         if delta.total_seconds() <= 0:
             return words["now"]
-        return words["in"].format(span=humanize_span(max(delta, timedelta(minutes=1)), tag))
+        # Two units at most, as the English countdown: "2 Tage, 3 Stunden" (Babel's unit lists
+        # also have no three-item pattern in some locales).
+        step = timedelta(hours=1) if delta >= timedelta(days=1) else timedelta(minutes=1)
+        return words["in"].format(span=humanize_span(max(delta // step * step, timedelta(minutes=1)), tag))
 
     return lang, lambda ts: format_local(ts, tenant.zone, tag), countdown
 
