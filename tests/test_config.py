@@ -366,7 +366,7 @@ ERRORS = [
           name: P
           zone: UTC
         """),
-        ['windows.yaml:4:3: unknown key "zone" in provider (expected one of: name, timezone, message, policy)'],
+        ['windows.yaml:4:3: unknown key "zone" in provider (expected one of: name, timezone, message, policy, ops)'],
     ),
     (
         "missing_window_id",

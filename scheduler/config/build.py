@@ -64,7 +64,7 @@ def _frozen(value: Any) -> Any:
 
 def build(s: Shapes, col: Collector) -> model.Config:
     cfg = s.cfg
-    message = {"message": cfg.provider.message} if cfg.provider.message else {}  # else the record's default
+    message: dict[str, Any] = {"message": cfg.provider.message} if cfg.provider.message else {}  # else the default
     provider = model.Provider(
         name=cfg.provider.name, zone=ZoneInfo(cfg.provider.timezone), policy=cfg.provider.policy, **message
     )

@@ -219,7 +219,7 @@ class Effects:
             then = f"; retry at {isoz(nxt)}" if nxt else "; gave up"
             self.faults.raise_(fault, f"{r['event']} hook of {r['window']} {result.error}{then}")
             if nxt is None and self.on_hook_failed is not None:
-                self.on_hook_failed(self._ops_record(r, attempts, result.error))
+                self.on_hook_failed(self._ops_record(r, attempts, str(result.error)))
         with self.store.transaction() as tx:
             tx.journal(
                 "hook",

@@ -225,6 +225,8 @@ class Outbox:
                 channel,
                 extra={"action": "notice-failed", **where},
             )
+            if self.on_failed is not None:
+                self.on_failed(row, expired)
             return
         notice = notice_from_json(row["payload"])
         why: str | None = None
@@ -241,7 +243,7 @@ class Outbox:
             return
         self._send(row, notifier, notice, tenant)
 
-    def _send(self, row: dict, notifier: Any, notice: Notice, tenant: Any) -> None:
+    def _send(self, row: dict, notifier: Any, notice: Notice | None, tenant: Any) -> None:
         channel = row["channel"]
         try:
             notifier.send(notice, tenant)
