@@ -419,7 +419,8 @@ def _notice_row(r: dict) -> dict:
     return {
         "id": r["notice_id"],
         "delivery": r["id"],
-        "channel": r["channel"],
+        "channel": r["channel"].split("#", 1)[0],  # apprise:<scheme>#<url hash>: the hash is internal
+        "target": (r.get("payload") or {}).get("target"),  # a chat URL, masked (SPEC 4.2)
         "kind": r["kind"],
         "window": r["window"],
         "occurrence": isoz(r["occurrence"]),

@@ -115,6 +115,8 @@ class Tenant:
     webhook: Webhook | None = None
     line: int = 0  # where it is declared, for messages
     blackouts: tuple[Blackout, ...] = ()  # SPEC 7: its own no-maintenance times
+    notify_urls: tuple[str, ...] = ()  # Apprise URLs (SPEC 4.2); secrets: show only masked
+    locale: str = "en"  # template language (SPEC 4.3), checked at load
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -286,6 +288,13 @@ class Provider:
     message: str = "{provider} is under scheduled maintenance until {end}."
     policy: str | None = None
     redundant: tuple[frozenset[str], ...] = ()  # SPEC 7: resources never in maintenance together
+    ops: OpsSettings | None = None  # the provider's own room (SPEC 4.2)
+
+
+@dataclass(frozen=True, kw_only=True)
+class OpsSettings:
+    urls: tuple[str, ...] = ()  # Apprise URLs; secrets: show only masked
+    events: tuple[str, ...] = ()  # which ops events the room hears
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 import string
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -105,10 +105,25 @@ def notice_seq(n: Notice | Action) -> int:
     return n.sequence if kind(n.kind).sequenced else 0
 
 
+FormatTime = Callable[[datetime, ZoneInfo], str]
+
+
 def tenant_message(
-    cfg: Config, window: Window | None, tenant: Tenant, start: datetime, end: datetime, title: str, window_id: str
+    cfg: Config,
+    window: Window | None,
+    tenant: Tenant,
+    start: datetime,
+    end: datetime,
+    title: str,
+    window_id: str,
+    *,
+    format_time: FormatTime | None = None,
 ) -> str:
-    """The tenant-facing message of a window (or the provider's), placeholders filled in."""
+    """The tenant-facing message of a window (or the provider's), placeholders filled in.
+
+    ``format_time(ts, zone)`` writes ``{start}``/``{end}`` in the tenant's language (the
+    runtime passes Babel's, ``notifiers.i18n.format_local`` for ``tenant.locale``); this
+    module stays pure and writes English without one."""
     text = (window.message if window and window.message else None) or cfg.provider.message
     return render(
         text,
@@ -119,6 +134,7 @@ def tenant_message(
         window=window_id,
         tenant=tenant,
         zone=tenant.zone,
+        format_time=format_time,
     )
 
 
@@ -130,6 +146,7 @@ def compose_notice(
     window: Window | None = None,
     link: str | None = None,
     summary: Mapping | None = None,
+    format_time: FormatTime | None = None,
 ) -> Notice:
     """The Notice a planned action means for one tenant. The daemon and ``maintd preview``
     build notices the same way, so a preview is what would be sent."""
@@ -145,7 +162,7 @@ def compose_notice(
         title=n.title,
         start=n.start,
         end=n.end,
-        message=tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window),
+        message=tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window, format_time=format_time),
         provider=cfg.provider.name,
         lead=lead,
         late=n.late,
@@ -260,8 +277,10 @@ def render(
     window: str,
     tenant: Tenant | None,
     zone: ZoneInfo,
+    format_time: FormatTime | None = None,
 ) -> str:
-    """Fill the placeholders of ``text``; ``{start}``/``{end}`` are shown in ``zone``.
+    """Fill the placeholders of ``text``; ``{start}``/``{end}`` are shown in ``zone``
+    (through ``format_time`` when given: the tenant's language).
 
     ``{tenant}`` is the tenant's name, or its id when it has no name, or "" when there
     is no tenant. A template that :func:`check_template` rejects is returned unchanged
@@ -275,12 +294,13 @@ def render(
         who = ""
     else:
         who = tenant.name or tenant.id
+    fmt = format_time or format_local
     try:
         return text.format(
             provider=provider,
             title=title,
-            start=format_local(start, zone),
-            end=format_local(end, zone),
+            start=fmt(start, zone),
+            end=fmt(end, zone),
             window=window,
             tenant=who,
         )

@@ -367,7 +367,7 @@ ERRORS = [
           zone: UTC
         """),
         [
-            'windows.yaml:4:3: unknown key "zone" in provider (expected one of: name, timezone, message, policy, redundant)'
+            'windows.yaml:4:3: unknown key "zone" in provider (expected one of: name, timezone, message, policy, redundant, ops)'
         ],
     ),
     (

@@ -157,7 +157,9 @@ def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> No
         }
     # The real link carries the tenant's secret from the daemon's database (`maintd tenant-url`).
     link = f"{cfg.daemon.public_url}/t/TENANT-SECRET/" if cfg.daemon.public_url else None
-    notice = compose_notice(cfg, action, tenant, window=w, link=link, summary=summary)
+    from ..runtime.enqueue import tenant_time  # the daemon's dates in the tenant's language
+
+    notice = compose_notice(cfg, action, tenant, window=w, link=link, summary=summary, format_time=tenant_time(tenant))
     renderer = Renderer(cfg.provider.name, cfg.notifiers.templates)
     problems = renderer.check()
     if problems:
@@ -165,6 +167,22 @@ def preview(ctx: click.Context, window_id: str, tenant_id: str, kind: str) -> No
     sender = cfg.notifiers.email.sender if cfg.notifiers.email else None
     rendered = renderer.render(notice, tenant, organizer=sender, now=now)
     _print_preview(cfg, kind, tenant, w, occ, notice, rendered, sender)
+    _print_chat(renderer, notice, tenant)
+
+
+def _print_chat(renderer: Any, notice: Any, tenant: Any) -> None:
+    """Each notify_url's title and Markdown body, the URL masked (it holds secrets)."""
+    if not tenant.notify_urls:
+        return
+    from notifiers import mask_apprise_url
+    from notifiers.chat import check_apprise_url
+
+    title, body = renderer.render_chat(notice, tenant)
+    for url in tenant.notify_urls:
+        head = f"Chat apprise:{check_apprise_url(url)} ({mask_apprise_url(url)}) "
+        click.echo(f"\n===== {head}" + "=" * max(3, 60 - len(head)))
+        click.echo(f"Title: {title}")
+        click.echo(body.rstrip("\n"))
 
 
 def _print_preview(cfg: Any, kind: str, tenant: Any, w: Any, occ: Any, notice: Any, rendered: Any, sender: Any) -> None:
@@ -177,7 +195,8 @@ def _print_preview(cfg: Any, kind: str, tenant: Any, w: Any, occ: Any, notice: A
 
     click.echo(
         f"Preview of the {kind} notice for {tenant.id} about {w.id}, occurrence {isoz(occ.key)} "
-        f"({full_time(occ.start, tenant.zone)} .. {full_time(occ.end, tenant.zone)}). Nothing is sent."
+        f"({full_time(occ.start, tenant.zone)} .. {full_time(occ.end, tenant.zone)}), "
+        f"in {getattr(tenant, 'locale', 'en')}. Nothing is sent."
     )
     if changed:
         click.echo(

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from .. import model
 from ..duration import format_duration
 from ..errors import ConfigIssue
+from . import channels
 from . import guardrails as guard
 from . import waves as wv
 from . import windows as win
@@ -71,6 +72,8 @@ def build(s: Shapes, col: Collector) -> model.Config:
     )
     provider = replace(provider, redundant=guard.redundant(cfg, s.src, col))  # SPEC 7
     tenants = _tenants(s, provider.zone, col)
+    tenants = channels.tenant_channels(s.tsrc, s.tenants, tenants, col)  # notify_urls, locale (SPEC 4.2, 4.3)
+    provider = replace(provider, ops=channels.ops_settings(s.src, cfg.provider.ops, col))
     policies = _policies(cfg, s.src, col)
     refs = check_references(s, tenants, policies, col)
     config = model.Config(

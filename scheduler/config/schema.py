@@ -77,10 +77,17 @@ class TenantModel(_M):
     email: Emails = []
     webhook: WebhookModel | None = None
     blackouts: list[BlackoutModel] = []
+    notify_urls: list[str] = Field(default=[], description="Apprise URLs (chat and push channels)")
+    locale: str | None = Field(default=None, description="language of notices and the tenant page (BCP 47)")
 
 
 class TenantsFileModel(_M):
     tenants: list[TenantModel]
+
+
+class OpsModel(_M):
+    urls: list[str] = Field(default=[], description="Apprise URLs of the provider's own room")
+    events: list[str] | None = Field(default=None, description="ops events the room hears (default: all)")
 
 
 class ProviderModel(_M):
@@ -89,6 +96,7 @@ class ProviderModel(_M):
     message: Message | None = None
     policy: str | None = None
     redundant: list[StrList] = Field(default=[], description="groups of resources never in maintenance together")
+    ops: OpsModel | None = None
 
 
 class EmailModel(_M):

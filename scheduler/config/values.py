@@ -232,4 +232,4 @@ SocketPath = Annotated[str, BeforeValidator(_socket_path)]
 Name = Annotated[str, AfterValidator(_one_line)]  # shown in headers and notices: one printable line
 
 # Field names whose values are never shown in a message (values from ${VAR} neither).
-SECRET_FIELDS = frozenset({"password", "secret", "token", "api_key", "routing_key"})
+SECRET_FIELDS = frozenset({"password", "secret", "token", "api_key", "routing_key", "notify_urls", "urls"})

@@ -4,6 +4,8 @@ taken back at once, and failed deliveries put back to pending."""
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 
 from ..errors import NotFoundError
@@ -77,3 +79,33 @@ def _in_doubt(row: dict, now: datetime) -> dict:
     """The result of a ``scheduled`` notice a dead instance was sending when the window started."""
     why = f"outcome unknown: {row['claimed_by']} stopped while sending it; not sent again after the start"
     return dict(status="sent", updated_at=now, sent_at=row["updated_at"], last_error=why)
+
+
+class Held:
+    """Claimed rows until their result is written: id -> (tenant, channel). Their claims are
+    extended, and their endpoints get no second send meanwhile. Guards only memory."""
+
+    def __init__(self) -> None:
+        self._rows: dict[int, tuple[str, str]] = {}
+        self._lock = threading.Lock()
+
+    def add(self, ids: Iterable[int], endpoint: tuple[str, str]) -> None:
+        with self._lock:
+            self._rows.update((id, endpoint) for id in ids)
+
+    def drop(self, ids: Iterable[int]) -> None:
+        with self._lock:
+            for id in ids:
+                self._rows.pop(id, None)
+
+    def ids(self) -> list[int]:
+        with self._lock:
+            return list(self._rows)
+
+    def endpoints(self) -> list[tuple[str, str]]:
+        with self._lock:
+            return sorted(set(self._rows.values()))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._rows)

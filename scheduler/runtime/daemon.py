@@ -35,6 +35,7 @@ from .gatings import GatingIndex
 from .generation import Generations, build_generation
 from .manual import Manual
 from .metrics import Metrics
+from .ops import Ops, failed_record
 from .outbox import Outbox
 from .presence import Presence
 from .reconciler import Reconciler
@@ -120,6 +121,11 @@ class Daemon:
             dry_run=self.dry_run,
             on_check=lambda: self.reconciler.tick("end-check"),
         )
+        self.ops = Ops(store=store, generations=gens, clock=self.clock, dry_run=self.dry_run)
+        self.ops.after = lambda: self.outbox.wake.set()
+        self.outbox.on_failed = lambda row, error: self.ops.emit("notice_failed", failed_record(row, error))
+        self.effects.on_hook_failed = lambda record: self.ops.emit("hook_failed", record)
+        overruns.on_overrun = lambda record: self.ops.emit("drain_overrun", record)
         self.notice_rows = NoticeRows(**common, evaluation=evaluation, dry_run=self.dry_run)
         self.reconciler = Reconciler(
             **common,
@@ -131,6 +137,7 @@ class Daemon:
             scheduler=self.scheduler,
             dry_run=self.dry_run,
             after=self._wake_workers,
+            ops=self.ops,
         )
         self.gate = Gate(
             writer=GroupCommit(partial(write_gate_batch, store), name="gate-writer"),
@@ -252,6 +259,7 @@ class Daemon:
         for t in self._threads:
             t.join(timeout=10)
         self.outbox.shutdown()
+        self.ops.shutdown()
         self.journal("daemon-stop", self.clock(), message="maintd stopped", actor="daemon")
         self.presence.leave()
         self.store.close()

@@ -67,6 +67,7 @@ class Effects:
         self.on_check = on_check  # a check's result changes the plan: tick
         self.wake = threading.Event()
         self._rng = rng or random.Random()
+        self.on_hook_failed: Callable[[dict], Any] | None = None  # a hook that gave up (the ops room hears it)
 
     def run_due(self) -> int:
         """Run every due hook and end check once; returns how many ran."""
@@ -198,6 +199,18 @@ class Effects:
             base=self.env,
         )
 
+    def _ops_record(self, r: dict, attempts: int, error: str) -> dict:
+        w = self.generations.config.window(r["window"])
+        return {
+            "window": r["window"],
+            "title": w.title if w else r["window"],
+            "occurrence": r["occurrence"],
+            "start": r["occurrence"],
+            "hook": f"on_{r['event']}",
+            "attempts": attempts,
+            "error": str(error)[:300],
+        }
+
     def _hook_result(self, r: dict, key: tuple, result: hooks_mod.Result) -> None:
         now = self.clock()
         attempts = (r.get("attempts") or 0) + 1
@@ -215,6 +228,8 @@ class Effects:
             self.metrics.hooks.labels(r["event"], "retry" if nxt else "failed").inc()
             then = f"; retry at {isoz(nxt)}" if nxt else "; gave up"
             self.faults.raise_(fault, f"{r['event']} hook of {r['window']} {result.error}{then}")
+            if nxt is None and self.on_hook_failed is not None:
+                self.on_hook_failed(self._ops_record(r, attempts, str(result.error)))
         with self.store.transaction() as tx:
             tx.journal(
                 "hook",

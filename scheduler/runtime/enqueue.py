@@ -53,7 +53,9 @@ class NoticeRows:
         if n.kind == "completed" and summary is None:
             summary = self.summary(n, tenant.id)
         window = find_window(cfg, self.evaluation(), n.window)
-        return compose_notice(cfg, n, tenant, window=window, link=link, summary=summary)
+        return compose_notice(
+            cfg, n, tenant, window=window, link=link, summary=summary, format_time=tenant_time(tenant)
+        )
 
     def summary(
         self,
@@ -109,7 +111,7 @@ class NoticeRows:
             notice = self.build_notice(n, tenant, summary=summary, create_secret=False)
             payload = notice_json(notice)
             for channel, notifier in generation.notifiers.items():
-                if not notifier.applies_to(tenant):
+                if channel.startswith("ops:") or not notifier.applies_to(tenant):
                     continue
                 rows.append(
                     {
@@ -121,7 +123,8 @@ class NoticeRows:
                         "kind": n.kind,
                         "lead": notice.lead,
                         "seq": notice_seq(notice),
-                        "payload": payload,
+                        # A chat row carries its masked URL: what every view shows of it.
+                        "payload": {**payload, "target": notifier.target} if channel.startswith("apprise:") else payload,
                         "created_at": now,
                         "late": n.late,
                         "status": "dry-run" if self.dry_run else "pending",
@@ -142,6 +145,8 @@ def dry_run_render(notifier: Any, notice: Notice, tenant: Tenant) -> None:
             what = f"email to {msg['To']}: {msg['Subject']}"
         elif channel == "webhook":
             what = f"webhook {notice.payload()['type']} ({notice.id})"
+        elif channel.startswith("apprise:"):
+            what = f"{channel.split('#', 1)[0]} to {notifier.target}"
         else:
             what = channel
     except Exception as exc:  # noqa: BLE001 - report it like a send would, never break the tick
@@ -156,3 +161,11 @@ def dry_run_render(notifier: Any, notice: Notice, tenant: Tenant) -> None:
         )
         return
     log.info("dry-run: %s notice for %s to %s not sent (%s)", notice.kind, notice.window, tenant.id, what, extra=extra)
+
+
+def tenant_time(tenant: Tenant) -> Callable[[datetime, Any], str]:
+    """Dates of a tenant's message in its language (Babel; SPEC 4.3)."""
+    from notifiers.i18n import format_local
+
+    locale = getattr(tenant, "locale", "en") or "en"
+    return lambda ts, zone: format_local(ts, zone, locale)

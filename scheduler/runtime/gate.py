@@ -64,6 +64,7 @@ class Overruns:
     def __init__(self, faults: Faults, metrics: Metrics) -> None:
         self.faults = faults
         self.metrics = metrics
+        self.on_overrun: Callable[[dict], Any] | None = None  # the ops room hears an overrun
 
     def lease_ids(self) -> list[str]:
         return [what.split(":", 1)[1] for what in self.faults.names("overrun:")]
@@ -81,6 +82,17 @@ class Overruns:
         self.faults.raise_(what, message)
         self.metrics.drain_overrun.set(len(self.lease_ids()))
         log.warning(message, extra={"action": "drain-overrun", "tenant": row["tenant"]})
+        if self.on_overrun is not None:
+            self.on_overrun(
+                {
+                    "window": row.get("window") or "",
+                    "occurrence": row.get("occurrence"),
+                    "tenants": [row["tenant"]],
+                    "jobs": [f"{row['tenant']}/{row['kind']}"],  # never the lease id: a capability
+                    "count": 1,
+                    "end": row["deadline"],
+                }
+            )
         detail: dict[str, Any] = {k: row[k] for k in ("tenant", "kind", "resource")}
         detail.update(lease=row["id"], deadline=isoz(row["deadline"]))
         return ("journal", "drain-overrun", dict(at=now, message=message, detail=detail))

@@ -8,6 +8,7 @@ first load finishing after the second.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 from collections.abc import Callable
@@ -40,9 +41,39 @@ def build_generation(cfg: Config, loaded_at: datetime) -> Generation:
     if problems:
         raise ConfigError([ConfigIssue(p.split(":", 1)[0], 1, 1, p) for p in problems])
     notifiers = {n.channel: n for n in build_notifiers(cfg.notifiers, cfg.provider.name, renderer)}
+    notifiers.update(chat_registry(cfg, renderer))
     return Generation(
         config=cfg, renderer=renderer, notifiers=notifiers, compiled=compile_policies(cfg.policies), loaded_at=loaded_at
     )
+
+
+def channel_key(channel: str, url: str) -> str:
+    """The outbox channel of one Apprise URL: ``apprise:ntfy#<8 hex>``. Two URLs of one scheme
+    are two deliveries, so the key names the URL by a hash (never the URL, a secret); the
+    part before ``#`` is the channel shown (:func:`shown_channel`)."""
+    return f"{channel}#{hashlib.sha256(url.encode()).hexdigest()[:8]}"
+
+
+def shown_channel(channel: str) -> str:
+    """``apprise:ntfy#1a2b3c4d`` -> ``apprise:ntfy``; other channels as they are."""
+    return channel.split("#", 1)[0]
+
+
+def chat_registry(cfg: Config, renderer: Any) -> dict[str, Any]:
+    """Tenant chat notifiers and the provider's ops rooms, keyed by :func:`channel_key`."""
+    ops = cfg.provider.ops
+    if not ops or not ops.urls:
+        if not any(t.notify_urls for t in cfg.tenants.values()):
+            return {}  # never import Apprise for a config without a URL
+    from notifiers import OpsNotifier, build_chat_notifiers
+
+    timeout = cfg.notifiers.webhook.timeout
+    chats = build_chat_notifiers(cfg.tenants.values(), renderer, timeout=timeout)
+    out: dict[str, Any] = {channel_key(n.channel, url): n for url, n in chats.items()}
+    for url in ops.urls if ops else ():
+        n = OpsNotifier(url, provider=cfg.provider.name, events=ops.events if ops else (), timeout=timeout)
+        out[channel_key(f"ops:{n.channel}", url)] = n
+    return out
 
 
 @dataclass(frozen=True)

@@ -22,11 +22,12 @@ from ..errors import DeliveryError, StoreError
 from ..model import Notice, calendar_uid, isoz
 from ..notices import notice_from_json
 from ..retry import next_attempt
-from .claims import recover, resend
+from .claims import Held, recover, resend
 from .endpoints import ENDPOINT_DISABLED, endpoint_of
 from .faults import StoreGuard
 from .generation import Generations
 from .metrics import Metrics
+from .ops import OpsDelivery, is_ops
 from .results import ResultWriter, Slots
 
 log = logging.getLogger("maintd")
@@ -94,33 +95,27 @@ class Outbox:
         self.wake = threading.Event()  # set by ticks (new rows) and by each finished send
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver")
         self._rng = rng or random.Random()
-        # Claimed rows until their result is written: id -> (tenant, channel). Their claims
-        # are extended, and their endpoints get no second send meanwhile.
-        self._held: dict[int, tuple[str, str]] = {}
-        self._held_lock = threading.Lock()
+        # Called with (row, error) when a tenant delivery fails for good (the ops room hears it).
+        self.on_failed: Callable[[dict, str], None] | None = None
+        self._held = Held()
         self._shared = store.url.get_backend_name() == "postgresql"
 
     # -- claims -------------------------------------------------------------------
 
     def busy(self) -> list[tuple[str, str]]:
         """Endpoints (tenant, channel) with a send in flight or a result not yet written."""
-        with self._held_lock:
-            return sorted(set(self._held.values()))
+        return self._held.endpoints()
 
     def in_flight(self) -> int:
-        with self._held_lock:
-            return len(self._held)
+        return len(self._held)
 
     def _written(self, ids: list[int]) -> None:
-        with self._held_lock:
-            for id in ids:
-                self._held.pop(id, None)
+        self._held.drop(ids)
         self.wake.set()  # an endpoint is free again
 
     def hold_claims(self, now: datetime) -> int:
         """Extend this worker's claims on the rows it still holds (sends in flight)."""
-        with self._held_lock:
-            ids = list(self._held)
+        ids = self._held.ids()
         if not ids:
             return 0
         with self.guard():
@@ -175,8 +170,7 @@ class Outbox:
         futures = []
         for key, group in groups.items():
             self.slots.take()
-            with self._held_lock:
-                self._held.update((row["id"], key) for row in group)
+            self._held.add((row["id"] for row in group), key)
             try:
                 future = self._pool.submit(self._deliver_group, group, later, disabled)
             except RuntimeError:  # the pool is shut down: stopping; the next start takes the claim back
@@ -210,6 +204,9 @@ class Outbox:
         tenant = cfg.tenants.get(row["tenant"])
         now = self.clock()
         where = {"window": row["window"], "tenant": row["tenant"]}
+        if is_ops(row) and notifier is not None:  # the provider's room: no notice, no tenant
+            self._send(row, OpsDelivery(notifier, row["payload"]), None, None)
+            return
         if tenant is None or notifier is None:
             gone = f"tenant {row['tenant']} or channel {channel} no longer configured"
             self._result(row, "failed", now, last_error=gone)
@@ -220,6 +217,8 @@ class Outbox:
             self._result(row, "failed", now, last_error=f"not sent: older than notifiers.retry.max_age ({max_age})")
             msg = "notice %s to %s via %s expired unsent"
             log.warning(msg, row["kind"], row["tenant"], channel, extra={"action": "notice-failed", **where})
+            if self.on_failed is not None and not is_ops(row):
+                self.on_failed(row, f"expired unsent (older than {max_age})")
             return
         endpoint = endpoint_of(tenant, channel)
         if endpoint is not None and (tenant.id, channel, endpoint) in (disabled or ()):
@@ -242,7 +241,7 @@ class Outbox:
             return
         self._send(row, notifier, notice, tenant, endpoint)
 
-    def _send(self, row: dict, notifier: Any, notice: Notice, tenant: Any, endpoint: str | None = None) -> None:
+    def _send(self, row: dict, notifier: Any, notice: Notice | None, tenant: Any, endpoint: str | None = None) -> None:
         channel = row["channel"]
         try:
             notifier.send(notice, tenant)
@@ -292,6 +291,8 @@ class Outbox:
                 "; endpoint disabled" if gone else "",
                 extra={"action": "notice-failed", **where},
             )
+            if self.on_failed is not None and not is_ops(row):
+                self.on_failed(row, str(exc))
             return
         self._result(row, "pending", now, next_attempt_at=nxt, last_error=str(exc))
         msg = "notice %s to %s via %s will be retried at %s: %s"

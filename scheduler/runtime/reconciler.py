@@ -47,6 +47,7 @@ class Reconciler:
         scheduler: Any = None,
         dry_run: bool = False,
         after: Callable[[], None] = lambda: None,
+        ops: Any = None,
     ) -> None:
         self.store = store
         self.generations = generations
@@ -59,6 +60,7 @@ class Reconciler:
         self.scheduler = scheduler  # APScheduler: one `date` job is the next wake-up
         self.dry_run = dry_run
         self.after = after  # wakes the workers: new outbox rows, new hook or check runs
+        self.ops = ops  # runtime.ops.Ops: the provider's room hears starts, ends, extensions
         self.lock = threading.RLock()
         self.evaluation: plan.Evaluation | None = None
         self.last_tick: datetime | None = None
@@ -127,6 +129,8 @@ class Reconciler:
             for n in ev.notices:
                 rows.extend(self.rows.rows(n, now))
                 self._journal_notice(tx, n, now)
+                if n.kind == "extended" and self.ops is not None:
+                    self.ops.emit("extended", ops_record(cfg, n, seq=int(n.end.timestamp())), tx=tx)
             if rows:
                 tx.enqueue(rows)
             for a in ev.announces:
@@ -177,6 +181,8 @@ class Reconciler:
             detail={"late": t.late, "at": isoz(t.at), "tenants": len(t.tenants), "reason": t.reason},
         )
         log.info(msg, extra={"action": t.event, "window": t.window})
+        if self.ops is not None:
+            self.ops.emit("started" if t.event == "start" else "ended", ops_record(cfg, t), tx=tx)
         if t.event == "start":
             tx.supersede(t.window, t.occurrence, "scheduled", now)
             if w is not None and w.override_freeze:  # SPEC 7: a window run inside a freeze says why
@@ -210,3 +216,20 @@ def _journal_override(tx, cfg: Config, w, t: plan.Transition, now: datetime) -> 
             message=f'{t.window} runs inside freeze "{frozen.id}": {w.override_freeze}',
             detail={"freeze": frozen.id, "reason": w.override_freeze},
         )
+
+
+def ops_record(cfg: Config, t: Any, **extra: Any) -> dict[str, Any]:
+    """What the provider's room is told of a transition or notice (``runtime.ops``)."""
+    w = cfg.window(t.window)
+    previous = getattr(t, "previous", None)
+    return {
+        "window": t.window,
+        "title": getattr(t, "title", None) or (w.title if w else t.window),
+        "occurrence": t.occurrence,
+        "start": t.start,
+        "end": t.end,
+        "previous_end": previous[1] if previous else None,
+        "tenants": sorted(t.tenants),
+        "reason": "" if getattr(t, "reason", "scheduled") == "scheduled" else f"({t.reason})",
+        **extra,
+    }

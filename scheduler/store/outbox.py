@@ -228,7 +228,8 @@ class Outbox(Repository):
     def counts(self) -> dict[str, int]:
         """Deliveries by state for ``status``: ``pending`` includes those being sent;
         ``superseded`` (never sent: the window started first, or later news replaced it)."""
-        query = sa.select(outbox.c.status, sa.func.count()).group_by(outbox.c.status)
+        # The provider's ops room (tenant "@ops", runtime.ops) is not a tenant delivery (SPEC 4.2).
+        query = sa.select(outbox.c.status, sa.func.count()).where(outbox.c.tenant != "@ops").group_by(outbox.c.status)
         by_status = {status: n for status, n in self._run("count notices", query).all()}
         return {
             "sent": by_status.get("sent", 0),

@@ -23,6 +23,7 @@ from .. import messages, plan
 from ..model import Config, Policy, Tenant, calendar_uid, isoz
 from ..plan.waves import wave_numbers
 from .defer import add_tokens, mount_defer
+from .strings import page_strings
 
 _env = Environment(
     loader=FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
@@ -49,6 +50,27 @@ def _countdown(delta: timedelta) -> str:
     return f"in {max(m, 1)}m"
 
 
+def _language(tenant: Tenant) -> tuple[str, Any, Any]:
+    """The tenant page's language: its template locale, dates and countdown in it (SPEC 4.3)."""
+    from notifiers.i18n import format_local, humanize_span, template_locale_or_default
+
+    tag = getattr(tenant, "locale", "en") or "en"
+    lang = template_locale_or_default(tag)
+    if lang == "en":
+        return lang, lambda ts: messages.format_local(ts, tenant.zone), _countdown
+    words = page_strings(lang)
+
+    def countdown(delta: timedelta) -> str:
+        if delta.total_seconds() <= 0:
+            return words["now"]
+        # Two units at most, as the English countdown: "2 Tage, 3 Stunden" (Babel's unit lists
+        # also have no three-item pattern in some locales).
+        step = timedelta(hours=1) if delta >= timedelta(days=1) else timedelta(minutes=1)
+        return words["in"].format(span=humanize_span(max(delta // step * step, timedelta(minutes=1)), tag))
+
+    return lang, lambda ts: format_local(ts, tenant.zone, tag), countdown
+
+
 def policy_summary(policy: Policy) -> dict:
     """What a tenant may still do while a window runs: allowed and paused job kinds."""
     allowed, paused = [], []
@@ -68,6 +90,7 @@ def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
     ]
     active = [a for a in items if now in a.occ]
     upcoming = [a for a in items if a.occ.start > now]
+    lang, local, countdown = _language(tenant)
 
     def row(a: plan.Active) -> dict:
         w = a.window
@@ -75,11 +98,11 @@ def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
         return {
             "window": w.id,
             "title": w.title,
-            "start": messages.format_local(a.occ.start, tenant.zone),
-            "end": messages.format_local(a.occ.end, tenant.zone),
+            "start": local(a.occ.start),
+            "end": local(a.occ.end),
             "start_iso": isoz(a.occ.start),
             "end_iso": isoz(a.occ.end),
-            "countdown": _countdown(a.occ.start - now),
+            "countdown": countdown(a.occ.start - now),
             "message": messages.render(
                 text,
                 provider=cfg.provider.name,
@@ -89,6 +112,7 @@ def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
                 window=w.id,
                 tenant=tenant,
                 zone=tenant.zone,
+                format_time=lambda ts, _zone: local(ts),
             ),
             "policy": policy_summary(cfg.policy_for(w)) if (w.policy is None or w.policy in cfg.policies) else None,
             "resources": sorted(w.resources) if w.resources else None,
@@ -102,13 +126,15 @@ def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
     cancelled = []
     for (_wid, _anc), ann in journal.announced.items():
         if ann.status == "cancelled" and tenant.id in ann.tenants and ann.start > now:
-            cancelled.append({"title": ann.title, "start": messages.format_local(ann.start, tenant.zone)})
+            cancelled.append({"title": ann.title, "start": local(ann.start)})
     return {
+        "lang": lang,
+        "t": page_strings(lang),
         "tenant": {"name": tenant.name, "zone": tenant.zone.key},
         "provider": cfg.provider.name,
-        "now": messages.format_local(now, tenant.zone),
+        "now": local(now),
         "in_maintenance": bool(active),
-        "until": messages.format_local(period_end, tenant.zone) if period_end else None,
+        "until": local(period_end) if period_end else None,
         "active": [row(a) for a in active],
         "upcoming": [row(a) for a in upcoming[:20]],
         "cancelled": cancelled,
@@ -243,7 +269,9 @@ def ops_view(daemon: Any, now: datetime) -> dict:
                 "tenant": f["tenant"],
                 "kind": f["kind"],
                 "window": f["window"],
-                "channel": f["channel"],
+                "channel": " ".join(
+                    x for x in (f["channel"].split("#", 1)[0], (f.get("payload") or {}).get("target")) if x
+                ),
                 "error": f["last_error"],
                 "at": isoz(f["updated_at"]),
             }
