@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 from .errors import MaintdError
 
@@ -54,11 +55,53 @@ def setup_logging(fmt: str, level: str) -> None:
         if fmt == "json"
         else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
     )
+    _guard_log(handler)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("apscheduler", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _guard_log(handler: logging.Handler) -> None:
+    """No tenant secret in any line; the same error at most once per 10 s (an attack makes
+    asyncio log one error per refused socket)."""
+    from .web.server import RepeatFilter, SecretPathFilter
+
+    handler.addFilter(SecretPathFilter())
+    handler.addFilter(RepeatFilter(every=10.0))
+
+
+def server_config(app: Any) -> Any:
+    """uvicorn's settings: request deadlines, a connection cap below the fd limit, no access
+    log (its lines would carry tenant page secrets)."""
+    import uvicorn
+
+    from .web.server import KEEP_ALIVE, connection_limit, guarded_protocol
+
+    limit = connection_limit()
+    return uvicorn.Config(
+        app,
+        http=guarded_protocol(limit),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=KEEP_ALIVE,
+        backlog=min(2048, limit),
+    )
+
+
+def lock_database(config_path: str, database: str, dry_run: bool) -> Any:
+    """Hold an exclusive lock beside a SQLite database for the daemon's life: two daemons on
+    one file would both lead. Returns the open lock file (None for a server database)."""
+    import os
+
+    from .runtime.daemon import _database
+    from .store.engine import lock_sqlite
+
+    db = os.environ.get("MAINTD_DATABASE") or database
+    return lock_sqlite(_database(db, dry_run), os.path.dirname(os.path.abspath(config_path)))
 
 
 def bind(listen: str) -> socket.socket:
@@ -91,17 +134,15 @@ def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", 
 
     setup_logging(log_format, log_level)
     # Bind before opening the store: a port in use must not leave a fresh database behind.
-    sock = bind(config_mod.load(config_path).daemon.listen)
+    cfg = config_mod.load(config_path)
+    db_lock = lock_database(config_path, cfg.daemon.database, dry_run)
+    sock = bind(cfg.daemon.listen)
     try:
         daemon = Daemon(config_path, dry_run=dry_run)
     except BaseException:
         sock.close()
         raise
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(daemon), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
-        )
-    )
+    server = uvicorn.Server(server_config(create_app(daemon)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True)
     stop = threading.Event()
 
@@ -141,3 +182,5 @@ def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", 
     thread.join(timeout=10)
     daemon.stop()
     log.info("maintd stopped", extra={"action": "stopped"})
+    if db_lock is not None:
+        db_lock.close()
