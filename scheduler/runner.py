@@ -88,8 +88,19 @@ def server_config(app: Any) -> Any:
         lifespan="off",
         timeout_graceful_shutdown=5,
         timeout_keep_alive=KEEP_ALIVE,
-        backlog=min(2048, limit),
+        backlog=64,  # asyncio accepts up to `backlog` sockets per wake-up: small bursts stay under the cap
     )
+
+
+def _deepen_backlog(server: Any, sock: socket.socket) -> None:
+    """asyncio accepts as many sockets per wake-up as the backlog it was given (64: bursts stay
+    well under the connection cap); the kernel's queue may be deeper, so that a burst of
+    connections waits there instead of having its SYNs dropped (a 1 s retransmit each)."""
+    for _ in range(100):
+        if server.started:
+            sock.listen(1024)
+            return
+        threading.Event().wait(0.05)
 
 
 def lock_database(config_path: str, database: str, dry_run: bool) -> Any:
@@ -162,6 +173,7 @@ def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", 
     # them (hundreds of thousands of objects with 10,000 tenants) and stalls requests.
     gc.freeze()
     thread.start()
+    _deepen_backlog(server, sock)
     log.info(
         "maintd listening on http://%s (config %s%s)",
         daemon.listen,

@@ -6,8 +6,9 @@ out and asyncio logged the failed ``accept()`` hundreds of megabytes a minute. H
 
 - :class:`GuardedH11Protocol`: a request must send its head within ``head_timeout`` and its
   body within ``body_timeout``, or the connection is closed; at most ``limit`` connections
-  are open, and a new one over the limit first evicts an idle one (those that sent nothing
-  go first, then half-sent heads, oldest first) so a job's gate request gets a place;
+  are open, and a new one over the limit evicts the oldest idle one (no request being
+  answered: a half-sent head, or nothing) so a job's gate request gets a place -- a real
+  client sends its request at once and is not idle for long;
 - :func:`connection_limit`: the soft ``RLIMIT_NOFILE`` raised to the hard limit, minus a
   reserve for the store, the gate's writer and outgoing sends;
 - :class:`RepeatFilter`: the same log message at most once per ``every`` seconds, then
@@ -111,13 +112,19 @@ class GuardedH11Protocol(H11Protocol):
             self.transport.abort()
 
     def _evict_one(self) -> bool:
-        """Close the idle connection that matters least; False when none is idle."""
+        """Close the oldest idle connection; False when none is idle."""
         best: GuardedH11Protocol | None = None
+        closing = 0
         for c in self.connections:
             if c is self or not isinstance(c, GuardedH11Protocol) or not c._idle():
                 continue
-            if best is None or (c._sent_anything, c._opened) < (best._sent_anything, best._opened):
+            if c.transport.is_closing():  # evicted already, gone at the next loop iteration
+                closing += 1
+                continue
+            if best is None or c._opened < best._opened:
                 best = c
+        if len(self.connections) - closing <= self.limit:
+            return True
         if best is None:
             return False
         best.transport.abort()
