@@ -29,12 +29,16 @@ def store_id(engine: Engine, where: str, *, create: bool) -> str | None:
             with conn.begin():
                 return conn.execute(select).scalar()
         conn.execution_options(**{WRITE: True})
-        with conn.begin():
-            found = conn.execute(select).scalar()
-            if found is None:
-                found = secrets.token_hex(16)
-                conn.execute(sa.insert(meta).values(key=STORE_ID, value=found))
-            return found
+        try:
+            with conn.begin():
+                found = conn.execute(select).scalar()
+                if found is None:
+                    found = secrets.token_hex(16)
+                    conn.execute(sa.insert(meta).values(key=STORE_ID, value=found))
+                return found
+        except sa.exc.IntegrityError:  # another instance wrote it first (PostgreSQL, HA)
+            with conn.begin():
+                return conn.execute(select).scalar()
 
 
 def identity(engine: Engine, where: str, *, create: bool = False) -> Identity:
