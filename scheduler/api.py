@@ -17,13 +17,15 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .duration import parse_duration
 from .errors import ConflictError, MaintdError, NotFoundError, StoreError, UsageError
+from .model import normalise_id, normalise_kind
 from .runtime.daemon import Daemon
 from .runtime.gate import MAX_EXPECTED_DURATION
+from .web.server import RefuseNul
 
 log = logging.getLogger("maintd.api")
 MAX_BODY = 64 * 1024
@@ -64,6 +66,24 @@ def _duration(v: Any) -> timedelta | None:
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        # A NUL byte in any string is a 422: C-string tools and logs would cut the value there.
+        if _has_nul(data):
+            raise ValueError("strings must not contain NUL bytes")
+        return data
+
+
+def _has_nul(v: Any, depth: int = 0) -> bool:
+    if isinstance(v, str):
+        return "\x00" in v
+    if depth < 8 and isinstance(v, dict):
+        return any(_has_nul(k, depth + 1) or _has_nul(x, depth + 1) for k, x in v.items())
+    if depth < 8 and isinstance(v, list):
+        return any(_has_nul(x, depth + 1) for x in v)
+    return False
+
 
 class AdmissionIn(_In):
     """``POST /v1/admissions``: may this tenant start this job now?"""
@@ -90,6 +110,16 @@ class AdmissionIn(_In):
             if not v:
                 raise ValueError("must not be blank")
         return v
+
+    @field_validator("tenant", "resource")
+    @classmethod
+    def _id(cls, v: str | None) -> str | None:
+        return None if v is None else normalise_id(v)  # as the config compares ids
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, v: str) -> str:
+        return normalise_kind(v)  # "Backup" is "backup"; invisible characters are refused
 
     @field_validator("expected_duration", mode="before")  # before: lax mode would turn true into 1.0
     @classmethod
@@ -260,6 +290,7 @@ def create_app(daemon: Daemon) -> FastAPI:
     )
     access = Access(daemon.token)
     app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(RefuseNul)
     _install_error_handlers(app)
     app.include_router(_ops_router(daemon, [Depends(access.open_on_loopback)]))
     app.include_router(_manual_router(daemon, [Depends(access.require_token)]))

@@ -14,6 +14,7 @@ import socket
 import sys
 import threading
 from datetime import UTC, datetime
+from typing import Any
 
 from .errors import MaintdError
 
@@ -54,11 +55,64 @@ def setup_logging(fmt: str, level: str) -> None:
         if fmt == "json"
         else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%Y-%m-%dT%H:%M:%S%z")
     )
+    _guard_log(handler)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("apscheduler", "uvicorn.access"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _guard_log(handler: logging.Handler) -> None:
+    """No tenant secret in any line; the same error at most once per 10 s (an attack makes
+    asyncio log one error per refused socket)."""
+    from .web.server import RepeatFilter, SecretPathFilter
+
+    handler.addFilter(SecretPathFilter())
+    handler.addFilter(RepeatFilter(every=10.0))
+
+
+def server_config(app: Any) -> Any:
+    """uvicorn's settings: request deadlines, a connection cap below the fd limit, no access
+    log (its lines would carry tenant page secrets)."""
+    import uvicorn
+
+    from .web.server import KEEP_ALIVE, connection_limit, guarded_protocol
+
+    limit = connection_limit()
+    return uvicorn.Config(
+        app,
+        http=guarded_protocol(limit),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        timeout_graceful_shutdown=5,
+        timeout_keep_alive=KEEP_ALIVE,
+        backlog=64,  # asyncio accepts up to `backlog` sockets per wake-up: small bursts stay under the cap
+    )
+
+
+def _deepen_backlog(server: Any, sock: socket.socket) -> None:
+    """asyncio accepts as many sockets per wake-up as the backlog it was given (64: bursts stay
+    well under the connection cap); the kernel's queue may be deeper, so that a burst of
+    connections waits there instead of having its SYNs dropped (a 1 s retransmit each)."""
+    for _ in range(100):
+        if server.started:
+            sock.listen(1024)
+            return
+        threading.Event().wait(0.05)
+
+
+def lock_database(config_path: str, database: str, dry_run: bool) -> Any:
+    """Hold an exclusive lock beside a SQLite database for the daemon's life: two daemons on
+    one file would both lead. Returns the open lock file (None for a server database)."""
+    import os
+
+    from .runtime.daemon import _database
+    from .store.engine import lock_sqlite
+
+    db = os.environ.get("MAINTD_DATABASE") or database
+    return lock_sqlite(_database(db, dry_run), os.path.dirname(os.path.abspath(config_path)))
 
 
 def bind(listen: str) -> socket.socket:
@@ -91,17 +145,15 @@ def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", 
 
     setup_logging(log_format, log_level)
     # Bind before opening the store: a port in use must not leave a fresh database behind.
-    sock = bind(config_mod.load(config_path).daemon.listen)
+    cfg = config_mod.load(config_path)
+    db_lock = lock_database(config_path, cfg.daemon.database, dry_run)
+    sock = bind(cfg.daemon.listen)
     try:
         daemon = Daemon(config_path, dry_run=dry_run)
     except BaseException:
         sock.close()
         raise
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(daemon), log_level="warning", access_log=False, lifespan="off", timeout_graceful_shutdown=5
-        )
-    )
+    server = uvicorn.Server(server_config(create_app(daemon)))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True)
     stop = threading.Event()
 
@@ -121,6 +173,7 @@ def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", 
     # them (hundreds of thousands of objects with 10,000 tenants) and stalls requests.
     gc.freeze()
     thread.start()
+    _deepen_backlog(server, sock)
     log.info(
         "maintd listening on http://%s (config %s%s)",
         daemon.listen,
@@ -141,3 +194,5 @@ def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", 
     thread.join(timeout=10)
     daemon.stop()
     log.info("maintd stopped", extra={"action": "stopped"})
+    if db_lock is not None:
+        db_lock.close()

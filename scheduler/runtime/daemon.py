@@ -40,6 +40,7 @@ from .outbox import Outbox
 from .presence import Presence
 from .reconciler import Reconciler
 from .settings import Settings
+from .storewatch import StoreWatch
 from .views import Views
 
 log = logging.getLogger("maintd")
@@ -98,6 +99,10 @@ class Daemon:
             metrics=self.metrics,
             stale=s.instance_stale,
         )
+        # A database deleted or replaced under us: no transitions, hooks or sends (storewatch.py).
+        self.watch = StoreWatch(store=store, faults=self.faults, metrics=self.metrics)
+        self._halt_sends = threading.Event()  # set by stop() or by the watch
+        self.watch.on_lost = self._halt_sends.set
         index, overruns = GatingIndex(), Overruns(self.faults, self.metrics)
         evaluation = lambda: self.reconciler.evaluation  # noqa: E731 - the latest, read when asked
         self.outbox = Outbox(
@@ -138,6 +143,7 @@ class Daemon:
             dry_run=self.dry_run,
             after=self._wake_workers,
             ops=self.ops,
+            watch=self.watch,
         )
         self.gate = Gate(
             writer=GroupCommit(partial(write_gate_batch, store), name="gate-writer"),
@@ -228,6 +234,7 @@ class Daemon:
         self.presence.poll(now)
         with self.guard():
             self.store.reset_running_hooks(now)
+            self.watch.start()
         dry = " in dry-run mode" if self.dry_run else ""
         self.journal("daemon-start", now, message=f"maintd started ({self.presence.instance_id}){dry}", actor="daemon")
         self.scheduler.start()
@@ -240,9 +247,10 @@ class Daemon:
         self.reconciler.drains.resume(now)  # before the first tick's expiry sweep
         tick("start")
         # Hooks on a thread of their own: a 2-minute hook never stalls notices, nor a slow receiver a hook.
-        self._spawn("outbox", partial(self.outbox.run, self._stop))
+        self._spawn("outbox", partial(self.outbox.run, self._halt_sends))
         self._spawn("outbox-writer", partial(self.outbox.run_writer, self._stop))
-        self._spawn("hooks", partial(self.effects.run, self._stop, lambda: self.presence.leader))
+        acting = lambda: self.presence.leader and not self.watch.lost  # noqa: E731
+        self._spawn("hooks", partial(self.effects.run, self._stop, acting))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)
@@ -251,6 +259,7 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+        self._halt_sends.set()
         self._wake_workers()
         try:
             self.scheduler.shutdown(wait=True)  # lets a tick in flight finish its transaction

@@ -68,6 +68,19 @@ class Effects:
         self.wake = threading.Event()
         self._rng = rng or random.Random()
         self.on_hook_failed: Callable[[dict], Any] | None = None  # a hook that gave up (the ops room hears it)
+        self._secrets: tuple[Config | None, frozenset[str]] = (None, frozenset())
+
+    def secret_names(self, cfg: Config) -> frozenset[str]:
+        """Environment variables hooks and checks must not see (once per loaded config)."""
+        if self._secrets[0] is not cfg:
+            try:
+                with open(cfg.path, encoding="utf-8", errors="replace") as fh:
+                    text = fh.read(4 << 20)
+            except OSError:
+                text = ""
+            values = hooks_mod.secret_values(cfg)
+            self._secrets = (cfg, hooks_mod.secret_env_names(text, self.env, values))
+        return self._secrets[1]
 
     def run_due(self) -> int:
         """Run every due hook and end check once; returns how many ran."""
@@ -111,7 +124,8 @@ class Effects:
         chk = w.end_check
         timeout = max(1.0, min(chk.every.total_seconds(), 30.0))
         if chk.run:
-            result = hooks_mod.run(chk.run, timeout=timeout, env=self.env, cwd=self.cwd)
+            env = hooks_mod.without_secrets(self.env, self.secret_names(self.generations.config))
+            result = hooks_mod.run(chk.run, timeout=timeout, env=env, cwd=self.cwd)
         else:
             result = hooks_mod.probe(chk.url or "", timeout=timeout)
         now = self.clock()
@@ -197,6 +211,7 @@ class Effects:
             tenants=d.get("tenants", []),
             message=message,
             base=self.env,
+            secrets=self.secret_names(cfg),
         )
 
     def _ops_record(self, r: dict, attempts: int, error: str) -> dict:

@@ -124,7 +124,9 @@ class NoticeRows:
                         "lead": notice.lead,
                         "seq": notice_seq(notice),
                         # A chat row carries its masked URL: what every view shows of it.
-                        "payload": {**payload, "target": notifier.target} if channel.startswith("apprise:") else payload,
+                        "payload": {**payload, "target": notifier.target}
+                        if channel.startswith("apprise:")
+                        else payload,
                         "created_at": now,
                         "late": n.late,
                         "status": "dry-run" if self.dry_run else "pending",

@@ -23,7 +23,7 @@ from typing import Any
 from .. import plan
 from ..errors import NotFoundError, StoreError, UsageError
 from ..groupcommit import GroupCommit
-from ..model import isoz
+from ..model import isoz, normalise_id, normalise_kind
 from ..policy import Request, decide
 from .faults import Faults, StoreGuard
 from .gatings import GatingIndex, gatings_until
@@ -56,6 +56,19 @@ def write_gate_batch(store, ops: Any) -> list:
             elif op[0] == "release":
                 results[i] = tx.release(op[1], op[2])
     return results
+
+
+def normalised_request(tenant_id: str, kind: str, resource: str | None) -> tuple[str, str, str | None]:
+    """Ids as the config compares them (NFKC; kinds casefolded): ``Backup`` is ``backup``, and
+    ``backup\u200b`` or ``back\0up`` are refused, never a kind no rule names."""
+    try:
+        return (
+            normalise_id(tenant_id),
+            normalise_kind(kind),
+            None if resource is None else normalise_id(resource),
+        )
+    except ValueError as exc:
+        raise UsageError(f"invalid admission request: {exc}") from None
 
 
 class Overruns:
@@ -156,6 +169,7 @@ class Gate:
         self, tenant_id: str, kind: str, resource: str | None, expected_duration: timedelta | None
     ) -> tuple[dict, tuple]:
         """The answer to an admission request, and the write that must commit before it is given."""
+        tenant_id, kind, resource = normalised_request(tenant_id, kind, resource)
         now = self.clock()
         generation = self.generations.current
         cfg = generation.config

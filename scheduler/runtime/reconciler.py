@@ -48,6 +48,7 @@ class Reconciler:
         dry_run: bool = False,
         after: Callable[[], None] = lambda: None,
         ops: Any = None,
+        watch: Any = None,
     ) -> None:
         self.store = store
         self.generations = generations
@@ -61,6 +62,7 @@ class Reconciler:
         self.dry_run = dry_run
         self.after = after  # wakes the workers: new outbox rows, new hook or check runs
         self.ops = ops  # runtime.ops.Ops: the provider's room hears starts, ends, extensions
+        self.watch = watch  # StoreWatch: nothing is applied to a database that is not ours any more
         self.lock = threading.RLock()
         self.evaluation: plan.Evaluation | None = None
         self.last_tick: datetime | None = None
@@ -75,6 +77,9 @@ class Reconciler:
         with self.lock:
             now = self.clock()
             cfg = self.generations.config
+            if self.watch is not None and not self.watch.ok():
+                # deleted or replaced: its journal is not ours; the gate keeps the last evaluation
+                return self.evaluation
             try:
                 ev = self._evaluate_and_apply(cfg, now)
             except StoreError as exc:

@@ -7,6 +7,8 @@ option :data:`WRITE`; on SQLite that makes their transaction ``BEGIN IMMEDIATE``
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,18 @@ from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import StaticPool
 
-__all__ = ["BUSY_TIMEOUT_MS", "WRITE", "database_url", "describe", "is_memory", "make_engine", "read_only"]
+__all__ = [
+    "BUSY_TIMEOUT_MS",
+    "WRITE",
+    "database_url",
+    "describe",
+    "file_identity",
+    "is_memory",
+    "lock_sqlite",
+    "make_engine",
+    "read_only",
+    "sqlite_path",
+]
 
 WRITE = "maintd_write"  # execution option: this transaction will write
 
@@ -126,3 +139,52 @@ def read_only(conn: Connection) -> Iterator[None]:
         yield
     finally:
         raw.execute("PRAGMA query_only = OFF")
+
+
+def sqlite_path(url: str | URL) -> str | None:
+    """The file of a SQLite database; None for memory or a server database."""
+    url = make_url(url)
+    if url.get_backend_name() != "sqlite" or is_memory(url):
+        return None
+    return str(url.database)
+
+
+def file_identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of ``path``; None when it no longer exists. A database file deleted
+    or replaced under a running daemon has none, or another."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def lock_sqlite(database: str, base_dir: str) -> Any:
+    """An exclusive ``flock`` on ``<db>.lock`` beside a SQLite database, for the caller's life
+    (the returned open file; closing it releases the lock). None for a server database.
+
+    Two daemons on one SQLite file would both believe they lead and both send every notice;
+    several instances need PostgreSQL, whose advisory lock elects one leader.
+    """
+    from ..errors import UsageError
+
+    path = sqlite_path(database_url(database, base_dir))
+    if path is None:
+        return None
+    lock_path = path + ".lock"
+    try:
+        fh = open(lock_path, "a+b")  # noqa: SIM115 - held open for the daemon's life
+    except OSError as exc:
+        raise UsageError(f"cannot open lock file {lock_path}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as exc:
+        fh.close()
+        if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            raise UsageError(f"cannot lock {lock_path}: {exc.strerror or exc}") from None
+        raise UsageError(
+            f"another maintd already runs on {path} (it holds {lock_path}); "
+            "several instances need a PostgreSQL database (daemon.database: postgresql://...), "
+            "not one SQLite file"
+        ) from None
+    return fh

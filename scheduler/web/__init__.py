@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import hmac
+import logging
 import os
 from collections import defaultdict
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from ..plan.waves import wave_numbers
 from .defer import add_tokens, mount_defer
 from .strings import page_strings
 
+log = logging.getLogger("maintd.web")
 _env = Environment(
     loader=FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
     autoescape=select_autoescape(["html"]),
@@ -115,7 +117,8 @@ def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
                 format_time=lambda ts, _zone: local(ts),
             ),
             "policy": policy_summary(cfg.policy_for(w)) if (w.policy is None or w.policy in cfg.policies) else None,
-            "resources": sorted(w.resources) if w.resources else None,
+            # internal names (repo-eu-1, san-array-7): only when the provider opts in
+            "resources": sorted(w.resources) if w.resources and cfg.daemon.show_resources else None,
             # SPEC 8 and 9: the wave, and whether the tenant may defer this slot
             "wave": a.wave,
             "occurrence": isoz(a.occ.key),
@@ -303,26 +306,38 @@ def mount(app: FastAPI, daemon: Any, *, allowed: Any) -> None:
 
     form_key = mount_defer(app, daemon, lookup, render)  # SPEC 9: POST /t/{secret}/defer
 
-    @app.get("/t/{secret}/", response_class=HTMLResponse, include_in_schema=False)
-    def tenant_page(secret: str):
-        tenant = lookup(secret)
-        if tenant is None:
-            return not_found
+    def tenant_route(secret: str, what: str, answer: Any) -> Response:
+        # A failure is logged with the tenant's id (or "unknown tenant"), never the secret:
+        # the path of the request is the tenant's password.
+        tenant: Tenant | None = None
+        try:
+            tenant = lookup(secret)
+            return not_found if tenant is None else answer(tenant, secret)
+        except Exception as exc:  # noqa: BLE001 - logged without the request's path
+            who = f"tenant {tenant.id}" if tenant is not None else "unknown tenant"
+            log.error("%s of %s failed: %s: %s", what, who, type(exc).__name__, exc, extra={"action": "tenant-view"})
+            return Response("Internal Server Error\n", status_code=500, media_type="text/plain")
+
+    def page(tenant: Tenant, secret: str) -> Response:
         html = render(tenant, secret, form_key)
         return HTMLResponse(
             html, headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
         )
 
-    @app.get("/t/{secret}/calendar.ics", include_in_schema=False)
-    def tenant_calendar(secret: str):
-        tenant = lookup(secret)
-        if tenant is None:
-            return not_found
+    def feed(tenant: Tenant, _secret: str) -> Response:
         return Response(
             tenant_feed(daemon, tenant, daemon.clock()),
             media_type="text/calendar; charset=utf-8",
             headers={"Cache-Control": "no-store"},
         )
+
+    @app.get("/t/{secret}/", response_class=HTMLResponse, include_in_schema=False)
+    def tenant_page(secret: str):
+        return tenant_route(secret, "tenant page", page)
+
+    @app.get("/t/{secret}/calendar.ics", include_in_schema=False)
+    def tenant_calendar(secret: str):
+        return tenant_route(secret, "calendar feed", feed)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def ops_page(request: Request):
