@@ -302,7 +302,8 @@ def test_the_gate_admits_denies_and_releases(client: TestClient) -> None:
     assert ok.status_code == 200 and ok.json()["admitted"] is True
     lease = ok.json()["lease"]
     assert client.post(f"/v1/leases/{lease}/heartbeat").json() == {"drain": False, "deadline": None}
-    assert client.delete(f"/v1/leases/{lease}").json() == {"released": lease}
+    public = client.get("/v1/status").json()["leases"]["items"][0]["id"]
+    assert client.delete(f"/v1/leases/{lease}").json() == {"released": public}
     assert_json_error(client.delete(f"/v1/leases/{lease}"), 404, "unknown or finished lease")
 
 

@@ -309,7 +309,7 @@ def test_sighup_with_a_broken_file_keeps_the_old_windows(daemon_factory, tmp_pat
     assert metric(m, "maintd_reloads_total", result="error") == 2.0
     errors = journal(d, "reload-error")
     assert len(errors) == 2 and errors[-1]["message"] == st["config"]["error"] and errors[-1]["actor"] == "SIGHUP"
-    r = d.post("/v1/admissions", {"tenant": "acme", "kind": "backup"}, token=None)
+    r = d.post("/v1/admissions", {"tenant": "acme", "kind": "backup"})
     assert r.status_code == 423  # the gate still follows the old window
 
     new_end = iso_in(1800)

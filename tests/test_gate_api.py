@@ -293,12 +293,14 @@ def test_an_overrun_is_a_fault_once_and_clears_when_the_lease_ends(make) -> None
         clock.now = S + timedelta(seconds=seconds)
         assert client.post(f"/v1/leases/{lease}/heartbeat").json()["drain"] is True
     st = d.views.status()
-    faults = [f for f in st["faults"] if f["what"] == f"overrun:{lease}"]
+    public = st["leases"]["items"][0]["id"]  # faults and the journal name the public id, never the secret
+    assert public != lease and lease not in str(st)
+    faults = [f for f in st["faults"] if f["what"] == f"overrun:{public}"]
     assert len(faults) == 1 and faults[0]["message"] == (
-        f"lease {lease} (acme/backup) still runs 5s after its drain deadline 2027-03-10T13:10:00Z"
+        f"lease {public} (acme/backup) still runs 5s after its drain deadline 2027-03-10T13:10:00Z"
     )
     assert st["leases"]["items"][0]["overrun"] is True
-    assert [h["detail"]["lease"] for h in d.store.history(limit=100) if h["kind"] == "drain-overrun"] == [lease]
+    assert [h["detail"]["lease"] for h in d.store.history(limit=100) if h["kind"] == "drain-overrun"] == [public]
     d.views.refresh_gauges()
     assert d.metrics.registry.get_sample_value("maintd_drain_overruns") == 1
 
