@@ -320,14 +320,14 @@ def _gate_router(daemon: Daemon, gate_access: list) -> APIRouter:
             return JSONResponse(result, status_code=423, headers={"Retry-After": str(result["retry_after"])})
         return JSONResponse(result)
 
-    # {lease} is the secret an admission returned; the public id status shows is unknown here
-    @router.post("/v1/leases/{lease}/heartbeat", responses=lease_gone)
-    async def heartbeat(lease: str):
-        return JSONResponse(await gate.heartbeat_async(lease))
+    # {lease_id} is the secret an admission returned as `lease`; the public id status shows is unknown here
+    @router.post("/v1/leases/{lease_id}/heartbeat", responses=lease_gone)
+    async def heartbeat(lease_id: str):
+        return JSONResponse(await gate.heartbeat_async(lease_id))
 
-    @router.delete("/v1/leases/{lease}", responses=lease_gone)
-    async def release(lease: str):
-        return JSONResponse({"released": await gate.release_async(lease)})
+    @router.delete("/v1/leases/{lease_id}", responses=lease_gone)
+    async def release(lease_id: str):
+        return JSONResponse({"released": await gate.release_async(lease_id)})
 
     return router
 

@@ -323,6 +323,7 @@ def test_start_resumes_leases_before_the_first_sweep(tmp_path: Path) -> None:
     clock.now = S
     d.reconciler.tick("test")
     assert client.post(f"/v1/leases/{lease}/heartbeat").json()["drain"] is True
+    [public] = [row["id"] for row in d.store.leases()]
     d.outbox.shutdown()
     d.store.close()
 
@@ -331,7 +332,7 @@ def test_start_resumes_leases_before_the_first_sweep(tmp_path: Path) -> None:
     d2.start()
     try:
         client2 = TestClient(create_app(d2), headers={"Authorization": f"Bearer {TOKEN}"})
-        assert d2.store.lease(lease)["status"] == "running"
+        assert d2.store.lease(public)["status"] == "running"
         assert client2.post(f"/v1/leases/{lease}/heartbeat").json() == {
             "drain": True,
             "deadline": "2027-03-10T13:10:00Z",
@@ -339,6 +340,6 @@ def test_start_resumes_leases_before_the_first_sweep(tmp_path: Path) -> None:
         # a client that really is gone still expires three intervals later
         clock.now += timedelta(seconds=3 * HEARTBEAT + 1)
         d2.reconciler.tick("test")
-        assert d2.store.lease(lease)["status"] == "expired"
+        assert d2.store.lease(public)["status"] == "expired"
     finally:
         d2.stop()

@@ -269,7 +269,11 @@ def test_pages_render_in_a_real_browser(daemon_factory, tmp_path):
     shot = tmp_path / "tenant.png"
     res = _browse(page, tmp_path, f"--screenshot={shot}", "--window-size=390,844")
     assert res.returncode == 0 and shot.exists() and shot.stat().st_size > 5000
-    ops = _browse(d.url + "/", tmp_path, "--dump-dom")
+    login = _browse(d.url + "/", tmp_path, "--dump-dom")  # no token: the login form
+    assert 'type="password"' in login.stdout and "Sign in" in login.stdout
+    # the page a signed-in browser gets (a headless browser cannot send the header or cookie)
+    (tmp_path / "ops.html").write_text(d.get("/").text)
+    ops = _browse((tmp_path / "ops.html").as_uri(), tmp_path, "--dump-dom")
     assert 'class="gantt"' in ops.stdout and "Next 30 days" in ops.stdout
 
 
