@@ -241,7 +241,7 @@ class Servers:
             {
                 "MAINTD_LISTEN": f"127.0.0.1:{port}",
                 "MAINTD_DATABASE": str(self.workdir / f"m{port}.db"),
-                "MAINTD_TOKEN": "bench-token",
+                "MAINTD_TOKEN": "bench-token-0123456789abcdefghijklmn",
                 "MAINTD_HEARTBEAT": str(heartbeat),
             }
         )

@@ -1,19 +1,16 @@
 """HTTP API of ``maintd run`` (SPEC section 3). Thin: validate, call the daemon, serialize.
 
-Access: every state-changing call needs ``Authorization: Bearer <token>``; read-only
-GETs and the gate (admissions, heartbeats, lease deletes) are open on loopback and need
-the token from anywhere else.
+Access (scopes ``admin``, ``gate``, ``read``; never the peer address) is decided before any
+route by :class:`scheduler.web.access.AccessControl`.
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import logging
 from datetime import timedelta
 from typing import Any
 
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -231,55 +228,6 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
-def _loopback(request: Request) -> bool:
-    host = request.client.host if request.client else ""
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host in ("localhost", "testclient")
-
-
-class Access:
-    """Who may call what: state-changing calls need the bearer token; reads and the gate are
-    open on loopback and need the token from anywhere else."""
-
-    def __init__(self, token: str | None) -> None:
-        self.token = token
-        self._loopback_hosts: dict[str, bool] = {}
-
-    def token_ok(self, request: Request) -> bool:
-        if not self.token:
-            return False
-        header = request.headers.get("authorization", "")
-        scheme, _, given = header.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token.encode())
-
-    def require_token(self, request: Request) -> None:
-        if not self.token:
-            raise ApiError(
-                403, "state-changing calls are disabled: no token is configured (set MAINTD_TOKEN or daemon.token_file)"
-            )
-        if not self.token_ok(request):
-            raise ApiError(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
-
-    def open_on_loopback(self, request: Request) -> None:
-        if not _loopback(request):
-            self.require_token(request)
-
-    async def gate(self, request: Request) -> None:
-        # The gate is what every tenant job start asks: open on loopback (the `maintd exec`
-        # next to the job), the token from anywhere else. Async, so that deciding access
-        # costs no trip through the thread pool; a client address is parsed once.
-        host = request.client.host if request.client else ""
-        local = self._loopback_hosts.get(host)
-        if local is None:
-            local = _loopback(request)
-            if len(self._loopback_hosts) < 1024:
-                self._loopback_hosts[host] = local
-        if not local:
-            self.require_token(request)
-
-
 def create_app(daemon: Daemon) -> FastAPI:
     app = FastAPI(
         title="maintd",
@@ -288,17 +236,18 @@ def create_app(daemon: Daemon) -> FastAPI:
         docs_url="/docs",
         redoc_url=None,
     )
-    access = Access(daemon.token)
+    from . import web
+    from .web.access import AccessControl, install_login
+
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_middleware(RefuseNul)
+    app.add_middleware(AccessControl, tokens=daemon.tokens)  # outermost: refused before a body is read
     _install_error_handlers(app)
-    app.include_router(_ops_router(daemon, [Depends(access.open_on_loopback)]))
-    app.include_router(_manual_router(daemon, [Depends(access.require_token)]))
-    app.include_router(_gate_router(daemon, [Depends(access.gate)]))
-
-    from . import web
-
-    web.mount(app, daemon, allowed=lambda request: _loopback(request) or access.token_ok(request))
+    app.include_router(_ops_router(daemon, []))
+    app.include_router(_manual_router(daemon, []))
+    app.include_router(_gate_router(daemon, []))
+    install_login(app, daemon.tokens)
+    web.mount(app, daemon)
     return app
 
 
@@ -432,14 +381,14 @@ def _gate_router(daemon: Daemon, gate_access: list) -> APIRouter:
             return JSONResponse(result, status_code=423, headers={"Retry-After": str(result["retry_after"])})
         return JSONResponse(result)
 
+    # {lease_id} is the secret an admission returned as `lease`; the public id status shows is unknown here
     @router.post("/v1/leases/{lease_id}/heartbeat", responses=lease_gone)
     async def heartbeat(lease_id: str):
         return JSONResponse(await gate.heartbeat_async(lease_id))
 
     @router.delete("/v1/leases/{lease_id}", responses=lease_gone)
     async def release(lease_id: str):
-        await gate.release_async(lease_id)
-        return JSONResponse({"released": lease_id})
+        return JSONResponse({"released": await gate.release_async(lease_id)})
 
     return router
 

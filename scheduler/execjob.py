@@ -25,7 +25,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from . import proctree
@@ -82,13 +84,13 @@ def run_gated(
             pass
     previous = proctree.set_subreaper(True)  # the job's orphans come back to us, not to init
     try:
-        return _run_job(client, lease, interval, cmd)
+        return _run_job(client, lease, interval, cmd, partial(_regate, client, body, if_unreachable))
     finally:
         if previous is False:
             proctree.set_subreaper(False)  # (in a test runner) the job and its orphans are gone
 
 
-def _run_job(client: Any, lease: str | None, interval: float, cmd: list[str]) -> int:
+def _run_job(client: Any, lease: str | None, interval: float, cmd: list[str], regate: Callable) -> int:
     """Run CMD and wait for its whole process tree; release the lease only after the last one."""
     before = proctree.children(os.getpid())  # a test runner's own children are not the job's
     try:
@@ -109,9 +111,10 @@ def _run_job(client: Any, lease: str | None, interval: float, cmd: list[str]) ->
         signal.signal(sig, forward)
     done = threading.Event()
     beat = None
+    held = [lease]  # the heartbeat thread replaces it when the job is re-admitted
     if lease:
         beat = threading.Thread(
-            target=_heartbeat, args=(client, lease, interval, tree, done), daemon=True, name="heartbeat"
+            target=_heartbeat, args=(client, held, interval, tree, done, regate), daemon=True, name="heartbeat"
         )
         beat.start()
     # The main process's exit is not the job's end: daemonised children are the job too,
@@ -119,8 +122,8 @@ def _run_job(client: Any, lease: str | None, interval: float, cmd: list[str]) ->
     code = tree.wait()
     done.set()
     if beat is not None:
-        beat.join(timeout=6)  # a heartbeat in flight must not land after the release
-    _release(client, lease)
+        beat.join(timeout=12)  # a heartbeat or re-admission in flight must not land after the release
+    _release(client, held[0])
     if code == 0 and tree.killing:
         return 128 + signal.SIGKILL  # the main process was done, but the rest of the job was killed
     return code if code >= 0 else 128 - code
@@ -142,8 +145,30 @@ def _release(client: Any, lease: str | None) -> None:
         pass  # an unreleased lease expires after three heartbeat intervals
 
 
-def _heartbeat(client: Any, lease: str, interval: float, tree: proctree.JobTree, done: threading.Event) -> None:
-    """Heartbeat every ``interval`` until ``done`` (the job ended), and carry out a drain order.
+def _regate(client: Any, body: dict, if_unreachable: str) -> tuple[str | None, str | None]:
+    """Ask again after the lease was lost (it expired while maintd was unreachable, or it was
+    deleted): ``(new lease, None)``, ``(None, why the job must stop)``, or ``(None, None)``
+    when maintd cannot be reached and ``--if-unreachable allow`` lets the job go on for now."""
+    try:
+        status, out = client.call("POST", "/v1/admissions", json_body=body, ok_statuses=(423,), timeout=5)
+    except RefusedError as exc:  # the tenant is gone from the config, or the token lost its scope
+        return None, f"re-admission refused: {exc}"
+    except MaintdError as exc:
+        return None, (f"{exc} (--if-unreachable deny)" if if_unreachable == "deny" else None)
+    if status == 423 or not isinstance(out, dict) or not out.get("lease"):
+        return None, f"re-admission denied ({(out or {}).get('reason') or 'no lease'})"
+    return str(out["lease"]), None
+
+
+def _heartbeat(
+    client: Any,
+    held: list,
+    interval: float,
+    tree: proctree.JobTree,
+    done: threading.Event,
+    regate: Callable[[], tuple[str | None, str | None]],
+) -> None:
+    """Heartbeat ``held[0]`` every ``interval`` until ``done`` (the job ended), and carry out a drain order.
 
     Heartbeats go on after SIGTERM: the lease (and the drain the status shows) must stay
     alive through the grace, and a job that outlives its deadline is an overrun the daemon
@@ -170,10 +195,9 @@ def _heartbeat(client: Any, lease: str, interval: float, tree: proctree.JobTree,
         if lost:
             continue
         try:
-            _, out = client.call("POST", f"/v1/leases/{lease}/heartbeat", timeout=timeout)
-        except RefusedError as exc:  # 404: maintd no longer knows the lease (it expired)
-            _warn(f"heartbeat refused: {exc}; the job goes on without a lease")
-            lost = True
+            _, out = client.call("POST", f"/v1/leases/{held[0]}/heartbeat", timeout=timeout)
+        except RefusedError as exc:  # 404: maintd no longer knows the lease (it expired, or was deleted)
+            lost, kill_at = _lost(exc, held, regate, tree, interval, kill_at)
             continue
         except MaintdError as exc:
             if not failing:
@@ -194,6 +218,24 @@ def _heartbeat(client: Any, lease: str, interval: float, tree: proctree.JobTree,
         kill_at = time.monotonic() + max(left, MIN_TERM_TO_KILL)
         _warn(f"maintenance started: sending SIGTERM, SIGKILL at {out['deadline']}")
         tree.signal(signal.SIGTERM)
+
+
+def _lost(
+    exc: Exception, held: list, regate: Callable, tree: proctree.JobTree, interval: float, kill_at: float | None
+) -> tuple[bool, float | None]:
+    """The heartbeat's lease is gone: re-admitted (a new lease), stopped, or asked again next beat."""
+    _warn(f"heartbeat refused: {exc}; asking for a new admission")
+    new, stop = regate()
+    if new:
+        held[0] = new
+        _warn("re-admitted with a new lease")
+        return False, kill_at
+    if stop is None:
+        return False, kill_at  # maintd unreachable and --if-unreachable allow: try again next beat
+    grace = max(MIN_TERM_TO_KILL, 3 * interval)
+    _warn(f"{stop}: sending SIGTERM, SIGKILL in {grace:g}s")
+    tree.signal(signal.SIGTERM)
+    return True, time.monotonic() + grace if kill_at is None else min(kill_at, time.monotonic() + grace)
 
 
 def _parse(text: Any) -> datetime | None:

@@ -6,11 +6,14 @@ a thread, so a slow reload never blocks signal delivery), SIGTERM/SIGINT stop gr
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import json
 import logging
+import os
 import signal
 import socket
+import stat
 import sys
 import threading
 from datetime import UTC, datetime
@@ -136,25 +139,95 @@ def bind(listen: str) -> socket.socket:
     return sock
 
 
+def bind_unix(path: str) -> socket.socket:
+    """The API's unix socket at ``path``, mode 0660 (the file's permissions are its access
+    control). A stale socket file of a stopped daemon is removed; a live one, or a file that
+    is not a socket, is an error rather than something to take over."""
+    if os.path.lexists(path):
+        if not stat.S_ISSOCK(os.lstat(path).st_mode):
+            raise MaintdError(f"cannot listen on unix socket {path}: a file that is not a socket is in the way")
+        probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        probe.settimeout(1.0)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # nobody answers: left behind by a daemon that died
+        else:
+            raise MaintdError(f"cannot listen on unix socket {path}: another process is listening on it")
+        finally:
+            probe.close()
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o117)  # never world-accessible, not even between bind and chmod
+    try:
+        sock.bind(path)
+        os.chmod(path, 0o660)
+    except OSError as exc:
+        sock.close()
+        raise MaintdError(f"cannot listen on unix socket {path}: {exc.strerror or exc} (set daemon.socket)") from None
+    finally:
+        os.umask(old)
+    sock.listen(128)
+    return sock
+
+
+def unlink_unix(sock: socket.socket, path: str) -> None:
+    """Close the socket and remove its file on stop (never a file that is not a socket)."""
+    try:
+        if stat.S_ISSOCK(os.lstat(path).st_mode):
+            os.unlink(path)
+    except OSError:
+        pass
+    sock.close()
+
+
+def _unix_path(cfg, config_path: str) -> str | None:
+    path = cfg.daemon.socket
+    if not path:
+        return None
+    return path if os.path.isabs(path) else os.path.join(os.path.dirname(os.path.abspath(config_path)), path)
+
+
+def _run_servers(servers: list) -> None:
+    """Run every (uvicorn server, socket) pair on one event loop, in this thread."""
+
+    async def main() -> None:
+        await asyncio.gather(*(server.serve(sockets=[sock]) for server, sock in servers))
+
+    asyncio.run(main())
+
+
 def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", log_level: str = "info") -> None:
     import uvicorn
 
     from . import config as config_mod
     from .api import create_app
     from .daemon import Daemon
+    from .web.access import UnixSocket
 
     setup_logging(log_format, log_level)
     # Bind before opening the store: a port in use must not leave a fresh database behind.
     cfg = config_mod.load(config_path)
     db_lock = lock_database(config_path, cfg.daemon.database, dry_run)
     sock = bind(cfg.daemon.listen)
+    unix_path = _unix_path(cfg, config_path)
+    try:
+        unix = bind_unix(unix_path) if unix_path else None
+    except BaseException:
+        sock.close()
+        raise
     try:
         daemon = Daemon(config_path, dry_run=dry_run)
     except BaseException:
         sock.close()
+        if unix is not None and unix_path:
+            unlink_unix(unix, unix_path)
         raise
-    server = uvicorn.Server(server_config(create_app(daemon)))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="api", daemon=True)
+    app = create_app(daemon)
+    server = uvicorn.Server(server_config(app))
+    servers = [(server, sock)]
+    if unix is not None:  # the same app; over the socket every request has admin scope
+        servers.append((uvicorn.Server(server_config(UnixSocket(app))), unix))
+    thread = threading.Thread(target=_run_servers, args=(servers,), name="api", daemon=True)
     stop = threading.Event()
 
     def on_stop(signum, _frame) -> None:
@@ -181,6 +254,8 @@ def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", 
         ", dry run" if dry_run else "",
         extra={"action": "listen"},
     )
+    if unix_path:
+        log.info("maintd also listening on unix socket %s (mode 0660)", unix_path, extra={"action": "listen"})
     if not daemon.token:
         log.warning(
             "no token configured (MAINTD_TOKEN or daemon.token_file): state-changing API calls are refused",
@@ -190,8 +265,11 @@ def serve(config_path: str, *, dry_run: bool = False, log_format: str = "text", 
         if not thread.is_alive():
             log.error("API server stopped unexpectedly", extra={"action": "api-died"})
             break
-    server.should_exit = True
+    for each, _ in servers:
+        each.should_exit = True
     thread.join(timeout=10)
+    if unix is not None and unix_path:
+        unlink_unix(unix, unix_path)
     daemon.stop()
     log.info("maintd stopped", extra={"action": "stopped"})
     if db_lock is not None:

@@ -19,7 +19,7 @@ import pytest
 import requests
 
 MAINTD = shutil.which("maintd")
-TOKEN = "test-token-0123456789"
+TOKEN = "test-token-0123456789-abcdefghijklmn"  # >= 32 characters, as maintd requires
 
 
 def maintd_argv() -> list[str]:
@@ -96,8 +96,10 @@ class DaemonProc:
     def log(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self._logs if p.exists())
 
-    def get(self, path: str, **kw) -> requests.Response:
-        return requests.get(self.url + path, timeout=10, **kw)
+    def get(self, path: str, token: str | None = TOKEN, **kw) -> requests.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        headers.update(kw.pop("headers", None) or {})
+        return requests.get(self.url + path, headers=headers, timeout=10, **kw)
 
     def post(self, path: str, json_body=None, token: str | None = TOKEN, **kw) -> requests.Response:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

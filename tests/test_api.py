@@ -80,7 +80,7 @@ def daemon(make_daemon) -> Daemon:
 
 @pytest.fixture
 def client(daemon: Daemon) -> TestClient:
-    return TestClient(create_app(daemon), raise_server_exceptions=False)
+    return TestClient(create_app(daemon), headers=AUTH, raise_server_exceptions=False)
 
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -162,8 +162,8 @@ BAD_INPUT = [
     ("POST", "/v1/windows/nope/extend", {"by": "30m"}, 404, 'unknown window "nope"'),
     ("POST", "/v1/windows/later/extend", {"by": "30m"}, 409, 'window "later" is not active'),
     ("DELETE", "/v1/maintenance?window=later", None, 409, 'window "later" is not active'),
-    ("POST", "/v1/leases/lse_nope/heartbeat", None, 404, 'unknown or expired lease "lse_nope"'),
-    ("DELETE", "/v1/leases/lse_nope", None, 404, 'unknown or finished lease "lse_nope"'),
+    ("POST", "/v1/leases/lse_nope/heartbeat", None, 404, "unknown or expired lease"),
+    ("DELETE", "/v1/leases/lse_nope", None, 404, "unknown or finished lease"),
     ("GET", "/v1/notices?limit=many", None, 422, "limit: "),
     ("GET", "/v1/notices?failed=perhaps", None, 422, "failed: "),
     ("GET", "/v1/history?limit=1.5", None, 422, "limit: "),
@@ -222,8 +222,9 @@ def test_repeated_extends_stop_far_from_the_calendar_limit(client: TestClient) -
 @pytest.mark.parametrize(
     "header", [None, "Bearer wrong-token", f"Basic {TOKEN}", "Bearer"], ids=["none", "wrong", "not-bearer", "empty"]
 )
-def test_state_changes_need_the_token(client: TestClient, daemon: Daemon, method, path, body, header) -> None:
+def test_state_changes_need_the_token(daemon: Daemon, method, path, body, header) -> None:
     headers = {"Authorization": header} if header else {}
+    client = TestClient(create_app(daemon), raise_server_exceptions=False)
     resp = client.request(method, path, json=body, headers=headers)
     assert_json_error(resp, 401, "missing or invalid bearer token")
     assert resp.headers["www-authenticate"] == "Bearer"
@@ -243,13 +244,14 @@ def test_no_token_configured_refuses_state_changes_with_a_clear_message(make_dae
             "state-changing calls are disabled: no token is configured",
             "MAINTD_TOKEN or daemon.token_file",
         )
-    # reads and the gate stay open on loopback
-    assert client.get("/v1/status").status_code == 200
-    assert client.post("/v1/admissions", json={"tenant": "beta", "kind": "backup"}).status_code == 200
+    # without any token nothing but liveness is open over TCP, not even from loopback
+    assert client.get("/v1/status").status_code == 403
+    assert client.post("/v1/admissions", json={"tenant": "beta", "kind": "backup"}).status_code == 403
+    assert client.get("/healthz").status_code == 200
 
 
-def test_reads_and_the_gate_need_the_token_off_loopback(daemon: Daemon) -> None:
-    remote = TestClient(create_app(daemon), client=("192.0.2.7", 40000), raise_server_exceptions=False)
+def test_reads_and_the_gate_need_the_token_from_any_address(daemon: Daemon) -> None:
+    remote = TestClient(create_app(daemon), client=("127.0.0.1", 40000), raise_server_exceptions=False)
     for method, path, body in [
         ("GET", "/v1/status", None),
         ("GET", "/metrics", None),
@@ -300,7 +302,8 @@ def test_the_gate_admits_denies_and_releases(client: TestClient) -> None:
     assert ok.status_code == 200 and ok.json()["admitted"] is True
     lease = ok.json()["lease"]
     assert client.post(f"/v1/leases/{lease}/heartbeat").json() == {"drain": False, "deadline": None}
-    assert client.delete(f"/v1/leases/{lease}").json() == {"released": lease}
+    public = client.get("/v1/status").json()["leases"]["items"][0]["id"]
+    assert client.delete(f"/v1/leases/{lease}").json() == {"released": public}
     assert_json_error(client.delete(f"/v1/leases/{lease}"), 404, "unknown or finished lease")
 
 
@@ -462,7 +465,7 @@ def test_a_manual_window_entered_at_a_sub_second_instant_stays_one_occurrence(da
     """The clock has microseconds; the journal keys occurrences by whole seconds. The manual
     window must still be one occurrence: started once, extended, ended once — never "removed"."""
     daemon.clock.now = T0 + timedelta(microseconds=654321)
-    client = TestClient(create_app(daemon), raise_server_exceptions=False)
+    client = TestClient(create_app(daemon), headers=AUTH, raise_server_exceptions=False)
     out = client.post("/v1/maintenance", json={"reason": "x", "for": "1h", "tenants": ["beta"]}, headers=AUTH).json()
     assert out["start"] == "2027-03-10T12:00:00Z"
     for seconds in (1, 2, 3):

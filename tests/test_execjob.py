@@ -36,9 +36,12 @@ class Daemon:
         with self.lock:
             self.calls.append((method, path))
         if path == "/v1/admissions":
-            if isinstance(self.admit, BaseException):
-                raise self.admit
-            return self.admit
+            admit = self.admit
+            if isinstance(admit, list):  # one answer per admission, the last one repeats
+                admit = admit.pop(0) if len(admit) > 1 else admit[0]
+            if isinstance(admit, BaseException):
+                raise admit
+            return admit
         if path.endswith("/heartbeat"):
             answer = self.beats.pop(0) if len(self.beats) > 1 else self.beats[0]
             if isinstance(answer, BaseException):
@@ -134,11 +137,39 @@ def test_heartbeats_go_on_through_the_grace(capsys) -> None:
     assert d.released()
 
 
-def test_a_lease_the_daemon_forgot_stops_the_heartbeats_not_the_job(capsys) -> None:
-    d = Daemon(ADMITTED, beats=[RefusedError('unknown or expired lease "lse_1"')])
+GONE = RefusedError("unknown or expired lease")
+DENIED = (423, {"admitted": False, "reason": "maintenance", "retry_after": 60, "message": "paused"})
+
+
+def test_a_lease_the_daemon_forgot_is_re_admitted_and_heartbeats_go_on_with_the_new_one(capsys) -> None:
+    again = (200, {"admitted": True, "lease": "lse_2", "heartbeat": 0.2})
+    d = Daemon([ADMITTED, again], beats=[GONE, {"drain": False, "deadline": None}])
     assert run(d, ["sh", "-c", "sleep 1; exit 6"]) == 6
-    assert len([c for c in d.calls if c[1].endswith("/heartbeat")]) == 1
-    assert "goes on without a lease" in capsys.readouterr().err
+    assert [c[1] for c in d.calls if c[1] == "/v1/admissions"] == ["/v1/admissions"] * 2
+    beats = [c[1] for c in d.calls if c[1].endswith("/heartbeat")]
+    assert beats[0] == "/v1/leases/lse_1/heartbeat" and set(beats[1:]) == {"/v1/leases/lse_2/heartbeat"}
+    assert d.calls[-1] == ("DELETE", "/v1/leases/lse_2")  # the lease it holds at the end
+    assert "re-admitted with a new lease" in capsys.readouterr().err
+
+
+def test_a_lost_lease_whose_re_admission_is_denied_stops_the_job_term_then_kill(capsys) -> None:
+    d = Daemon([ADMITTED, DENIED], beats=[GONE])
+    t0 = time.monotonic()
+    code = run(d, ["sh", "-c", 'trap "" TERM; while :; do sleep 0.1; done'])
+    took = time.monotonic() - t0
+    assert code == 128 + signal.SIGKILL  # never left running unseen
+    assert execjob.MIN_TERM_TO_KILL <= took < execjob.MIN_TERM_TO_KILL + 2, took
+    err = capsys.readouterr().err
+    assert "re-admission denied (maintenance): sending SIGTERM" in err
+
+
+def test_a_lost_lease_with_maintd_unreachable_lets_the_job_go_on_when_allowed(capsys) -> None:
+    down = UnreachableError("cannot reach maintd at http://x (connection refused)")
+    d = Daemon([ADMITTED, down], beats=[GONE])
+    assert run(d, ["sh", "-c", "sleep 1; exit 6"]) == 6
+    assert len([c for c in d.calls if c[1] == "/v1/admissions"]) >= 2  # asked again on each beat
+    d = Daemon([ADMITTED, down], beats=[GONE])
+    assert run(d, ["sh", "-c", 'trap "" TERM; sleep 10'], if_unreachable="deny") == 128 + signal.SIGKILL
 
 
 def test_heartbeat_failures_are_reported_once_and_recovery_too(capsys) -> None:

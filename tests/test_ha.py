@@ -184,7 +184,7 @@ def test_three_instances_one_leader_all_listed(daemon_factory, database, receive
     assert all(i["since"] for i in st["instances"] if i["leader"])
     # every instance answers reads and the gate
     for d in ds:
-        assert d.post("/v1/admissions", {"tenant": "t0001", "kind": "backup"}, token=None).status_code == 200
+        assert d.post("/v1/admissions", {"tenant": "t0001", "kind": "backup"}).status_code == 200
     assert "maintd_leader 1.0" in leader.get("/metrics").text
 
 
@@ -260,7 +260,7 @@ def test_postgres_restart_under_the_daemons(daemon_factory, database, receiver, 
         assert st["mode"] == "normal"
         # Documented fallback: no lease can be recorded, so the gate answers 503 with a clear
         # error, and `maintd exec --if-unreachable` decides (default allow: backups go on).
-        r = ds[1].post("/v1/admissions", {"tenant": "t0000", "kind": "backup"}, token=None)
+        r = ds[1].post("/v1/admissions", {"tenant": "t0000", "kind": "backup"})
         assert r.status_code == 503 and "store" in r.json()["error"].lower() or "database" in r.json()["error"]
         job = ds[1].cli("exec", "--tenant", "t0000", "--kind", "backup", "--", "sh", "-c", "exit 0")
         assert job.returncode == 0 and "allow" in job.stderr, job.stderr

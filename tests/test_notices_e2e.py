@@ -269,10 +269,10 @@ def test_window_lifecycle_exactly_once_across_kill9(daemon_factory, receiver, sm
         ("beta", "backup", 423),
         ("gamma", "restore", 200),
     ]:
-        r = d.post("/v1/admissions", {"tenant": tenant, "kind": kind}, token=None)
+        r = d.post("/v1/admissions", {"tenant": tenant, "kind": kind})
         assert r.status_code == expected, r.text
         if r.status_code == 200:
-            assert d.delete(f"/v1/leases/{r.json()['lease']}", token=None).status_code == 200
+            assert d.delete(f"/v1/leases/{r.json()['lease']}").status_code == 200
     wait_until(
         lambda: (
             receiver.ok("acme", "started")

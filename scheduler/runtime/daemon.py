@@ -41,6 +41,7 @@ from .presence import Presence
 from .reconciler import Reconciler
 from .settings import Settings
 from .storewatch import StoreWatch
+from .tokens import load_tokens
 from .views import Views
 
 log = logging.getLogger("maintd")
@@ -75,10 +76,14 @@ class Daemon:
         self.generations = Generations(first, partial(config_mod.load, config_path, self.env), clock)
         cfg = first.config
         self.listen = self.env.get("MAINTD_LISTEN") or cfg.daemon.listen
+        # a short or unreadable token stops the start before a database is created
+        self.tokens = load_tokens(cfg.daemon, self.env, base)
+        self.token = self.tokens.admin
+        sock = cfg.daemon.socket
+        self.socket = None if not sock else sock if os.path.isabs(sock) else os.path.join(base, sock)
         self.store = Store(
             database_url(_database(self.env.get("MAINTD_DATABASE") or cfg.daemon.database, dry_run), base)
         )
-        self.token = self._token(cfg, base)
         instance_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.scheduler = BackgroundScheduler(
             timezone=UTC, job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": None}
@@ -126,11 +131,7 @@ class Daemon:
             dry_run=self.dry_run,
             on_check=lambda: self.reconciler.tick("end-check"),
         )
-        self.ops = Ops(store=store, generations=gens, clock=self.clock, dry_run=self.dry_run)
-        self.ops.after = lambda: self.outbox.wake.set()
-        self.outbox.on_failed = lambda row, error: self.ops.emit("notice_failed", failed_record(row, error))
-        self.effects.on_hook_failed = lambda record: self.ops.emit("hook_failed", record)
-        overruns.on_overrun = lambda record: self.ops.emit("drain_overrun", record)
+        self.ops = self._ops_room(overruns)
         self.notice_rows = NoticeRows(**common, evaluation=evaluation, dry_run=self.dry_run)
         self.reconciler = Reconciler(
             **common,
@@ -169,20 +170,14 @@ class Daemon:
             status_wait=s.status_wait,
         )
 
-    def _token(self, cfg, base: str) -> str | None:
-        token = self.env.get("MAINTD_TOKEN")
-        if token:
-            return token.strip()
-        path = cfg.daemon.token_file
-        if not path:
-            return None
-        full = path if os.path.isabs(path) else os.path.join(base, path)
-        try:
-            with open(full, encoding="utf-8") as fh:
-                return fh.read().strip() or None
-        except OSError as exc:
-            self.faults.raise_("token", f"cannot read token_file {full}: {exc.strerror or exc}")
-        return None
+    def _ops_room(self, overruns: Overruns) -> Ops:
+        """The provider's room (SPEC 4.2) hears failed notices, failed hooks and overruns."""
+        ops = Ops(store=self.store, generations=self.generations, clock=self.clock, dry_run=self.dry_run)
+        ops.after = lambda: self.outbox.wake.set()
+        self.outbox.on_failed = lambda row, error: ops.emit("notice_failed", failed_record(row, error))
+        self.effects.on_hook_failed = lambda record: ops.emit("hook_failed", record)
+        overruns.on_overrun = lambda record: ops.emit("drain_overrun", record)
+        return ops
 
     def _wake_workers(self) -> None:
         self.outbox.wake.set()

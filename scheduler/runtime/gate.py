@@ -25,6 +25,7 @@ from ..errors import NotFoundError, StoreError, UsageError
 from ..groupcommit import GroupCommit
 from ..model import isoz, normalise_id, normalise_kind
 from ..policy import Request, decide
+from ..store.leases import secret_hash
 from .faults import Faults, StoreGuard
 from .gatings import GatingIndex, gatings_until
 from .generation import Generations
@@ -52,9 +53,9 @@ def write_gate_batch(store, ops: Any) -> list:
             if op[0] == "journal":
                 tx.journal(op[1], **op[2])
             elif op[0] == "heartbeat":
-                results[i] = tx.heartbeat(op[1], op[2])
+                results[i] = tx.leases.heartbeat_secret(op[1], op[2])
             elif op[0] == "release":
-                results[i] = tx.release(op[1], op[2])
+                results[i] = tx.leases.release_secret(op[1], op[2])
     return results
 
 
@@ -194,10 +195,13 @@ class Gate:
             )
             if not decision.admitted:
                 return self._refusal(decision, tenant_id, kind, resource, now)
-        lease_id = "lse_" + secrets.token_hex(12)
-        lease: dict[str, Any] = {"id": lease_id, "tenant": tenant_id, "kind": kind, "resource": resource}
-        lease.update(admitted_at=now, interval_s=self.heartbeat_interval)
-        return {"admitted": True, "lease": lease_id, "heartbeat": self.heartbeat_interval}, ("lease", lease)
+        # The secret is the capability to heartbeat and release; only the admitted job learns it
+        # and the store keeps its hash. Status shows the public id, which can do neither.
+        secret = secrets.token_urlsafe(24)
+        lease: dict[str, Any] = {"id": "lse_" + secrets.token_hex(6), "tenant": tenant_id, "kind": kind}
+        lease.update(resource=resource, admitted_at=now, interval_s=self.heartbeat_interval)
+        lease["secret_hash"] = secret_hash(secret)
+        return {"admitted": True, "lease": secret, "heartbeat": self.heartbeat_interval}, ("lease", lease)
 
     @staticmethod
     def _refusal(decision: Any, tenant_id: str, kind: str, resource: str | None, now: datetime) -> tuple[dict, tuple]:
@@ -229,40 +233,42 @@ class Gate:
             raise exc  # no lease without its row: the client hears 503 (and --if-unreachable decides)
         return self._counted(result)  # a refusal is still a refusal without its journal line
 
-    def heartbeat(self, lease_id: str) -> dict:
+    def heartbeat(self, secret: str) -> dict:
         """A gate client is alive: ``{"drain": bool, "deadline": ts|null}``. A drained job
-        that still heartbeats after its deadline is an overrun: a fault ops must see."""
+        that still heartbeats after its deadline is an overrun: a fault ops must see.
+        ``secret`` is what the admission returned as ``lease``; a public id is unknown here."""
         now = self.clock()
-        row = self.writer.submit(("heartbeat", lease_id, now))
-        result, write = self._heartbeat_answer(lease_id, row, now)
+        row = self.writer.submit(("heartbeat", secret_hash(secret), now))
+        result, write = self._heartbeat_answer(row, now)
         if write is not None:
             with self.guard():
                 self.writer.submit(write)
         return result
 
-    async def heartbeat_async(self, lease_id: str) -> dict:
+    async def heartbeat_async(self, secret: str) -> dict:
         now = self.clock()
-        row = await self.writer.submit_async(("heartbeat", lease_id, now))
-        result, write = self._heartbeat_answer(lease_id, row, now)
+        row = await self.writer.submit_async(("heartbeat", secret_hash(secret), now))
+        result, write = self._heartbeat_answer(row, now)
         if write is not None:
             with self.guard():
                 await self.writer.submit_async(write)
         return result
 
-    def _heartbeat_answer(self, lease_id: str, row: dict | None, now: datetime) -> tuple[dict, tuple | None]:
-        if row is None:
-            raise NotFoundError(f'unknown or expired lease "{lease_id}"')
+    def _heartbeat_answer(self, row: dict | None, now: datetime) -> tuple[dict, tuple | None]:
+        if row is None:  # never echo the secret back: it may be a real one of an ended lease
+            raise NotFoundError("unknown or expired lease")
         write = self.overruns.raise_(row, now) if row.get("overrun") else None
         return {"drain": bool(row["drain"]), "deadline": isoz(row["deadline"])}, write
 
-    def release(self, lease_id: str) -> None:
-        """The job ended (``DELETE /v1/leases/{id}``)."""
-        self._released(lease_id, self.writer.submit(("release", lease_id, self.clock())))
+    def release(self, secret: str) -> str:
+        """The job ended (``DELETE /v1/leases/{secret}``); returns the lease's public id."""
+        return self._released(self.writer.submit(("release", secret_hash(secret), self.clock())))
 
-    async def release_async(self, lease_id: str) -> None:
-        self._released(lease_id, await self.writer.submit_async(("release", lease_id, self.clock())))
+    async def release_async(self, secret: str) -> str:
+        return self._released(await self.writer.submit_async(("release", secret_hash(secret), self.clock())))
 
-    def _released(self, lease_id: str, released: bool) -> None:
-        if not released:
-            raise NotFoundError(f'unknown or finished lease "{lease_id}"')
+    def _released(self, lease_id: str | None) -> str:
+        if lease_id is None:
+            raise NotFoundError("unknown or finished lease")
         self.overruns.clear(lease_id)
+        return lease_id

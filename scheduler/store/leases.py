@@ -1,11 +1,16 @@
 """The leases aggregate: jobs the gate admitted, their heartbeats, drain orders and ends.
 
+A lease has a public ``id`` (status, journal, drains show it) and a secret only the admitted
+job holds; the store keeps the secret's SHA-256 (``secret_hash``) and the gate heartbeats and
+releases only by it (:meth:`Leases.heartbeat_secret`, :meth:`Leases.release_secret`).
+
 A lease expires unless heartbeated within 3 intervals; expiry does not depend on when
 the sweep ran. State changes are compare-and-set on ``status='running'``.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,7 +20,7 @@ import sqlalchemy as sa
 from .base import Repository
 from .schema import leases
 
-__all__ = ["Leases"]
+__all__ = ["Leases", "secret_hash"]
 
 
 def _admitted(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -32,7 +37,13 @@ def _admitted(row: Mapping[str, Any]) -> dict[str, Any]:
         "interval_s": interval_s,
         "expires_at": admitted_at + timedelta(seconds=3 * interval_s),
         "status": "running",
+        "secret_hash": row.get("secret_hash"),
     }
+
+
+def secret_hash(secret: str) -> str:
+    """What the store keeps of a lease's secret."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class Leases(Repository):
@@ -47,15 +58,17 @@ class Leases(Repository):
         resource: str | None = None,
         window: str | None = None,
         occurrence: datetime | None = None,
+        secret_hash: str | None = None,
     ) -> None:
         """Record an admitted job; it expires unless heartbeated within 3 intervals."""
         row = dict(id=id, tenant=tenant, kind=kind, admitted_at=admitted_at, interval_s=interval_s)
-        row.update(resource=resource, window=window, occurrence=occurrence)
+        row.update(resource=resource, window=window, occurrence=occurrence, secret_hash=secret_hash)
         self._run("record a lease", leases.insert().values(**_admitted(row)))
 
     def add_leases(self, rows: Iterable[Mapping[str, Any]]) -> int:
         """:meth:`add_lease` for many jobs in one statement; each row has its keywords
-        (``id``, ``tenant``, ``kind``, ``admitted_at``, ``interval_s``, optional ``resource``).
+        (``id``, ``tenant``, ``kind``, ``admitted_at``, ``interval_s``, optional ``resource`` and
+        ``secret_hash``).
         The gate's group commit writes the admissions that arrived together this way."""
         params = [_admitted(r) for r in rows]
         if params:
@@ -79,6 +92,20 @@ class Leases(Repository):
             values["overrun"] = True
         self._run(action, leases.update().where(leases.c.id == id).values(**values))
         return dict(self._run(action, sa.select(leases).where(leases.c.id == id)).mappings().one())
+
+    def _by_secret(self, hashed: str) -> str | None:
+        query = sa.select(leases.c.id).where(leases.c.secret_hash == hashed)
+        return self._run("find a lease", query).scalar()
+
+    def heartbeat_secret(self, hashed: str, now: datetime) -> dict | None:
+        """:meth:`heartbeat` of the lease whose secret hashes to ``hashed``."""
+        lease_id = self._by_secret(hashed)
+        return None if lease_id is None else self.heartbeat(lease_id, now)
+
+    def release_secret(self, hashed: str, now: datetime) -> str | None:
+        """:meth:`release` of the lease whose secret hashes to ``hashed``; its public id, or None."""
+        lease_id = self._by_secret(hashed)
+        return lease_id if lease_id is not None and self.release(lease_id, now) else None
 
     def release(self, id: str, now: datetime) -> bool:
         """The job ended: ``running`` -> ``released``. False if it was not running."""

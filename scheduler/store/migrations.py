@@ -214,11 +214,27 @@ def _v4_waves_and_deferrals(conn: Connection) -> None:
     v4.create_all(conn)
 
 
+def _v5_lease_secrets(conn: Connection) -> None:
+    """Version 5: ``leases.secret_hash``. A lease's id used to be the capability that heartbeats
+    and deletes it, and status showed it to every reader. The id the old clients hold becomes
+    their secret (its hash is stored), and a running lease gets a new public id."""
+    import hashlib
+    import secrets
+
+    conn.execute(sa.text("ALTER TABLE leases ADD COLUMN secret_hash VARCHAR(64)"))
+    for lease_id, status in conn.execute(sa.text("SELECT id, status FROM leases")).all():
+        values = {"old": lease_id, "hash": hashlib.sha256(lease_id.encode()).hexdigest()}
+        values["new"] = "lse_" + secrets.token_hex(6) if status == "running" else lease_id
+        conn.execute(sa.text("UPDATE leases SET secret_hash = :hash, id = :new WHERE id = :old"), values)
+    conn.execute(sa.text("CREATE UNIQUE INDEX ux_leases_secret_hash ON leases (secret_hash)"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_base_tables,
     _v2_late_notices_and_indexes,
     _v3_announced_occurrence,
     _v4_waves_and_deferrals,
+    _v5_lease_secrets,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

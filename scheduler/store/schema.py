@@ -199,7 +199,10 @@ leases = sa.Table(
     sa.Column("status", sa.String(16), nullable=False, server_default="running"),
     sa.Column("released_at", UTCDateTime),
     sa.Column("overrun", sa.Boolean, nullable=False, server_default=sa.false()),
+    # v4: SHA-256 of the secret the admission handed out; `id` is the public id status shows
+    sa.Column("secret_hash", sa.String(64)),
     sa.Index("ix_leases_status", "status"),  # v2
+    sa.Index("ux_leases_secret_hash", "secret_hash", unique=True),  # v4
 )
 
 hook_runs = sa.Table(

@@ -4,7 +4,7 @@
   behind a per-tenant secret (``maintd tenant-url ID``). An unknown or rotated secret is a
   plain 404 and nothing of another tenant is ever rendered: every query below is filtered
   by the one tenant the secret names.
-- ``/``: the ops page (loopback, or a bearer token).
+- ``/``: the ops page (a read token or the login form's cookie; see :mod:`.access`).
 """
 
 from __future__ import annotations
@@ -283,9 +283,10 @@ def ops_view(daemon: Any, now: datetime) -> dict:
     }
 
 
-def mount(app: FastAPI, daemon: Any, *, allowed: Any) -> None:
-    """Add the tenant views and the ops page to the API app. ``allowed(request)`` says whether
-    a request may see the ops page (loopback or token)."""
+def mount(app: FastAPI, daemon: Any, *, allowed: Any = None) -> None:
+    """Add the tenant views and the ops page to the API app. Who may see the ops page is
+    decided before it by :class:`.access.AccessControl`; ``allowed(request)``, when given,
+    is an extra check."""
 
     def lookup(secret: str) -> Tenant | None:
         if not secret or len(secret) > 200:
@@ -341,9 +342,9 @@ def mount(app: FastAPI, daemon: Any, *, allowed: Any) -> None:
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def ops_page(request: Request):
-        if not allowed(request):
+        if allowed is not None and not allowed(request):
             return Response(
-                "Unauthorized: the ops page needs loopback or a bearer token\n",
+                "Unauthorized: the ops page needs a read token\n",
                 status_code=401,
                 media_type="text/plain",
                 headers={"WWW-Authenticate": "Bearer"},
