@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
+from typing import Any
 from zoneinfo import ZoneInfo
 
 UTC = UTC
@@ -146,6 +147,8 @@ class Window:
     end_check: EndCheck | None = None
     manual: bool = False  # created by `maintd enter`, not declared in windows.yaml
     line: int = 0
+    # SPEC 6: (target name, settings merged over the target's) or None: provider.integrations
+    integrations: tuple[tuple[str, Mapping[str, Any]], ...] | None = None
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -196,6 +199,7 @@ class Provider:
     zone: ZoneInfo
     message: str = "{provider} is under scheduled maintenance until {end}."
     policy: str | None = None
+    integrations: tuple[str, ...] = ()  # SPEC 6: the targets of windows that list none
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -249,6 +253,16 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IntegrationTarget:
+    """A named target of ``integrations:`` (SPEC 6); ``settings`` without ``type`` (token is a secret)."""
+
+    name: str
+    type: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     path: str
     provider: Provider
@@ -259,6 +273,7 @@ class Config:
     daemon: DaemonSettings = field(default_factory=DaemonSettings)
     hooks: Hooks | None = None
     warnings: tuple[str, ...] = ()
+    integrations: Mapping[str, IntegrationTarget] = field(default_factory=dict)
 
     def window(self, window_id: str) -> Window | None:
         for w in self.windows:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from .. import model
 from ..duration import format_duration
 from ..errors import ConfigIssue
+from . import integrations as integ
 from . import windows as win
 from .issues import secret_reason
 from .schema import DAEMON_ENV, ConfigModel, DaemonModel, EmailModel, NotifiersModel, WindowModel
@@ -64,8 +65,13 @@ def _frozen(value: Any) -> Any:
 def build(s: Shapes, col: Collector) -> model.Config:
     cfg = s.cfg
     message = {"message": cfg.provider.message} if cfg.provider.message else {}  # else the record's default
+    targets = integ.targets(s.src, cfg.integrations, col)
     provider = model.Provider(
-        name=cfg.provider.name, zone=ZoneInfo(cfg.provider.timezone), policy=cfg.provider.policy, **message
+        name=cfg.provider.name,
+        zone=ZoneInfo(cfg.provider.timezone),
+        policy=cfg.provider.policy,
+        integrations=integ.provider_choice(s.src, cfg.provider.integrations, cfg.integrations, col),
+        **message,
     )
     tenants = _tenants(s, provider.zone, col)
     policies = _policies(cfg, s.src, col)
@@ -74,12 +80,13 @@ def build(s: Shapes, col: Collector) -> model.Config:
         path=os.path.abspath(s.file),
         provider=provider,
         tenants=tenants,
-        windows=_windows(s, tenants, provider.zone, refs, col),
+        windows=_windows(s, tenants, provider.zone, refs, col, targets),
         policies=policies,
         notifiers=_notifiers(s, col),
         daemon=record(model.DaemonSettings, cfg.daemon, public_url=_strip(cfg.daemon.public_url)),
         hooks=record(model.Hooks, cfg.hooks),
         warnings=tuple(str(i) for i in col.warnings),
+        integrations=targets,
     )
 
 
@@ -197,6 +204,7 @@ def _windows(
     provider_zone: ZoneInfo,
     refs: tuple[set[int], set[int]],
     col: Collector,
+    targets: Mapping[str, model.IntegrationTarget] | None = None,
 ) -> tuple[model.Window, ...]:
     src = s.src
     duplicate, bad = refs
@@ -211,12 +219,22 @@ def _windows(
         if chosen is None:
             continue
         ok, start, end = win.when(w, wp, zone, src, col)
+        chosen_integrations = integ.window_choice(src, wp, w.id, w.integrations, targets or {}, col, s.cfg.integrations)
         if ok and i not in bad:
-            out.append(_window(w, raw, zone, chosen, start, end, src.at(wp)[0]))
+            out.append(_window(w, raw, zone, chosen, start, end, src.at(wp)[0], chosen_integrations))
     return tuple(out)
 
 
-def _window(w: WindowModel, raw: Any, zone: ZoneInfo, chosen: frozenset[str], start: Any, end: Any, line: int) -> Any:
+def _window(
+    w: WindowModel,
+    raw: Any,
+    zone: ZoneInfo,
+    chosen: frozenset[str],
+    start: Any,
+    end: Any,
+    line: int,
+    integrations: Any = None,
+) -> Any:
     return model.Window(
         id=w.id,
         title=w.title or w.id,
@@ -237,6 +255,7 @@ def _window(w: WindowModel, raw: Any, zone: ZoneInfo, chosen: frozenset[str], st
         skip=frozenset(w.skip),
         end_check=record(model.EndCheck, w.end_check),
         line=line,
+        integrations=integrations,
     )
 
 

@@ -69,6 +69,7 @@ class ProviderModel(_M):
     timezone: Zone = "UTC"
     message: Message | None = None
     policy: str | None = None
+    integrations: list[str] = Field(default=[], description="integration targets of windows that list none")
 
 
 class EmailModel(_M):
@@ -177,6 +178,16 @@ _SELECTOR_SCHEMA = {
 TenantSelector = Annotated[Any, BeforeValidator(_tenant_selector), WithJsonSchema(_SELECTOR_SCHEMA)]
 
 
+# A list of target names, or names with settings merged over the target's (config/integrations.py checks them).
+_WINDOW_INTEGRATIONS_SCHEMA = {
+    "anyOf": [
+        {"type": "array", "items": {"type": "string"}},
+        {"type": "object", "additionalProperties": {"anyOf": [{"type": "object"}, {"type": "null"}]}},
+    ]
+}
+WindowIntegrations = Annotated[Any, WithJsonSchema(_WINDOW_INTEGRATIONS_SCHEMA)]
+
+
 class WindowModel(_M):
     id: str = Field(pattern=WINDOW_ID_RE.pattern)
     title: Name | None = None
@@ -195,6 +206,7 @@ class WindowModel(_M):
     hooks: HooksModel | None = None
     skip: list[SkipDate] = []
     end_check: EndCheckModel | None = None
+    integrations: WindowIntegrations = None
 
 
 def _env(var: str, text: str, default: Any = None) -> Any:
@@ -237,6 +249,7 @@ class ConfigModel(_M):
     windows: list[WindowModel] = []
     daemon: DaemonModel = DaemonModel()
     hooks: HooksModel | None = None
+    integrations: dict[str, dict[str, Any]] = Field(default={}, description="named targets (SPEC 6)")
 
 
 class _Schema(GenerateJsonSchema):

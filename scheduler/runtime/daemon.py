@@ -33,6 +33,7 @@ from .faults import Faults, StoreGuard
 from .gate import Gate, Overruns, write_gate_batch
 from .gatings import GatingIndex
 from .generation import Generations, build_generation
+from .integrations import IntegrationRuns
 from .manual import Manual
 from .metrics import Metrics
 from .outbox import Outbox
@@ -120,6 +121,9 @@ class Daemon:
             dry_run=self.dry_run,
             on_check=lambda: self.reconciler.tick("end-check"),
         )
+        self.integrations = IntegrationRuns(
+            **common, evaluation=evaluation, metrics=self.metrics, clock=self.clock, dry_run=self.dry_run
+        )
         self.notice_rows = NoticeRows(**common, evaluation=evaluation, dry_run=self.dry_run)
         self.reconciler = Reconciler(
             **common,
@@ -131,6 +135,7 @@ class Daemon:
             scheduler=self.scheduler,
             dry_run=self.dry_run,
             after=self._wake_workers,
+            integrations=self.integrations,
         )
         self.gate = Gate(
             writer=GroupCommit(partial(write_gate_batch, store), name="gate-writer"),
@@ -174,6 +179,7 @@ class Daemon:
     def _wake_workers(self) -> None:
         self.outbox.wake.set()
         self.effects.wake.set()
+        self.integrations.wake.set()
 
     @property
     def config(self):
@@ -236,6 +242,7 @@ class Daemon:
         self._spawn("outbox", partial(self.outbox.run, self._stop))
         self._spawn("outbox-writer", partial(self.outbox.run_writer, self._stop))
         self._spawn("hooks", partial(self.effects.run, self._stop, lambda: self.presence.leader))
+        self._spawn("integrations", partial(self.integrations.run, self._stop, lambda: self.presence.leader))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)

@@ -46,6 +46,7 @@ class Reconciler:
         scheduler: Any = None,
         dry_run: bool = False,
         after: Callable[[], None] = lambda: None,
+        integrations: Any = None,
     ) -> None:
         self.store = store
         self.generations = generations
@@ -59,6 +60,7 @@ class Reconciler:
         self.dry_run = dry_run
         self.after = after  # wakes the workers: new outbox rows, new hook or check runs
         self.lock = threading.RLock()
+        self.integrations = integrations  # runtime.integrations.IntegrationRuns: plans in the tick's transaction
         self.evaluation: plan.Evaluation | None = None
         self.last_tick: datetime | None = None
 
@@ -148,6 +150,8 @@ class Reconciler:
             self.drains.order(tx, ev, now)
             for window, occurrence, event in checks:
                 tx.add_hook_run(window, occurrence, event, now=now)
+            if self.integrations is not None:
+                self.integrations.plan(tx, ev, now)
             tx.set_meta_time("last_tick", now)
 
     def _transition(self, tx, cfg: Config, ev: plan.Evaluation, t: plan.Transition, now: datetime) -> None:

@@ -12,6 +12,7 @@ from ..model import Mode, isoz
 from .endchecks import is_check
 from .faults import Faults, StoreGuard
 from .generation import Generations
+from .integrations import occurrence_integrations
 from .metrics import Metrics
 from .presence import Presence
 from .reconciler import Reconciler
@@ -68,7 +69,7 @@ class Views:
         mode = Mode.NORMAL
         if active:
             mode = Mode.DRAINING if stored["draining"] else Mode.MAINTENANCE
-        return {
+        body = {
             "mode": mode.value,
             "now": isoz(now),
             "active": [occurrence_json(cfg, a, open_ended=a.window.id in stored["open_manual"]) for a in active],
@@ -87,6 +88,9 @@ class Views:
             "last_tick": isoz(last_tick),
             "instances": stored["instances"] or [self.presence.me()],  # the store is down: say who answers
         }
+        for entry, a in zip(body["active"] + body["next"], active + nxt, strict=True):  # SPEC 6
+            entry["integrations"] = occurrence_integrations(cfg, a, stored["integrations"])
+        return body
 
     def _stored(self, now: datetime) -> dict[str, Any]:
         """The parts of status read from the store; empty ones while it fails."""
@@ -97,8 +101,11 @@ class Views:
             "notices": {"sent": 0, "pending": 0, "failed": 0},
             "hooks": {"pending": 0, "failed": 0, "items": []},
             "instances": [],
+            "integrations": {},
         }
         with self.guard():
+            with self.store.read() as r:
+                out["integrations"] = {(x["integration"], x["window"], x["anchor"]): x for x in r.integrations.rows(since=now - timedelta(days=1))}
             out["open_manual"] = {m["id"] for m in self.store.manual_windows(active_only=True) if m["end"] is None}
             running = self.store.leases("running")
             draining = [lease for lease in running if lease["drain"]]

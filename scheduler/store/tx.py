@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 
 from .effects import Effects
+from .integrations import Integrations
 from .journal import Journal
 from .leases import Leases
 from .outbox import Outbox
@@ -38,6 +39,7 @@ class Tx:
         self.leases = Leases(conn, where)
         self.effects = Effects(conn, where)
         self.secrets = Secrets(conn, where)
+        self.integrations = Integrations(conn, where)
 
     # journal ---------------------------------------------------------------
 
