@@ -7,6 +7,7 @@ Windows start seconds after the daemon; every wait polls with a deadline.
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,8 @@ import pytest
 
 from tests.conftest import iso_in
 from tests.test_integrations_alertmanager import alertmanager_url  # noqa: F401 - the fixture
+from tests.test_integrations_pagerduty import pagerduty  # noqa: F401 - the fixture
+from tests.test_integrations_statuspage import statuspage  # noqa: F401 - the fixture
 
 CONFIG = """\
 version: 1
@@ -137,3 +140,57 @@ def test_a_failing_integration_never_blocks_the_window(daemon_factory, down):
     assert st["mode"] == "maintenance"
     metrics = d.get("/metrics", headers={"Authorization": "Bearer " + d.env["MAINTD_TOKEN"]}).text
     assert 'maintd_integration_failures_total{integration="am"}' in metrics
+
+
+PD_SP_CONFIG = """\
+version: 1
+provider: {{name: Example Cloud, timezone: UTC, integrations: [pd, status]}}
+daemon: {{listen: "{{listen}}", database: maintd.db}}
+tenants: [{{id: acme}}]
+integrations:
+  pd: {{type: pagerduty, url: "{url}", token: "${{PD_TOKEN}}", from: noc@example.com, services: [PABC123]}}
+  status: {{type: statuspage, url: "{url}", token: "${{SP_TOKEN}}", page: {page}, components: [{component}]}}
+windows:
+  - id: fw
+    start: {start}
+    duration: 1h
+    cancelled: {cancelled}
+"""
+
+
+def test_pagerduty_and_statuspage_once_per_occurrence_across_a_restart_and_deleted_on_cancel(
+    daemon_factory, pagerduty, statuspage
+):
+    from tests.test_integrations_statuspage import COMPONENT, PAGE
+
+    pagerduty.now = datetime.now(UTC)  # the stand-in refuses to delete a window it thinks has begun
+    start = iso_in(3600)
+    config = dict(url=pagerduty.url.rstrip("/"), page=PAGE, component=COMPONENT, start=start)
+    env = {"PD_TOKEN": "pd-secret", "SP_TOKEN": "sp-secret"}
+    d = daemon_factory(PD_SP_CONFIG.format(**config, cancelled="false"), env=env)
+
+    def both(state: str) -> Callable[[dict], bool]:
+        return lambda s: [i["state"] for i in _integrations(s, "fw")] == [state, state]
+
+    d.wait_for(both("applied"), timeout=20, what="both applied")
+    assert len(pagerduty.windows) == 1 and len(statuspage.incidents) == 1
+    (window,) = pagerduty.windows.values()
+    assert (window["start_time"], window["services"]) == (start, [{"id": "PABC123", "type": "service_reference"}])
+    (incident,) = statuspage.incidents.values()
+    assert (incident["scheduled_for"], incident["status"]) == (start, "scheduled")
+    assert "Example Cloud is under scheduled maintenance" in incident["body"]
+
+    d.kill9()
+    d.restart()
+    d.wait_for(lambda s: s["last_tick"] is not None and both("applied")(s))
+    time.sleep(2)
+    posts = [(m, p) for m, p, _ in pagerduty.requests + statuspage.requests if m == "POST"]
+    assert len(posts) == 2, posts  # one create per target for the occurrence
+
+    d.config_path.write_text(PD_SP_CONFIG.format(**config, cancelled="true").replace("{listen}", f"127.0.0.1:{d.port}"))
+    d.signal(signal.SIGHUP)
+    _until("both deleted", lambda: not pagerduty.windows and not statuspage.incidents, timeout=20)
+    deletes = [m for m, _, _ in pagerduty.requests + statuspage.requests if m == "DELETE"]
+    assert deletes == ["DELETE", "DELETE"]
+    status_text = d.cli("status", "--json").stdout
+    assert "pd-secret" not in status_text and "sp-secret" not in status_text and "pd-secret" not in d.log()
