@@ -49,7 +49,9 @@ def requests_for(cfg: Config, w: Window, occ: Any) -> list[dict]:
                 "component_ids": target.components,
             }
             url, body = f"{target.url}/v1/pages/{target.page}/incidents", {"incident": incident}
-        out.append({"name": name, "type": kind, "action": "apply", "method": "POST", "url": mask_url(url), "body": body})
+        out.append(
+            {"name": name, "type": kind, "action": "apply", "method": "POST", "url": mask_url(url), "body": body}
+        )
     return out
 
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from integrations import IntegrationError, Occurrence
 
-from .. import plan
+from .. import plan as planning
 from ..config.integrations import chosen
 from ..model import Config, Tenant, isoz
 from ..notices import tenant_message
@@ -66,7 +66,7 @@ class IntegrationRuns:
         *,
         store,
         generations: Generations,
-        evaluation: Callable[[], plan.Evaluation | None],
+        evaluation: Callable[[], planning.Evaluation | None],
         guard: StoreGuard,
         metrics: Metrics,
         clock: Callable[[], datetime],
@@ -85,7 +85,7 @@ class IntegrationRuns:
 
     # -- planning: inside the tick's transaction ----------------------------------------
 
-    def plan(self, tx, ev: plan.Evaluation, now: datetime) -> None:
+    def plan(self, tx, ev: planning.Evaluation, now: datetime) -> None:
         """Write what every target should show now (see the module docstring)."""
         cfg = self.generations.config
         rows = {_key(r): r for r in tx.integrations.rows(live_only=True)}
@@ -95,7 +95,7 @@ class IntegrationRuns:
         live: set[tuple[str, datetime]] = set()
         changed = False
         for a in ev.active + ev.upcoming:
-            anchor = plan.anchor(a.window, a.occ)
+            anchor = planning.anchor(a.window, a.occ)
             live.add((a.window.id, anchor))
             phase = "started" if now in a.occ else "planned"
             for name, kind, settings in chosen(cfg, a.window):
@@ -109,14 +109,14 @@ class IntegrationRuns:
                 changed |= tx.integrations.want(key, **wish, due=due, now=now, row=row)
         gone = [r for k, r in rows.items() if k not in seen and r["phase"] in LIVE]
         for r in gone:
-            phase = self._gone_phase(tx, cfg, ev, r, (r["window"], r["anchor"]) in live, now)
-            if phase is not None:
-                wish = {k: r[k] for k in ("occurrence", "type", "start", "end")}
-                changed |= tx.integrations.want(_key(r), **wish, phase=phase, due=now, now=now, row=r)
+            final = self._gone_phase(tx, cfg, ev, r, (r["window"], r["anchor"]) in live, now)
+            if final is not None:
+                kept = {k: r[k] for k in ("occurrence", "type", "start", "end")}
+                changed |= tx.integrations.want(_key(r), **kept, phase=final, due=now, now=now, row=r)
         if changed:
             self.wake.set()
 
-    def _gone_phase(self, tx, cfg: Config, ev: plan.Evaluation, r: dict, live: bool, now: datetime) -> str | None:
+    def _gone_phase(self, tx, cfg: Config, ev: planning.Evaluation, r: dict, live: bool, now: datetime) -> str | None:
         """What became of an occurrence the plan no longer shows with this target."""
         if live:
             return "cancelled"  # the window no longer lists the target
@@ -300,10 +300,10 @@ def _after(action: str, done: dict) -> str:
     return {"apply": "planned", "start": "started", "finish": "finished"}.get(action, done.get("phase", "planned"))
 
 
-def occurrence_integrations(cfg: Config, a: plan.Active, rows: Mapping[tuple, dict]) -> list[dict]:
+def occurrence_integrations(cfg: Config, a: planning.Active, rows: Mapping[tuple, dict]) -> list[dict]:
     """``status --json``: the targets of one active or next occurrence and where each stands."""
     out = []
-    anchor = plan.anchor(a.window, a.occ)
+    anchor = planning.anchor(a.window, a.occ)
     for name, kind, _settings in chosen(cfg, a.window):
         r = rows.get((name, a.window.id, anchor))
         status = "pending" if r is None or r["status"] == "running" else r["status"]
