@@ -183,6 +183,7 @@ _WINDOW_INTEGRATIONS_SCHEMA = {
     "anyOf": [
         {"type": "array", "items": {"type": "string"}},
         {"type": "object", "additionalProperties": {"anyOf": [{"type": "object"}, {"type": "null"}]}},
+        {"type": "null"},
     ]
 }
 WindowIntegrations = Annotated[Any, WithJsonSchema(_WINDOW_INTEGRATIONS_SCHEMA)]

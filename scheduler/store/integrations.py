@@ -70,7 +70,8 @@ class Integrations(Repository):
         if since is not None:
             query = query.where(_c.end >= since)
         if live_only:
-            query = query.where(sa.or_(_c.phase.in_(LIVE), _c.status.in_(("pending", "running", "failed"))))
+            retrying = sa.and_(_c.status == "failed", _c.next_at.is_not(None))
+            query = query.where(sa.or_(_c.phase.in_(LIVE), _c.status.in_(("pending", "running")), retrying))
         if window is not None:
             query = query.where(_c.window == window)
         return self._rows("read integration runs", query)
