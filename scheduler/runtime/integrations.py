@@ -171,7 +171,8 @@ class IntegrationRuns:
         if ran:
             with self.guard():
                 with self.store.read() as r:
-                    failed = sum(1 for x in r.integrations.rows(live_only=True) if x["status"] == "failed")
+                    recent = r.integrations.rows(since=now - timedelta(days=7))
+                    failed = sum(1 for x in recent if x["status"] == "failed")
                 self.metrics.integrations_failed.set(failed)
         return ran
 
