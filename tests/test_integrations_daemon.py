@@ -163,7 +163,7 @@ windows:
 
 def test_pagerduty_and_statuspage_once_per_occurrence_across_a_restart_and_deleted_on_cancel(
     daemon_factory,
-    pagerduty,
+    pagerduty,  # noqa: F811 - the fixtures
     statuspage,  # noqa: F811 - the fixtures
 ):
     from tests.test_integrations_statuspage import COMPONENT, PAGE
