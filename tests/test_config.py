@@ -343,7 +343,7 @@ ERRORS = [
         [
             'windows.yaml:16:5: unknown key "colour" in window "w" (expected one of: id, title, start, end, '
             "duration, cron, timezone, tenants, resources, notify, policy, drain, message, cancelled, "
-            "hooks, skip, end_check, waves, defer, override_freeze, blackouts)"
+            "hooks, skip, end_check, waves, defer, override_freeze, blackouts, integrations)"
         ],
     ),
     (
@@ -355,7 +355,7 @@ ERRORS = [
         """),
         [
             'windows.yaml:3:1: unknown key "windowz" (expected one of: version, provider, tenants, '
-            "tenants_file, notifiers, policies, windows, daemon, hooks, freezes)"
+            "tenants_file, notifiers, policies, windows, daemon, hooks, freezes, integrations)"
         ],
     ),
     (
@@ -367,7 +367,7 @@ ERRORS = [
           zone: UTC
         """),
         [
-            'windows.yaml:4:3: unknown key "zone" in provider (expected one of: name, timezone, message, policy, redundant, ops)'
+            'windows.yaml:4:3: unknown key "zone" in provider (expected one of: name, timezone, message, policy, redundant, ops, integrations)'
         ],
     ),
     (
@@ -656,7 +656,7 @@ ERRORS = [
         """),
         [
             'windows.yaml:3:1: unknown key "base" (expected one of: version, provider, tenants, tenants_file, '
-            "notifiers, policies, windows, daemon, hooks, freezes)",
+            "notifiers, policies, windows, daemon, hooks, freezes, integrations)",
             "windows.yaml:6:5: merge keys (<<) are not supported; write the keys out",
         ],
     ),
@@ -801,7 +801,7 @@ def test_variables_in_comments_and_keys_are_not_expanded(tmp_path):
         """)
     assert errors(tmp_path, text, env={"KEY": "windows"}) == [
         'windows.yaml:3:1: unknown key "${KEY}" (expected one of: version, provider, tenants, tenants_file, '
-        "notifiers, policies, windows, daemon, hooks, freezes)"
+        "notifiers, policies, windows, daemon, hooks, freezes, integrations)"
     ]
 
 

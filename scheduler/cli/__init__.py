@@ -16,6 +16,7 @@ import click
 
 from ..errors import ConfigError, MaintdError
 from . import client, offline
+from . import integrations as integrations_cli
 from .common import DEFAULT_CONFIG, Duration, clock, parse_time
 
 __all__ = ["DEFAULT_CONFIG", "Duration", "cli", "clock", "main", "parse_time"]
@@ -49,7 +50,7 @@ def cli(ctx: click.Context, config_path: str, url: str | None) -> None:
     ctx.obj["url"] = url
 
 
-for _command in (*offline.COMMANDS, *client.COMMANDS):
+for _command in (*offline.COMMANDS, *client.COMMANDS, *integrations_cli.COMMANDS):
     cli.add_command(_command)
 
 

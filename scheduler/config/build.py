@@ -23,6 +23,7 @@ from ..duration import format_duration
 from ..errors import ConfigIssue
 from . import channels
 from . import guardrails as guard
+from . import integrations as integ
 from . import waves as wv
 from . import windows as win
 from .issues import secret_reason
@@ -67,8 +68,13 @@ def _frozen(value: Any) -> Any:
 def build(s: Shapes, col: Collector) -> model.Config:
     cfg = s.cfg
     message: dict[str, Any] = {"message": cfg.provider.message} if cfg.provider.message else {}  # else the default
+    targets = integ.targets(s.src, cfg.integrations, col)
     provider = model.Provider(
-        name=cfg.provider.name, zone=ZoneInfo(cfg.provider.timezone), policy=cfg.provider.policy, **message
+        name=cfg.provider.name,
+        zone=ZoneInfo(cfg.provider.timezone),
+        policy=cfg.provider.policy,
+        integrations=integ.provider_choice(s.src, cfg.provider.integrations, cfg.integrations, col),
+        **message,
     )
     provider = replace(provider, redundant=guard.redundant(cfg, s.src, col))  # SPEC 7
     tenants = _tenants(s, provider.zone, col)
@@ -80,13 +86,14 @@ def build(s: Shapes, col: Collector) -> model.Config:
         path=os.path.abspath(s.file),
         provider=provider,
         tenants=tenants,
-        windows=_windows(s, tenants, provider.zone, refs, col),
+        windows=_windows(s, tenants, provider.zone, refs, col, targets),
         policies=policies,
         notifiers=_notifiers(s, col),
         daemon=record(model.DaemonSettings, cfg.daemon, public_url=_strip(cfg.daemon.public_url)),
         hooks=record(model.Hooks, cfg.hooks),
         warnings=tuple(str(i) for i in col.warnings),
         freezes=guard.freezes(cfg, s.src, provider.zone, col),  # SPEC 7
+        integrations=targets,
     )
     guard.check(config, s.src, {w.id: ("windows", i) for i, w, _ in s.windows if w is not None}, col)
     return replace(config, warnings=tuple(str(i) for i in col.warnings))
@@ -208,6 +215,7 @@ def _windows(
     provider_zone: ZoneInfo,
     refs: tuple[set[int], set[int]],
     col: Collector,
+    targets: Mapping[str, model.IntegrationTarget] | None = None,
 ) -> tuple[model.Window, ...]:
     src = s.src
     duplicate, bad = refs
@@ -223,13 +231,23 @@ def _windows(
             continue
         ok, start, end = win.when(w, wp, zone, src, col)
         waves_ok, waves, defer = wv.specs(w, raw, wp, src, col)
+        chosen_integrations = integ.window_choice(src, wp, w.id, w.integrations, targets or {}, col, s.cfg.integrations)
         if ok and waves_ok and i not in bad:
-            window = _window(w, raw, zone, chosen, start, end, src.at(wp)[0])
+            window = _window(w, raw, zone, chosen, start, end, src.at(wp)[0], chosen_integrations)
             out.append(replace(window, waves=waves, defer=defer) if waves or defer else window)
     return tuple(out)
 
 
-def _window(w: WindowModel, raw: Any, zone: ZoneInfo, chosen: frozenset[str], start: Any, end: Any, line: int) -> Any:
+def _window(
+    w: WindowModel,
+    raw: Any,
+    zone: ZoneInfo,
+    chosen: frozenset[str],
+    start: Any,
+    end: Any,
+    line: int,
+    integrations: Any = None,
+) -> Any:
     return model.Window(
         id=w.id,
         title=w.title or w.id,
@@ -252,6 +270,7 @@ def _window(w: WindowModel, raw: Any, zone: ZoneInfo, chosen: frozenset[str], st
         line=line,
         override_freeze=w.override_freeze,  # SPEC 7
         blackouts=w.blackouts,
+        integrations=integrations,
     )
 
 

@@ -97,6 +97,7 @@ class ProviderModel(_M):
     policy: str | None = None
     redundant: list[StrList] = Field(default=[], description="groups of resources never in maintenance together")
     ops: OpsModel | None = None
+    integrations: list[str] = Field(default=[], description="integration targets of windows that list none")
 
 
 class EmailModel(_M):
@@ -221,6 +222,17 @@ class DeferModel(_M):
     until: Duration = timedelta(0)
 
 
+# A list of target names, or names with settings merged over the target's (config/integrations.py checks them).
+_WINDOW_INTEGRATIONS_SCHEMA = {
+    "anyOf": [
+        {"type": "array", "items": {"type": "string"}},
+        {"type": "object", "additionalProperties": {"anyOf": [{"type": "object"}, {"type": "null"}]}},
+        {"type": "null"},
+    ]
+}
+WindowIntegrations = Annotated[Any, WithJsonSchema(_WINDOW_INTEGRATIONS_SCHEMA)]
+
+
 class WindowModel(_M):
     id: str = Field(pattern=WINDOW_ID_RE.pattern)
     title: Name | None = None
@@ -243,6 +255,7 @@ class WindowModel(_M):
     defer: DeferModel | None = None
     override_freeze: Name | None = Field(default=None, description="why this window may run inside a freeze")
     blackouts: Literal["warn", "skip"] = "warn"
+    integrations: WindowIntegrations = None
 
 
 def _env(var: str, text: str, default: Any = None) -> Any:
@@ -286,6 +299,7 @@ class ConfigModel(_M):
     daemon: DaemonModel = DaemonModel()
     hooks: HooksModel | None = None
     freezes: list[FreezeModel] = []
+    integrations: dict[str, dict[str, Any]] = Field(default={}, description="named targets (SPEC 6)")
 
 
 class _Schema(GenerateJsonSchema):

@@ -33,6 +33,7 @@ from .faults import Faults, StoreGuard
 from .gate import Gate, Overruns, write_gate_batch
 from .gatings import GatingIndex
 from .generation import Generations, build_generation
+from .integrations import IntegrationRuns
 from .manual import Manual
 from .metrics import Metrics
 from .ops import Ops, failed_record
@@ -131,6 +132,9 @@ class Daemon:
             dry_run=self.dry_run,
             on_check=lambda: self.reconciler.tick("end-check"),
         )
+        self.integrations = IntegrationRuns(
+            **common, evaluation=evaluation, metrics=self.metrics, clock=self.clock, dry_run=self.dry_run
+        )
         self.ops = self._ops_room(overruns)
         self.notice_rows = NoticeRows(**common, evaluation=evaluation, dry_run=self.dry_run)
         self.reconciler = Reconciler(
@@ -145,6 +149,7 @@ class Daemon:
             after=self._wake_workers,
             ops=self.ops,
             watch=self.watch,
+            integrations=self.integrations,
         )
         self.gate = Gate(
             writer=GroupCommit(partial(write_gate_batch, store), name="gate-writer"),
@@ -158,7 +163,10 @@ class Daemon:
             heartbeat=s.heartbeat,
         )
         self.manual = Manual(store=store, generations=gens, reconciler=self.reconciler, clock=self.clock)
-        self.views = Views(
+        self.views = self._views(common)
+
+    def _views(self, common: dict[str, Any]) -> Views:
+        return Views(
             **common,
             reconciler=self.reconciler,
             presence=self.presence,
@@ -167,7 +175,7 @@ class Daemon:
             clock=self.clock,
             config_path=os.path.abspath(self.config_path),
             dry_run=self.dry_run,
-            status_wait=s.status_wait,
+            status_wait=self.settings.status_wait,
         )
 
     def _ops_room(self, overruns: Overruns) -> Ops:
@@ -182,6 +190,7 @@ class Daemon:
     def _wake_workers(self) -> None:
         self.outbox.wake.set()
         self.effects.wake.set()
+        self.integrations.wake.set()
 
     @property
     def config(self):
@@ -246,6 +255,7 @@ class Daemon:
         self._spawn("outbox-writer", partial(self.outbox.run_writer, self._stop))
         acting = lambda: self.presence.leader and not self.watch.lost  # noqa: E731
         self._spawn("hooks", partial(self.effects.run, self._stop, acting))
+        self._spawn("integrations", partial(self.integrations.run, self._stop, acting))
 
     def _spawn(self, name: str, target: Callable[[], None]) -> None:
         t = threading.Thread(target=target, name=name, daemon=True)

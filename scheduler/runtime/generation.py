@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -30,6 +30,30 @@ class Generation:
     notifiers: dict[str, Any]  # channel -> Notifier
     compiled: Any  # policy.compile_policies(config.policies)
     loaded_at: datetime
+    # (window id, target name) -> Integration; ("", name) for windows not in the file (manual)
+    integrations: Mapping[tuple[str, str], Any] = field(default_factory=dict)
+
+
+def build_integrations(cfg: Config) -> dict[tuple[str, str], Any]:
+    """One client per distinct (target, merged settings), shared by the windows that use it."""
+    import integrations
+
+    from ..config.integrations import chosen
+
+    made: dict[tuple[str, str], Any] = {}
+    out: dict[tuple[str, str], Any] = {}
+    manual = [(n, cfg.integrations[n].type, cfg.integrations[n].settings) for n in cfg.provider.integrations]
+    for wid, pairs in [("", manual)] + [(w.id, list(chosen(cfg, w))) for w in cfg.windows]:
+        for name, kind, settings in pairs:
+            sig = (name, repr(sorted(settings.items())))
+            if sig not in made:
+                try:
+                    made[sig] = integrations.build(name, {"type": kind, **settings})
+                except ValueError as exc:
+                    line = cfg.integrations[name].line
+                    raise ConfigError([ConfigIssue(cfg.path, line, 1, str(exc))]) from None
+            out[(wid, name)] = made[sig]
+    return out
 
 
 def build_generation(cfg: Config, loaded_at: datetime) -> Generation:
@@ -43,7 +67,12 @@ def build_generation(cfg: Config, loaded_at: datetime) -> Generation:
     notifiers = {n.channel: n for n in build_notifiers(cfg.notifiers, cfg.provider.name, renderer)}
     notifiers.update(chat_registry(cfg, renderer))
     return Generation(
-        config=cfg, renderer=renderer, notifiers=notifiers, compiled=compile_policies(cfg.policies), loaded_at=loaded_at
+        config=cfg,
+        renderer=renderer,
+        notifiers=notifiers,
+        compiled=compile_policies(cfg.policies),
+        loaded_at=loaded_at,
+        integrations=build_integrations(cfg),
     )
 
 

@@ -47,6 +47,12 @@ class Metrics:
         self.leases = Gauge("maintd_leases", "Leases by state", ["state"], registry=r)
         self.drain_overrun = Gauge("maintd_drain_overruns", "Drained leases still running after deadline", registry=r)
         self.end_checks = Counter("maintd_end_checks_total", "End checks by result", ["result"], registry=r)
+        self.integration_failures = Counter(
+            "maintd_integration_failures", "Failed integration actions (SPEC 6)", ["integration"], registry=r
+        )
+        self.integrations_failed = Gauge(
+            "maintd_integrations_failed", "Integration runs whose last try failed", registry=r
+        )
         self.leader = Gauge(
             "maintd_leader", "1 while this instance leads (runs transitions, drains, hooks)", registry=r
         )

@@ -49,6 +49,7 @@ class Reconciler:
         after: Callable[[], None] = lambda: None,
         ops: Any = None,
         watch: Any = None,
+        integrations: Any = None,
     ) -> None:
         self.store = store
         self.generations = generations
@@ -64,6 +65,7 @@ class Reconciler:
         self.ops = ops  # runtime.ops.Ops: the provider's room hears starts, ends, extensions
         self.watch = watch  # StoreWatch: nothing is applied to a database that is not ours any more
         self.lock = threading.RLock()
+        self.integrations = integrations  # runtime.integrations.IntegrationRuns: plans in the tick's transaction
         self.evaluation: plan.Evaluation | None = None
         self.last_tick: datetime | None = None
 
@@ -159,6 +161,8 @@ class Reconciler:
             for window, occurrence, event in checks:
                 tx.add_hook_run(window, occurrence, event, now=now)
             store_members(tx, cfg, ev, now)  # SPEC 8: wave membership is stable once planned
+            if self.integrations is not None:
+                self.integrations.plan(tx, ev, now)
             tx.set_meta_time("last_tick", now)
 
     def _transition(self, tx, cfg: Config, ev: plan.Evaluation, t: plan.Transition, now: datetime) -> None:

@@ -13,6 +13,7 @@ from .endchecks import is_check
 from .endpoints import disabled_json
 from .faults import Faults, StoreGuard
 from .generation import Generations
+from .integrations import occurrence_integrations
 from .metrics import Metrics
 from .presence import Presence
 from .reconciler import Reconciler
@@ -71,7 +72,7 @@ class Views:
         mode = Mode.NORMAL
         if active:
             mode = Mode.DRAINING if stored["draining"] else Mode.MAINTENANCE
-        return {
+        body = {
             "mode": mode.value,
             "now": isoz(now),
             "active": [occurrence_json(cfg, a, open_ended=a.window.id in stored["open_manual"]) for a in active],
@@ -92,6 +93,9 @@ class Views:
             "instances": stored["instances"] or [self.presence.me()],  # the store is down: say who answers
             "halted": halted_windows(cfg, plan.Journal(**waves), now),
         }
+        for entry, a in zip(body["active"] + body["next"], active + nxt, strict=True):  # SPEC 6
+            entry["integrations"] = occurrence_integrations(cfg, a, stored["integrations"])
+        return body
 
     def _waves(self) -> dict[str, Any]:
         with self.guard():
@@ -108,8 +112,14 @@ class Views:
             "disabled_endpoints": [],
             "hooks": {"pending": 0, "failed": 0, "items": []},
             "instances": [],
+            "integrations": {},
         }
         with self.guard():
+            with self.store.read() as r:
+                out["integrations"] = {
+                    (x["integration"], x["window"], x["anchor"]): x
+                    for x in r.integrations.rows(since=now - timedelta(days=1))
+                }
             out["open_manual"] = {m["id"] for m in self.store.manual_windows(active_only=True) if m["end"] is None}
             running = self.store.leases("running")
             draining = [lease for lease in running if lease["drain"]]

@@ -229,12 +229,42 @@ def _v5_lease_secrets(conn: Connection) -> None:
     conn.execute(sa.text("CREATE UNIQUE INDEX ux_leases_secret_hash ON leases (secret_hash)"))
 
 
+_v6 = sa.MetaData()
+sa.Table(
+    "integration_runs",
+    _v6,
+    sa.Column("integration", _S(200), primary_key=True),
+    sa.Column("window", _S(200), primary_key=True),
+    sa.Column("anchor", _key, primary_key=True),
+    sa.Column("occurrence", _key, nullable=False),
+    sa.Column("type", _S(32), nullable=False),
+    sa.Column("phase", _S(16), nullable=False),
+    sa.Column("start", _dt, nullable=False),
+    sa.Column("end", _dt, nullable=False),
+    sa.Column("done", _js),
+    sa.Column("state", _js),
+    sa.Column("status", _S(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("due_at", _dt),
+    sa.Column("next_at", _dt),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_at", _dt, nullable=False),
+)
+
+
+def _v6_integration_runs(conn: Connection) -> None:
+    """Version 6: ``integration_runs``, one row per (integration, window, occurrence) (SPEC 6)."""
+    _v6.create_all(conn)
+    conn.execute(sa.text("CREATE INDEX ix_integration_runs_due ON integration_runs (status, next_at)"))
+
+
 MIGRATIONS: list[Callable[[Connection], None]] = [
     _v1_base_tables,
     _v2_late_notices_and_indexes,
     _v3_announced_occurrence,
     _v4_waves_and_deferrals,
     _v5_lease_secrets,
+    _v6_integration_runs,
 ]
 LATEST_VERSION = len(MIGRATIONS)
 

@@ -219,6 +219,28 @@ hook_runs = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+integration_runs = sa.Table(  # SPEC 6: what each integration did for one occurrence
+    "integration_runs",
+    metadata,
+    sa.Column("integration", sa.String(200), primary_key=True),
+    sa.Column("window", sa.String(200), primary_key=True),
+    sa.Column("anchor", OccurrenceKey, primary_key=True),  # the occurrence's identity (a one-off: epoch)
+    sa.Column("occurrence", OccurrenceKey, nullable=False),  # the key handed to the integration
+    sa.Column("type", sa.String(32), nullable=False),
+    sa.Column("phase", sa.String(16), nullable=False),  # wanted: planned started finished exited cancelled
+    sa.Column("start", UTCDateTime, nullable=False),
+    sa.Column("end", UTCDateTime, nullable=False),
+    sa.Column("done", JSONText),  # what was applied last: {"phase", "start", "end"}
+    sa.Column("state", JSONText),  # the integration's own (silence id, ...)
+    sa.Column("status", sa.String(16), nullable=False, server_default="pending"),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("due_at", UTCDateTime),
+    sa.Column("next_at", UTCDateTime),
+    sa.Column("error", sa.Text),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_integration_runs_due", "status", "next_at"),
+)
+
 tenant_secrets = sa.Table(
     "tenant_secrets",
     metadata,

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from .effects import Effects
 from .endpoints import DisabledEndpoints
+from .integrations import Integrations
 from .journal import Journal
 from .leases import Leases
 from .outbox import Outbox
@@ -42,6 +43,7 @@ class Tx:
         self.secrets = Secrets(conn, where)
         self.waves = Waves(conn, where)  # SPEC 8 and 9
         self.endpoints = DisabledEndpoints(conn, where)
+        self.integrations = Integrations(conn, where)
 
     # journal ---------------------------------------------------------------
 

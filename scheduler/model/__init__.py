@@ -12,7 +12,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
+from typing import Any
 from zoneinfo import ZoneInfo
+
+from .specs import HALT_ON as HALT_ON  # re-exported: the records live in model.specs
+from .specs import Blackout, DeferSpec, Freeze, WaveSpec
 
 UTC = UTC
 
@@ -62,41 +66,6 @@ def normalise_kind(s: str) -> str:
 
 
 # ---------------------------------------------------------------- guardrails (SPEC 7)
-
-
-@dataclass(frozen=True, kw_only=True)
-class Freeze:
-    """A change freeze ``[start, end)``; local times were resolved in ``zone`` at load."""
-
-    id: str
-    start: datetime  # UTC
-    end: datetime  # UTC
-    reason: str = ""
-    zone: ZoneInfo = ZoneInfo("UTC")  # where its times were written: messages show them there
-    line: int = 0
-
-
-@dataclass(frozen=True, kw_only=True)
-class Blackout:
-    """A tenant's own no-maintenance time: one-off (``start`` + ``end``) or ``cron`` + ``duration``.
-
-    ``zone`` is the tenant's: a cron fires on the tenant's wall clock. ``index`` is the
-    blackout's position (0-based) in the tenant's ``blackouts`` list, for messages.
-    """
-
-    tenant: str
-    zone: ZoneInfo
-    start: datetime | None = None  # UTC
-    end: datetime | None = None  # UTC
-    cron: str | None = None
-    duration: timedelta | None = None
-    index: int = 0
-    line: int = 0
-    file: str = ""  # where it is declared: windows.yaml or its tenants_file
-
-    @property
-    def label(self) -> str:
-        return f"blackouts[{self.index}]"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,52 +132,6 @@ class EndCheck:
     max: timedelta = timedelta(hours=2)
 
 
-HALT_ON = ("end_check",)  # what may halt the later waves of a window
-
-
-@dataclass(frozen=True, kw_only=True)
-class WaveSpec:
-    """A window's ``waves:``. Exactly one of ``size`` (tenants per wave) and ``percent``.
-
-    ``order``: label selectors (each a mapping of labels that must all match); tenants
-    matching an earlier one go first, the rest last, ties by id.
-    """
-
-    size: int | None = None
-    percent: float | None = None
-    every: timedelta
-    order: tuple[Mapping[str, str], ...] = ()
-    halt_on: str | None = None
-
-    def __post_init__(self) -> None:
-        if (self.size is None) == (self.percent is None):
-            raise ValueError("waves: give exactly one of a count (size) or a percentage")
-        if self.size is not None and self.size < 1:
-            raise ValueError(f"wave size must be at least 1 tenant, got {self.size}")
-        if self.percent is not None and not 0 < self.percent <= 100:
-            raise ValueError(f"wave size must be more than 0% and at most 100%, got {self.percent}%")
-        if self.every <= timedelta(0):
-            raise ValueError(f"waves: every must be longer than 0s, got {int(self.every.total_seconds())}s")
-        if self.halt_on is not None and self.halt_on not in HALT_ON:
-            raise ValueError(f"waves: halt_on must be one of {', '.join(HALT_ON)}, got {self.halt_on!r}")
-
-
-@dataclass(frozen=True, kw_only=True)
-class DeferSpec:
-    """A window's ``defer:``: at most ``max`` deferrals per tenant and occurrence, and none
-    later than ``until`` before the start. ``until_label`` is ``until`` as written ("48h")."""
-
-    max: int = 1
-    until: timedelta = timedelta(0)
-    until_label: str | None = None
-
-    def __post_init__(self) -> None:
-        if self.max < 1:
-            raise ValueError(f"defer: max must be at least 1, got {self.max}")
-        if self.until < timedelta(0):
-            raise ValueError("defer: until must not be negative")
-
-
 @dataclass(frozen=True, kw_only=True)
 class Window:
     """A declared maintenance window: one-off (``start``) or recurring (``cron``)."""
@@ -237,6 +160,8 @@ class Window:
     line: int = 0
     override_freeze: str | None = None  # SPEC 7: runs inside a freeze, for this reason (journaled)
     blackouts: str = "warn"  # SPEC 7: "warn" | "skip" (leave a tenant in a blackout out)
+    # SPEC 6: (target name, settings merged over the target's) or None: provider.integrations
+    integrations: tuple[tuple[str, Mapping[str, Any]], ...] | None = None
 
     def __hash__(self) -> int:
         return hash(self.id)
@@ -289,6 +214,7 @@ class Provider:
     policy: str | None = None
     redundant: tuple[frozenset[str], ...] = ()  # SPEC 7: resources never in maintenance together
     ops: OpsSettings | None = None  # the provider's own room (SPEC 4.2)
+    integrations: tuple[str, ...] = ()  # SPEC 6: the targets of windows that list none
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -348,6 +274,16 @@ class DaemonSettings:
 
 
 @dataclass(frozen=True, kw_only=True)
+class IntegrationTarget:
+    """A named target of ``integrations:`` (SPEC 6); ``settings`` without ``type`` (token is a secret)."""
+
+    name: str
+    type: str
+    settings: Mapping[str, Any] = field(default_factory=dict)
+    line: int = 0
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     path: str
     provider: Provider
@@ -359,6 +295,7 @@ class Config:
     hooks: Hooks | None = None
     warnings: tuple[str, ...] = ()
     freezes: tuple[Freeze, ...] = ()  # SPEC 7: change freezes
+    integrations: Mapping[str, IntegrationTarget] = field(default_factory=dict)
 
     def window(self, window_id: str) -> Window | None:
         for w in self.windows:
