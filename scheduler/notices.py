@@ -122,6 +122,42 @@ def tenant_message(
     )
 
 
+# What a completed or cancelled notice says instead of the window's "under maintenance
+# until {end}" message, which would be untrue by then (placeholders as in PLACEHOLDERS).
+_AFTER_MESSAGES: Mapping[str, Mapping[str, str]] = {
+    "completed": {
+        "en": "Maintenance {title} by {provider} has ended at {end}.",
+        "de": "Die Wartung {title} von {provider} ist seit {end} beendet.",
+        "fr": "La maintenance {title} de {provider} est terminée depuis {end}.",
+    },
+    "cancelled": {
+        "en": "Maintenance {title} by {provider}, planned for {start}, is cancelled.",
+        "de": "Die für {start} geplante Wartung {title} von {provider} ist abgesagt.",
+        "fr": "La maintenance {title} de {provider} prévue le {start} est annulée.",
+    },
+}
+
+
+def notice_message(cfg: Config, window: Window | None, tenant: Tenant, n: Action) -> str:
+    """The tenant-facing message of a notice: the window's (or provider's) message while the
+    maintenance is ahead or running, a fixed sentence once it has ended or was cancelled."""
+    texts = _AFTER_MESSAGES.get(n.kind)
+    if texts is None:
+        return tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window)
+    language = (getattr(tenant, "locale", None) or "en").replace("_", "-").split("-", 1)[0].lower()
+    text = texts.get(language, texts["en"])
+    return render(
+        text,
+        provider=cfg.provider.name,
+        title=n.title,
+        start=n.start,
+        end=n.end,
+        window=n.window,
+        tenant=tenant,
+        zone=tenant.zone,
+    )
+
+
 def compose_notice(
     cfg: Config,
     n: Action,
@@ -130,12 +166,22 @@ def compose_notice(
     window: Window | None = None,
     link: str | None = None,
     summary: Mapping | None = None,
+    now: datetime | None = None,
 ) -> Notice:
     """The Notice a planned action means for one tenant. The daemon and ``maintd preview``
-    build notices the same way, so a preview is what would be sent."""
+    build notices the same way, so a preview is what would be sent.
+
+    ``now`` is when the notice is composed (the tick that enqueues it): a late notice
+    states the time really left from then (``time_left``), not the lead it missed.
+    Without ``now`` a late notice's time left is unknown and stays None.
+    """
     k = kind(n.kind)
     lead = n.lead if k.lead else None
     previous = n.previous if k.previous else None
+    left = None
+    if lead is not None and (now is not None or not n.late):
+        tl = time_left(start=n.start, sent_at=now or n.start, lead=lead, late=n.late)
+        left = tl.left if tl else None
     return Notice(
         id=notice_id(n.window, n.occurrence, tenant.id, n.kind, lead, notice_seq(n)),
         kind=n.kind,
@@ -145,7 +191,7 @@ def compose_notice(
         title=n.title,
         start=n.start,
         end=n.end,
-        message=tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window),
+        message=notice_message(cfg, window, tenant, n),
         provider=cfg.provider.name,
         lead=lead,
         late=n.late,
@@ -155,6 +201,7 @@ def compose_notice(
         previous_end=previous[1] if previous else None,
         summary=summary if k.summary else None,
         link=link,
+        time_left=left,
     )
 
 
@@ -321,6 +368,7 @@ def notice_to_json(n: Notice) -> dict:
         "previous_end": isoz(n.previous_end),
         "summary": dict(n.summary) if n.summary else None,
         "link": n.link,
+        "time_left": n.time_left,
     }
 
 
@@ -345,6 +393,7 @@ def notice_from_json(d: Mapping) -> Notice:
         previous_end=parse_time(d.get("previous_end")),
         summary=d.get("summary"),
         link=d.get("link"),
+        time_left=d.get("time_left"),
     )
 
 

@@ -78,8 +78,9 @@ ENGLISH = ["Hello", "Sat 5 Dec", "Status page", "Times are shown", "Scheduled ma
 def test_email_is_in_the_tenants_language(locale, kind):
     lang = LANGUAGES[locale]
     rendered = Renderer(PROVIDER).render(notice(kind), tenant(locale))
+    until = {"de": "bis ", "fr": "jusqu’au "}[locale] + lang["dates"][1] if kind == "extended" else lang["dates"][0]
     assert rendered.subject == f"[{PROVIDER}] {lang['subject'][kind]}{' :' if locale == 'fr' else ':'} " + (
-        f"Storage firmware update — {lang['dates'][0]}"
+        f"Storage firmware update — {until}"
     )
     for body in (rendered.text, rendered.html):
         assert lang["greeting"] in body
@@ -118,7 +119,7 @@ def test_ics_in_the_tenants_language(locale, summary, description):
 @pytest.mark.parametrize(
     "kind, locale, snippets",
     [
-        ("scheduled", "de", ["Beginn in 24 Stunden", "(4 Stunden)"]),
+        ("scheduled", "de", ["beginnt in 24 Stunden", "(4 Stunden)"]),
         ("scheduled", "fr", ["qui commence dans 24 heures", "(4\u00a0heures)"]),  # Babel: no-break space
         ("completed", "de", ["Tatsächlicher Beginn:", "Samstag, 5. Dezember 2026, 22:02 CET", "Abgelehnte Jobs"]),
         ("completed", "fr", ["Début effectif:", "samedi 5 décembre 2026 à 22:02 CET", "Tâches refusées"]),
