@@ -178,3 +178,86 @@ def test_started_keeps_the_windows_message(daemon):
     notice = compose_notice(daemon.config, action("started"), daemon.config.tenants["acme"], now=START)
     assert "under scheduled maintenance until" in notice.message
     assert "time_left" not in notice.payload()
+
+
+# ---------------------------------------------------------------------------
+# the calendar after an early exit, and what the feed says of cancelled and one-off events
+
+
+def _feed_events(daemon, tid: str = "acme") -> dict:
+    import icalendar
+
+    from scheduler.web import tenant_feed
+
+    cal = icalendar.Calendar.from_ical(tenant_feed(daemon, daemon.config.tenants[tid], daemon.clock()))
+    return {str(e["UID"]): e for e in cal.walk("VEVENT")}
+
+
+def test_exit_raises_the_sequence_in_the_feed_and_the_emailed_ics(tmp_path: Path):
+    import icalendar
+
+    from notifiers.calendar import build_ics
+
+    path = tmp_path / "windows.yaml"
+    path.write_text(CONFIG)
+    early = NOW - timedelta(hours=4)  # clear of the hotfix: the exit ends acme's maintenance
+    clock = {"now": early}
+    d = Daemon(str(path), clock=lambda: clock["now"], env={"MAINTD_TOKEN": "t"})
+    try:
+        entered = d.manual.enter(reason="disk swap", duration=timedelta(hours=2))
+        wid = entered["window"]
+        (uid,) = [u for u in _feed_events(d) if u.startswith(wid)]
+        assert int(_feed_events(d)[uid]["SEQUENCE"]) == 0
+        clock["now"] = early + timedelta(minutes=30)
+        d.manual.exit(window=wid)
+        event = _feed_events(d)[uid]
+        assert event.decoded("DTEND") == early + timedelta(minutes=30)
+        assert int(event["SEQUENCE"]) == 1
+        rows = [r for r in d.store.notices(window=wid) if r["kind"] == "completed"]
+        assert rows, "no completed notice after exit"
+        payload = rows[0]["payload"]
+        notice = notice_from_json(json.loads(payload) if isinstance(payload, str) else payload)
+        invite = next(iter(icalendar.Calendar.from_ical(build_ics(notice)).walk("VEVENT")))
+        assert invite.decoded("DTEND") == early + timedelta(minutes=30)
+        assert int(invite["SEQUENCE"]) == 1
+    finally:
+        d.store.close()
+
+
+def test_an_extension_raises_the_sequence_in_the_feed(tmp_path: Path):
+    path = tmp_path / "windows.yaml"
+    path.write_text(CONFIG)
+    clock = {"now": START + timedelta(minutes=5)}
+    d = Daemon(str(path), clock=lambda: clock["now"], env={"MAINTD_TOKEN": "t"})
+    try:
+        d.reconciler.tick("test")
+        before = int(_feed_events(d)["hotfix@maintd"]["SEQUENCE"])
+        d.manual.extend("hotfix", timedelta(minutes=30))
+        event = _feed_events(d)["hotfix@maintd"]
+        assert event.decoded("DTEND") == END + timedelta(minutes=30)
+        assert int(event["SEQUENCE"]) == before + 1
+    finally:
+        d.store.close()
+
+
+def test_feed_one_off_has_no_exdate_and_cancelled_says_cancelled(tmp_path: Path):
+    path = tmp_path / "windows.yaml"
+    path.write_text(CONFIG)
+    clock = {"now": NOW - timedelta(hours=3)}
+    d = Daemon(str(path), clock=lambda: clock["now"], env={"MAINTD_TOKEN": "t"})
+    try:
+        d.reconciler.tick("test")  # 3h ahead: the 2h notice is not due yet
+        clock["now"] = NOW - timedelta(hours=1)
+        d.reconciler.tick("test")  # the 2h notice goes out: acme was told
+        event = _feed_events(d)["hotfix@maintd"]
+        assert "EXDATE" not in event
+        path.write_text(CONFIG.replace("    notify: [2h]\n", "    notify: [2h]\n    cancelled: true\n"))
+        d.reload()
+        d.reconciler.tick("test")
+        event = _feed_events(d)["hotfix@maintd"]
+        assert str(event["STATUS"]) == "CANCELLED"
+        description = str(event.get("DESCRIPTION", ""))
+        assert "cancelled" in description.lower() and "under scheduled maintenance" not in description
+        assert "EXDATE" not in event
+    finally:
+        d.store.close()

@@ -31,6 +31,8 @@ _env = Environment(
 FEED_PAST = timedelta(days=30)
 FEED_AHEAD = timedelta(days=365)
 PAGE_AHEAD = timedelta(days=90)
+# A cancelled event's description: the window's "under maintenance until" text would be untrue.
+CANCELLED_TEXT = "Cancelled: {title} by {provider}, planned for {start} to {end}, will not take place."
 
 
 def _countdown(delta: timedelta) -> str:
@@ -125,6 +127,7 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
         anc = plan.anchor(w, a.occ)
         live.add((w.id, anc))
         ann = journal.announced.get((w.id, anc))
+        cancelled = w.cancelled or (ann is not None and ann.status == "cancelled")
         exdates = []
         if w.recurring and w.skip:
             # The instants the skipped days would have started at (SPEC: the feed carries them as EXDATE).
@@ -134,12 +137,12 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
         events.append(
             {
                 "uid": calendar_uid(w.id, a.occ.key, w.recurring),
-                "sequence": ann.sequence if ann else 0,
+                "sequence": feed_sequence(ann, a.occ.start, a.occ.end),
                 "start": a.occ.start,
                 "end": a.occ.end,
                 "title": f"{cfg.provider.name}: {w.title}",
                 "message": messages.render(
-                    w.message or cfg.provider.message,
+                    CANCELLED_TEXT if cancelled else (w.message or cfg.provider.message),
                     provider=cfg.provider.name,
                     title=w.title,
                     start=a.occ.start,
@@ -148,8 +151,8 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
                     tenant=tenant,
                     zone=tenant.zone,
                 ),
-                "cancelled": w.cancelled or (ann is not None and ann.status == "cancelled"),
-                "exdates": exdates,
+                "cancelled": cancelled,
+                "exdates": exdates if w.recurring else [],
             }
         )
     for (wid, anc), ann in journal.announced.items():
@@ -163,11 +166,29 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
                 "start": ann.start,
                 "end": ann.end,
                 "title": f"{cfg.provider.name}: {ann.title}",
-                "message": "Cancelled.",
+                "message": messages.render(
+                    CANCELLED_TEXT,
+                    provider=cfg.provider.name,
+                    title=ann.title,
+                    start=ann.start,
+                    end=ann.end,
+                    window=wid,
+                    tenant=tenant,
+                    zone=tenant.zone,
+                ),
                 "cancelled": True,
             }
         )
     return build_feed(events, name=f"{cfg.provider.name} maintenance ({tenant.name})", now=now)
+
+
+def feed_sequence(ann: Any, start: datetime, end: datetime) -> int:
+    """The event's SEQUENCE: the announcement's, one more when its times have changed since
+    (an exit or extension the next tick has not announced yet; RFC 5546: any change of
+    DTSTART or DTEND raises it)."""
+    if ann is None:
+        return 0
+    return ann.sequence + (1 if (ann.start, ann.end) != (start, end) else 0)
 
 
 def _without_skip(w):
