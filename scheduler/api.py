@@ -204,6 +204,14 @@ def _loopback(request: Request) -> bool:
         return host in ("localhost", "testclient")
 
 
+# Said to a client that sent a token to a daemon started without one: the fix is on the
+# daemon's side (its environment or config), not in the client's shell.
+NO_TOKEN = (
+    "state-changing calls are disabled: no token is configured on the daemon (it was started without an admin "
+    "token); set MAINTD_TOKEN or daemon.token_file for the daemon (in its environment or config) and restart it"
+)
+
+
 class Access:
     """Who may call what: state-changing calls need the bearer token; reads and the gate are
     open on loopback and need the token from anywhere else."""
@@ -221,9 +229,7 @@ class Access:
 
     def require_token(self, request: Request) -> None:
         if not self.token:
-            raise ApiError(
-                403, "state-changing calls are disabled: no token is configured (set MAINTD_TOKEN or daemon.token_file)"
-            )
+            raise ApiError(403, NO_TOKEN)
         if not self.token_ok(request):
             raise ApiError(401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
 
@@ -259,6 +265,7 @@ def create_app(daemon: Daemon) -> FastAPI:
     app.include_router(_ops_router(daemon, [Depends(access.open_on_loopback)]))
     app.include_router(_manual_router(daemon, [Depends(access.require_token)]))
     app.include_router(_gate_router(daemon, [Depends(access.gate)]))
+    app.include_router(_tenant_url_router(daemon, Depends(access.open_on_loopback), Depends(access.require_token)))
 
     from . import web
 
@@ -403,3 +410,35 @@ def _notice_row(r: dict) -> dict:
         "sent_at": isoz(r.get("sent_at")),
         "next_attempt_at": isoz(r.get("next_attempt_at")),
     }
+
+
+def _tenant_url_router(daemon: Daemon, read: Any, write: Any) -> APIRouter:
+    """``maintd tenant-url``: the URLs with the secret of the database this daemon uses (a
+    dry run's is not the real one), so the printed links are the ones it serves. Reading
+    is open on loopback like the ops page; rotating needs the admin token."""
+    router = APIRouter(tags=["tenants"])
+
+    def urls(tenant_id: str, secret: str | None) -> dict:
+        cfg = daemon.config
+        base = cfg.daemon.public_url
+        if not base:
+            host, _, port = daemon.listen.rpartition(":")
+            base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '::', '[::]') else host}:{port}"
+        base = base.rstrip("/")
+        return {"tenant": tenant_id, "page": f"{base}/t/{secret}/", "calendar": f"{base}/t/{secret}/calendar.ics"}
+
+    def known(tenant_id: str) -> None:
+        if tenant_id not in daemon.config.tenants:
+            raise NotFoundError(f'unknown tenant "{tenant_id}"')
+
+    @router.get("/v1/tenants/{tenant_id}/url", dependencies=[read])
+    def tenant_url(tenant_id: str) -> dict:
+        known(tenant_id)
+        return urls(tenant_id, daemon.store.tenant_secret(tenant_id))
+
+    @router.post("/v1/tenants/{tenant_id}/url", dependencies=[write])
+    def rotate_tenant_url(tenant_id: str) -> dict:
+        known(tenant_id)
+        return {**urls(tenant_id, daemon.store.rotate_secret(tenant_id)), "rotated": True}
+
+    return router

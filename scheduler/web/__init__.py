@@ -252,9 +252,32 @@ def ops_view(daemon: Any, now: datetime) -> dict:
     }
 
 
+class HeadAsGet:
+    """Answer ``HEAD`` like ``GET`` without the body (RFC 9110 9.3.2): uptime checkers and
+    calendar clients send HEAD to the pages, the feed and ``/healthz``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body"):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 def mount(app: FastAPI, daemon: Any, *, allowed: Any) -> None:
     """Add the tenant views and the ops page to the API app. ``allowed(request)`` says whether
     a request may see the ops page (loopback or token)."""
+    app.add_middleware(HeadAsGet)
 
     def lookup(secret: str) -> Tenant | None:
         if not secret or len(secret) > 200:
