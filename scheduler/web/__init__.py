@@ -21,6 +21,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from .. import messages, plan
 from ..model import Config, Policy, Tenant, calendar_uid, isoz
+from . import pages
 
 _env = Environment(
     loader=FileSystemLoader(os.path.join(os.path.dirname(__file__), "templates")),
@@ -95,6 +96,8 @@ def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
         }
 
     period_end = plan.period_end(items, tenant.id, now) if active else None
+    beyond = pages.next_beyond(cfg, journal, tenant, {a.window.id for a in items}, now)
+    upcoming = pages.upcoming_rows(upcoming, beyond)
     cancelled = []
     for (_wid, _anc), ann in journal.announced.items():
         if ann.status == "cancelled" and tenant.id in ann.tenants and ann.start > now:
@@ -105,9 +108,11 @@ def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
         "now": messages.format_local(now, tenant.zone),
         "in_maintenance": bool(active),
         "until": messages.format_local(period_end, tenant.zone) if period_end else None,
-        "active": [row(a) for a in active],
-        "upcoming": [row(a) for a in upcoming[:20]],
+        "active": [{**row(a), "left": pages.time_left(a.occ.end, now)} for a in active],
+        "upcoming": [row(a) for a in upcoming],
         "cancelled": cancelled,
+        "left": pages.time_left(period_end, now) if period_end else None,
+        "refresh": pages.refresh_after(now, [period_end] + [a.occ.start for a in upcoming[:1]]),
     }
 
 
@@ -222,13 +227,16 @@ def ops_view(daemon: Any, now: datetime) -> dict:
                     "left": round(left, 2),
                     "width": round(width, 2),
                     "label": opener[0],
+                    "when": messages.format_local(start, cfg.provider.zone),
                     "title": f"{opener[0]}: {isoz(start)} .. {isoz(end)}",
                 }
             )
         rows.append({"tenants": sorted(tenants), "count": len(tenants), "bars": bars})
     st = daemon.views.status()
     failed = daemon.store.notices(failed_only=True, limit=50)
+    history = daemon.store.history(limit=pages.HISTORY)
     return {
+        **pages.ops_blocks(cfg, st, history, now),
         "status": st,
         "rows": rows[:200],
         "now": isoz(now),
@@ -245,7 +253,7 @@ def ops_view(daemon: Any, now: datetime) -> dict:
                 "window": f["window"],
                 "channel": f["channel"],
                 "error": f["last_error"],
-                "at": isoz(f["updated_at"]),
+                "at": pages.local(f["updated_at"], cfg.provider.zone),
             }
             for f in failed
         ],
