@@ -114,7 +114,7 @@ def test_on_time_notice_says_its_lead_and_no_short_notice(daemon):
     notice = compose_notice(daemon.config, action(late=False), daemon.config.tenants["acme"], now=NOW)
     assert notice.time_left == "2h"
     rendered = Renderer("Example Cloud").render(notice, tenant("en"))
-    assert "that starts in 2 hours." in rendered.text
+    assert "starting in 2 hours." in rendered.text
     assert "short notice)" not in rendered.subject + rendered.text
 
 

@@ -237,7 +237,7 @@ class _LocaleTenant(Tenant):
         (
             "de",
             "[Example Cloud] Geplante Wartung: Storage firmware update — Samstag, 5. Dezember 2026, 22:00 CET",
-            ["Hallo ACME Corp,", "beginnt in 24 Stunden", "Sonntag, 6. Dezember 2026, 02:00 CET"],
+            ["Hallo ACME Corp,", "Beginn in 24 Stunden", "Sonntag, 6. Dezember 2026, 02:00 CET"],
         ),
         (
             "fr",

@@ -119,7 +119,7 @@ def test_ics_in_the_tenants_language(locale, summary, description):
 @pytest.mark.parametrize(
     "kind, locale, snippets",
     [
-        ("scheduled", "de", ["beginnt in 24 Stunden", "(4 Stunden)"]),
+        ("scheduled", "de", ["Beginn in 24 Stunden", "(4 Stunden)"]),
         ("scheduled", "fr", ["qui commence dans 24 heures", "(4\u00a0heures)"]),  # Babel: no-break space
         ("completed", "de", ["Tatsächlicher Beginn:", "Samstag, 5. Dezember 2026, 22:02 CET", "Abgelehnte Jobs"]),
         ("completed", "fr", ["Début effectif:", "samedi 5 décembre 2026 à 22:02 CET", "Tâches refusées"]),
