@@ -168,6 +168,30 @@ def lead_text(lead: str | None, locale: str | None = None) -> str:
     )
 
 
+_SHORT_NOTICE = {"en": "short notice", "de": "kurzfristig", "fr": "préavis court"}
+_NOW = {"en": "now", "de": "jetzt", "fr": "maintenant"}
+
+
+def starts_text(lead: str | None, time_left: str | None, late: bool, locale: str | None = None) -> str:
+    """When an advance notice says the window starts, from when it was composed.
+
+    On time: the lead, ``in 24 hours``. Late: the real time left, marked as short notice:
+    ``in 10 minutes (short notice)`` / ``in 10 Minuten (kurzfristig)`` / ``dans 10 minutes
+    (préavis court)``. A late notice whose time left is unknown says only that it is short
+    notice; it never repeats the lead it missed.
+    """
+    if not late:
+        return lead_text(time_left or lead, locale)
+    language = template_locale_or_default(locale)
+    mark = _SHORT_NOTICE.get(language, _SHORT_NOTICE[DEFAULT_LOCALE])
+    if not time_left:
+        return ""  # the template's late paragraph still says it is short notice
+    parts = _lead_parts(time_left)
+    if parts is not None and sum(n for n, _u in parts) == 0:
+        return f"{_NOW.get(language, _NOW[DEFAULT_LOCALE])} ({mark})"
+    return f"{lead_text(time_left, locale)} ({mark})"
+
+
 def humanize_span(span: timedelta, locale: str | None = None) -> str:
     """``4 hours``, ``1 day 2 hours`` (en); ``4 Stunden``, ``1 Tag, 2 Stunden`` (de)."""
     days, rest = divmod(int(span.total_seconds() // 60), 1440)

@@ -246,6 +246,7 @@ def create_app(daemon: Daemon) -> FastAPI:
     app.include_router(_ops_router(daemon, []))
     app.include_router(_manual_router(daemon, []))
     app.include_router(_gate_router(daemon, []))
+    app.include_router(_tenant_url_router(daemon))  # admin scope (web.access): the URLs carry secrets
     install_login(app, daemon.tokens)
     web.mount(app, daemon)
     return app
@@ -414,3 +415,35 @@ def _notice_row(r: dict) -> dict:
         "sent_at": isoz(r.get("sent_at")),
         "next_attempt_at": isoz(r.get("next_attempt_at")),
     }
+
+
+def _tenant_url_router(daemon: Daemon) -> APIRouter:
+    """``maintd tenant-url``: the URLs with the secret of the database this daemon uses (a
+    dry run's is not the real one), so the printed links are the ones it serves. Both need
+    the admin scope: the URLs carry the tenant's secret."""
+    router = APIRouter(tags=["tenants"])
+
+    def urls(tenant_id: str, secret: str | None) -> dict:
+        cfg = daemon.config
+        base = cfg.daemon.public_url
+        if not base:
+            host, _, port = daemon.listen.rpartition(":")
+            base = f"http://{'127.0.0.1' if host in ('0.0.0.0', '', '::', '[::]') else host}:{port}"
+        base = base.rstrip("/")
+        return {"tenant": tenant_id, "page": f"{base}/t/{secret}/", "calendar": f"{base}/t/{secret}/calendar.ics"}
+
+    def known(tenant_id: str) -> None:
+        if tenant_id not in daemon.config.tenants:
+            raise NotFoundError(f'unknown tenant "{tenant_id}"')
+
+    @router.get("/v1/tenants/{tenant_id}/url")
+    def tenant_url(tenant_id: str) -> dict:
+        known(tenant_id)
+        return urls(tenant_id, daemon.store.tenant_secret(tenant_id))
+
+    @router.post("/v1/tenants/{tenant_id}/url")
+    def rotate_tenant_url(tenant_id: str) -> dict:
+        known(tenant_id)
+        return {**urls(tenant_id, daemon.store.rotate_secret(tenant_id)), "rotated": True}
+
+    return router

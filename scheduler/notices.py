@@ -16,12 +16,13 @@ import re
 import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
-from .duration import format_duration
+from .leadtime import TimeLeft as TimeLeft  # re-exported
+from .leadtime import time_left
 from .model import Config, Notice, Tenant, Window, calendar_uid, isoz, notice_id
 
 # ---------------------------------------------------------------------------
@@ -138,6 +139,45 @@ def tenant_message(
     )
 
 
+# What a completed or cancelled notice says instead of the window's "under maintenance
+# until {end}" message, which would be untrue by then (placeholders as in PLACEHOLDERS).
+_AFTER_MESSAGES: Mapping[str, Mapping[str, str]] = {
+    "completed": {
+        "en": "Maintenance {title} by {provider} has ended at {end}.",
+        "de": "Die Wartung {title} von {provider} ist seit {end} beendet.",
+        "fr": "La maintenance {title} de {provider} est terminée depuis {end}.",
+    },
+    "cancelled": {
+        "en": "Maintenance {title} by {provider}, planned for {start}, is cancelled.",
+        "de": "Die für {start} geplante Wartung {title} von {provider} ist abgesagt.",
+        "fr": "La maintenance {title} de {provider} prévue le {start} est annulée.",
+    },
+}
+
+
+def notice_message(
+    cfg: Config, window: Window | None, tenant: Tenant, n: Action, *, format_time: FormatTime | None = None
+) -> str:
+    """The tenant-facing message of a notice: the window's (or provider's) message while the
+    maintenance is ahead or running, a fixed sentence once it has ended or was cancelled."""
+    texts = _AFTER_MESSAGES.get(n.kind)
+    if texts is None:
+        return tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window, format_time=format_time)
+    language = (getattr(tenant, "locale", None) or "en").replace("_", "-").split("-", 1)[0].lower()
+    text = texts.get(language, texts["en"])
+    return render(
+        text,
+        provider=cfg.provider.name,
+        title=n.title,
+        start=n.start,
+        end=n.end,
+        window=n.window,
+        tenant=tenant,
+        zone=tenant.zone,
+        format_time=format_time,
+    )
+
+
 def compose_notice(
     cfg: Config,
     n: Action,
@@ -147,12 +187,22 @@ def compose_notice(
     link: str | None = None,
     summary: Mapping | None = None,
     format_time: FormatTime | None = None,
+    now: datetime | None = None,
 ) -> Notice:
     """The Notice a planned action means for one tenant. The daemon and ``maintd preview``
-    build notices the same way, so a preview is what would be sent."""
+    build notices the same way, so a preview is what would be sent.
+
+    ``now`` is when the notice is composed (the tick that enqueues it): a late notice
+    states the time really left from then (``time_left``), not the lead it missed.
+    Without ``now`` a late notice's time left is unknown and stays None.
+    """
     k = kind(n.kind)
     lead = n.lead if k.lead else None
     previous = n.previous if k.previous else None
+    left = None
+    if lead is not None and (now is not None or not n.late):
+        tl = time_left(start=n.start, sent_at=now or n.start, lead=lead, late=n.late)
+        left = tl.left if tl else None
     return Notice(
         id=notice_id(n.window, n.occurrence, tenant.id, n.kind, lead, notice_seq(n)),
         kind=n.kind,
@@ -162,7 +212,7 @@ def compose_notice(
         title=n.title,
         start=n.start,
         end=n.end,
-        message=tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window, format_time=format_time),
+        message=notice_message(cfg, window, tenant, n, format_time=format_time),
         provider=cfg.provider.name,
         lead=lead,
         late=n.late,
@@ -172,6 +222,7 @@ def compose_notice(
         previous_end=previous[1] if previous else None,
         summary=summary if k.summary else None,
         link=link,
+        time_left=left,
     )
 
 
@@ -341,6 +392,7 @@ def notice_to_json(n: Notice) -> dict:
         "previous_end": isoz(n.previous_end),
         "summary": dict(n.summary) if n.summary else None,
         "link": n.link,
+        "time_left": n.time_left,
     }
 
 
@@ -365,44 +417,5 @@ def notice_from_json(d: Mapping) -> Notice:
         previous_end=parse_time(d.get("previous_end")),
         summary=d.get("summary"),
         link=d.get("link"),
+        time_left=d.get("time_left"),
     )
-
-
-# ---------------------------------------------------------------------------
-# how long until the start
-
-
-class TimeLeft(NamedTuple):
-    left: str  # "10m", "24h": the lead when on time, the real time left when late (duration syntax)
-    text: str  # "in 10 minutes"
-    short_notice: bool  # late: the tenant gets less warning than the lead promised
-
-
-_UNIT_NAMES = {"d": "day", "h": "hour", "m": "minute", "s": "second"}
-_SPOKEN_PART = re.compile(r"(\d+)([dhms])")
-
-
-def _spoken(left: str) -> str:
-    parts = _SPOKEN_PART.findall(left)
-    return " ".join(f"{n} {_UNIT_NAMES[u]}{'' if n == '1' else 's'}" for n, u in parts) or left
-
-
-def time_left(*, start: datetime, sent_at: datetime, lead: str | None, late: bool) -> TimeLeft | None:
-    """What an advance notice should say about when the window starts.
-
-    On time, the lead it was sent for (``24h`` -> "in 24 hours"). Late (SPEC 1: a notice
-    whose lead has passed is sent at once, marked late), the real time from ``sent_at``
-    to ``start``, in whole minutes rounded down (seconds under a minute), with
-    ``short_notice`` set: "in 10 minutes", never the 24 hours the lead promised. None
-    for a notice without a lead (not an advance notice).
-    """
-    if lead is None:
-        return None
-    if not late:
-        return TimeLeft(left=lead, text=f"in {_spoken(lead)}", short_notice=False)
-    seconds = max(0, int((start - sent_at).total_seconds()))
-    if seconds == 0:
-        return TimeLeft(left="0s", text="now", short_notice=True)
-    rounded = seconds if seconds < 60 else seconds - seconds % 60
-    left = format_duration(timedelta(seconds=rounded))
-    return TimeLeft(left=left, text=f"in {_spoken(left)}", short_notice=True)

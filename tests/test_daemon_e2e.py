@@ -412,7 +412,9 @@ def test_without_a_configured_token_state_changes_are_refused(daemon_factory) ->
     for args in (("enter", "--reason", "x"), ("exit",), ("extend", "later", "30m")):
         r = d.cli(*args, env={"MAINTD_TOKEN": TOKEN})
         assert r.returncode == 1 and r.stderr == (
-            "Error: state-changing calls are disabled: no token is configured (set MAINTD_TOKEN or daemon.token_file)\n"
+            "Error: state-changing calls are disabled: no token is configured on the daemon (it was started without"
+            " an admin token); set MAINTD_TOKEN or daemon.token_file for the daemon (in its environment or config)"
+            " and restart it\n"
         ), r.stderr
     r = d.post("/v1/maintenance", {"reason": "x"})
     assert r.status_code == 403 and "no token is configured" in r.json()["error"]

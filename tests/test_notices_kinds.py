@@ -151,7 +151,13 @@ def test_compose_notice_keeps_what_the_kind_carries(name, lead, seq, previous, s
     assert (n.previous_start, n.previous_end) == (BEFORE if previous else (None, None))
     assert n.summary == ({"refused": {}} if summary else None)
     assert n.uid == calendar_uid("fw", START, recurring=False) and n.link == "https://x/t/s/"
-    assert n.message == "Firmware for Acme GmbH: Sat 5 Dec 2026 22:00 CET - Sun 6 Dec 2026 02:00 CET"
+    # The window's message speaks of maintenance under way; once over or called off it is untrue.
+    after = {
+        "completed": "Maintenance Firmware by Example Cloud has ended at Sun 6 Dec 2026 02:00 CET.",
+        "cancelled": "Maintenance Firmware by Example Cloud, planned for Sat 5 Dec 2026 22:00 CET, is cancelled.",
+    }
+    during = "Firmware for Acme GmbH: Sat 5 Dec 2026 22:00 CET - Sun 6 Dec 2026 02:00 CET"
+    assert n.message == after.get(name, during)
 
 
 def test_recurring_uid_follows_the_occurrence():
@@ -256,5 +262,5 @@ def test_notices_imports_only_ground_modules():
     # Pure: from it no clock, store or network can be reached (DESIGN.md layers).
     tree = ast.parse(Path(notices.__file__).read_text())
     ours = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level > 0}
-    assert ours <= {"model", "errors", "duration"}
+    assert ours <= {"model", "errors", "duration", "leadtime"}
     assert not any(isinstance(node, ast.Import) and "scheduler" in ast.dump(node) for node in ast.walk(tree))

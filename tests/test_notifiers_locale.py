@@ -78,8 +78,9 @@ ENGLISH = ["Hello", "Sat 5 Dec", "Status page", "Times are shown", "Scheduled ma
 def test_email_is_in_the_tenants_language(locale, kind):
     lang = LANGUAGES[locale]
     rendered = Renderer(PROVIDER).render(notice(kind), tenant(locale))
+    until = {"de": "bis ", "fr": "jusqu’au "}[locale] + lang["dates"][1] if kind == "extended" else lang["dates"][0]
     assert rendered.subject == f"[{PROVIDER}] {lang['subject'][kind]}{' :' if locale == 'fr' else ':'} " + (
-        f"Storage firmware update — {lang['dates'][0]}"
+        f"Storage firmware update — {until}"
     )
     for body in (rendered.text, rendered.html):
         assert lang["greeting"] in body

@@ -76,7 +76,9 @@ def _notice(kind):
 @pytest.mark.parametrize("kind", NOTICE_KINDS)
 def test_every_kind_renders(kind):
     rendered = Renderer("Example Cloud").render(_notice(kind), make_tenant())
-    assert rendered.subject == f"[Example Cloud] {PREFIX[kind]}: Storage firmware update — Sat 5 Dec 2026 22:00 CET"
+    # An extension's news is its new end, so that subject names the end, not the start.
+    when = "until Sun 6 Dec 2026 02:00 CET" if kind == "extended" else "Sat 5 Dec 2026 22:00 CET"
+    assert rendered.subject == f"[Example Cloud] {PREFIX[kind]}: Storage firmware update — {when}"
     for body in (rendered.text, rendered.html):
         assert "Storage firmware update" in body
         assert "Sat 5 Dec 2026 22:00 CET" in body

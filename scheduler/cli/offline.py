@@ -227,30 +227,60 @@ def _print_preview(cfg: Any, kind: str, tenant: Any, w: Any, occ: Any, notice: A
 @click.command(name="tenant-url")
 @click.argument("tenant")
 @click.option("--rotate", is_flag=True, help="Make a new secret; the old URLs stop working at once.")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="When the daemon is down: read the database of `maintd run --dry-run` (maintd.dry-run.db).",
+)
+@click.option("--url", default=None, envvar="MAINTD_URL", show_envvar=True, help="Base URL of the daemon.")
 @click.pass_context
-def tenant_url(ctx: click.Context, tenant: str, rotate: bool) -> None:
-    """Print TENANT's page and calendar-feed URLs (each behind a per-tenant secret)."""
-    from ..store import Store, database_url
+def tenant_url(ctx: click.Context, tenant: str, rotate: bool, dry_run: bool, url: str | None) -> None:
+    """Print TENANT's page and calendar-feed URLs (each behind a per-tenant secret).
+
+    Asks the running daemon, so the URLs are the ones it serves (a dry run keeps its own
+    database); reads the database directly only when the daemon cannot be reached."""
+    from ..errors import UnreachableError
 
     cfg = load_config(ctx)
     if tenant not in cfg.tenants:
         raise unknown("tenant", tenant, sorted(cfg.tenants))
-    db = os.environ.get("MAINTD_DATABASE") or cfg.daemon.database
+    try:
+        page, calendar = _tenant_url_from_daemon(ctx, url, tenant, rotate)
+    except UnreachableError:
+        page, calendar = _tenant_url_from_database(ctx, cfg, tenant, rotate, dry_run)
+    click.echo(f"page:     {page}")
+    click.echo(f"calendar: {calendar}")
+    if rotate:
+        click.echo("rotated: the previous URLs no longer work", err=True)
+
+
+def _tenant_url_from_daemon(ctx: click.Context, url: str | None, tenant: str, rotate: bool) -> tuple[str, str]:
+    from .client import connect
+
+    client = connect(ctx, url, "admin")
+    _, body = client.call("POST" if rotate else "GET", f"/v1/tenants/{tenant}/url", timeout=5.0)
+    return body["page"], body["calendar"]
+
+
+def _tenant_url_from_database(
+    ctx: click.Context, cfg: Any, tenant: str, rotate: bool, dry_run: bool
+) -> tuple[str, str]:
+    from ..runtime.daemon import _database
+    from ..store import Store, database_url
+
+    db = _database(os.environ.get("MAINTD_DATABASE") or cfg.daemon.database, dry_run)
     store = Store(database_url(db, os.path.dirname(os.path.abspath(ctx.obj["config"]))))
     try:
         secret = store.rotate_secret(tenant) if rotate else store.tenant_secret(tenant)
     finally:
         store.close()
     if cfg.daemon.public_url:
-        base = cfg.daemon.public_url
+        base = cfg.daemon.public_url.rstrip("/")
     else:
         from .settings import listen_url
 
         base = listen_url(os.environ.get("MAINTD_LISTEN") or cfg.daemon.listen)
-    click.echo(f"page:     {base}/t/{secret}/")
-    click.echo(f"calendar: {base}/t/{secret}/calendar.ics")
-    if rotate:
-        click.echo("rotated: the previous URLs no longer work", err=True)
+    return f"{base}/t/{secret}/", f"{base}/t/{secret}/calendar.ics"
 
 
 @click.command()

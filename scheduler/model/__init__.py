@@ -349,6 +349,9 @@ class Notice:
     previous_end: datetime | None = None
     summary: Mapping | None = None  # for completed: jobs refused/drained, actual times
     link: str | None = None  # tenant page when daemon.public_url is set
+    # "10m": how long before the start the notice was composed, when it is late (its lead
+    # passed); the lead itself when on time. None for notices without a lead.
+    time_left: str | None = None
 
     def payload(self) -> dict:
         """The webhook JSON body of SPEC section 4."""
@@ -365,6 +368,8 @@ class Notice:
             "lead": self.lead,
             "late": self.late,
         }
+        if self.time_left is not None:  # advance notices: "10m" left when late, else the lead
+            body["time_left"] = self.time_left
         if self.previous_start is not None:
             body["previous"] = {"start": isoz(self.previous_start), "end": isoz(self.previous_end)}
         if self.summary is not None:

@@ -183,8 +183,12 @@ def transitions(s: Scope, journal: Journal, ledger: Ledger) -> Actions:
             closed = boundaries(s.items, a)[1]
             late = now - o.end > LATE_SLACK
             out.append(_transition("end", a, at=o.end, late=late, period_tenants=closed))
-            notes += notice("completed", a, closed, late=late, sequence=ledger.sequence(a))
-            ledger.remember(a, tenants=closed)
+            # Ended at another time than announced (``maintd exit``): the calendar event's
+            # times change, so its SEQUENCE goes up (RFC 5546), as an extension's does.
+            prev = ledger.told(a)
+            seq = ledger.sequence(a) + (1 if prev and (prev.start, prev.end) != (o.start, o.end) else 0)
+            notes += notice("completed", a, closed, late=late, sequence=seq)
+            ledger.remember(a, tenants=closed, sequence=seq)
     return out, notes
 
 

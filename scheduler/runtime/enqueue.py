@@ -37,7 +37,13 @@ class NoticeRows:
         self.dry_run = dry_run
 
     def build_notice(
-        self, n: plan.NoticeAction, tenant: Tenant, *, summary: dict | None = None, create_secret: bool = True
+        self,
+        n: plan.NoticeAction,
+        tenant: Tenant,
+        *,
+        summary: dict | None = None,
+        create_secret: bool = True,
+        now: datetime | None = None,
     ) -> Notice:
         """The notice ``n`` means for one tenant. ``create_secret=False`` inside a store
         transaction: making a tenant's first page secret is a write of its own, so the link
@@ -54,7 +60,7 @@ class NoticeRows:
             summary = self.summary(n, tenant.id)
         window = find_window(cfg, self.evaluation(), n.window)
         return compose_notice(
-            cfg, n, tenant, window=window, link=link, summary=summary, format_time=tenant_time(tenant)
+            cfg, n, tenant, window=window, link=link, summary=summary, format_time=tenant_time(tenant), now=now
         )
 
     def summary(
@@ -108,7 +114,7 @@ class NoticeRows:
             if tenant is None:
                 continue
             summary = self.summary(n, tid, counts, started, now) if n.kind == "completed" else None
-            notice = self.build_notice(n, tenant, summary=summary, create_secret=False)
+            notice = self.build_notice(n, tenant, summary=summary, create_secret=False, now=now)
             payload = notice_json(notice)
             for channel, notifier in generation.notifiers.items():
                 if channel.startswith("ops:") or not notifier.applies_to(tenant):

@@ -23,6 +23,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from .. import messages, plan
 from ..model import Config, Policy, Tenant, calendar_uid, isoz
 from ..plan.waves import wave_numbers
+from . import pages
 from .defer import add_tokens, mount_defer
 from .strings import page_strings
 
@@ -36,6 +37,8 @@ _env = Environment(
 FEED_PAST = timedelta(days=30)
 FEED_AHEAD = timedelta(days=365)
 PAGE_AHEAD = timedelta(days=90)
+# A cancelled event's description: the window's "under maintenance until" text would be untrue.
+CANCELLED_TEXT = "Cancelled: {title} by {provider}, planned for {start} to {end}, will not take place."
 
 
 def _countdown(delta: timedelta) -> str:
@@ -126,6 +129,8 @@ def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
         }
 
     period_end = plan.period_end(items, tenant.id, now) if active else None
+    beyond = pages.next_beyond(cfg, journal, tenant, {a.window.id for a in items}, now)
+    upcoming = pages.upcoming_rows(upcoming, beyond)
     cancelled = []
     for (_wid, _anc), ann in journal.announced.items():
         if ann.status == "cancelled" and tenant.id in ann.tenants and ann.start > now:
@@ -138,9 +143,11 @@ def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
         "now": local(now),
         "in_maintenance": bool(active),
         "until": local(period_end) if period_end else None,
-        "active": [row(a) for a in active],
-        "upcoming": [row(a) for a in upcoming[:20]],
+        "active": [{**row(a), "left": pages.time_left(a.occ.end, now)} for a in active],
+        "upcoming": [row(a) for a in upcoming],
         "cancelled": cancelled,
+        "left": pages.time_left(period_end, now) if period_end else None,
+        "refresh": pages.refresh_after(now, [period_end] + [a.occ.start for a in upcoming[:1]]),
     }
 
 
@@ -161,6 +168,7 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
         anc = plan.anchor(w, a.occ)
         live.add((w.id, anc))
         ann = journal.announced.get((w.id, anc))
+        cancelled = w.cancelled or (ann is not None and ann.status == "cancelled")
         exdates = []
         if w.recurring and w.skip:
             # The instants the skipped days would have started at (SPEC: the feed carries them as EXDATE).
@@ -172,12 +180,12 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
         events.append(
             {
                 "uid": calendar_uid(w.id, a.occ.key, w.recurring or a.wave is not None),  # a wave: its own UID
-                "sequence": ann.sequence if ann else 0,
+                "sequence": feed_sequence(ann, a.occ.start, a.occ.end),
                 "start": a.occ.start,
                 "end": a.occ.end,
                 "title": f"{cfg.provider.name}: {w.title}",
                 "message": messages.render(
-                    w.message or cfg.provider.message,
+                    CANCELLED_TEXT if cancelled else (w.message or cfg.provider.message),
                     provider=cfg.provider.name,
                     title=w.title,
                     start=a.occ.start,
@@ -186,8 +194,8 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
                     tenant=tenant,
                     zone=tenant.zone,
                 ),
-                "cancelled": w.cancelled or (ann is not None and ann.status == "cancelled"),
-                "exdates": exdates,
+                "cancelled": cancelled,
+                "exdates": exdates if w.recurring else [],
             }
         )
     for (wid, anc), ann in journal.announced.items():
@@ -201,7 +209,16 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
                 "start": ann.start,
                 "end": ann.end,
                 "title": f"{cfg.provider.name}: {ann.title}",
-                "message": "Cancelled.",
+                "message": messages.render(
+                    CANCELLED_TEXT,
+                    provider=cfg.provider.name,
+                    title=ann.title,
+                    start=ann.start,
+                    end=ann.end,
+                    window=wid,
+                    tenant=tenant,
+                    zone=tenant.zone,
+                ),
                 "cancelled": True,
             }
         )
@@ -217,6 +234,15 @@ def _frozen_out(cfg: Config, w: Any, now: datetime, memo: dict[str, list]) -> li
         occs = recurrence.occurrences(w, now - FEED_PAST, now + FEED_AHEAD)
         memo[w.id] = [o.start for o in freeze_skipped(cfg, w, occs)]
     return memo[w.id]
+
+
+def feed_sequence(ann: Any, start: datetime, end: datetime) -> int:
+    """The event's SEQUENCE: the announcement's, one more when its times have changed since
+    (an exit or extension the next tick has not announced yet; RFC 5546: any change of
+    DTSTART or DTEND raises it)."""
+    if ann is None:
+        return 0
+    return ann.sequence + (1 if (ann.start, ann.end) != (start, end) else 0)
 
 
 def _without_skip(w):
@@ -251,13 +277,16 @@ def ops_view(daemon: Any, now: datetime) -> dict:
                     "left": round(left, 2),
                     "width": round(width, 2),
                     "label": opener[0] + (f" wave {waves[opener]}" if opener in waves else ""),  # SPEC 8
+                    "when": messages.format_local(start, cfg.provider.zone),
                     "title": f"{opener[0]}: {isoz(start)} .. {isoz(end)}",
                 }
             )
         rows.append({"tenants": sorted(tenants), "count": len(tenants), "bars": bars})
     st = daemon.views.status()
     failed = daemon.store.notices(failed_only=True, limit=50)
+    history = daemon.store.history(limit=pages.HISTORY)
     return {
+        **pages.ops_blocks(cfg, st, history, now),
         "status": st,
         "rows": rows[:200],
         "now": isoz(now),
@@ -276,17 +305,40 @@ def ops_view(daemon: Any, now: datetime) -> dict:
                     x for x in (f["channel"].split("#", 1)[0], (f.get("payload") or {}).get("target")) if x
                 ),
                 "error": f["last_error"],
-                "at": isoz(f["updated_at"]),
+                "at": pages.local(f["updated_at"], cfg.provider.zone),
             }
             for f in failed
         ],
     }
 
 
+class HeadAsGet:
+    """Answer ``HEAD`` like ``GET`` without the body (RFC 9110 9.3.2): uptime checkers and
+    calendar clients send HEAD to the pages, the feed and ``/healthz``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope.get("type") != "http" or scope.get("method") != "HEAD":
+            await self.app(scope, receive, send)
+            return
+
+        async def headers_only(message: dict) -> None:
+            if message["type"] == "http.response.body":
+                if not message.get("more_body"):
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                return
+            await send(message)
+
+        await self.app({**scope, "method": "GET"}, receive, headers_only)
+
+
 def mount(app: FastAPI, daemon: Any, *, allowed: Any = None) -> None:
     """Add the tenant views and the ops page to the API app. Who may see the ops page is
     decided before it by :class:`.access.AccessControl`; ``allowed(request)``, when given,
     is an extra check."""
+    app.add_middleware(HeadAsGet)
 
     def lookup(secret: str) -> Tenant | None:
         if not secret or len(secret) > 200:

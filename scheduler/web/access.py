@@ -30,7 +30,9 @@ READ_PATHS = frozenset(
 OPEN_PATHS = frozenset({"/healthz", "/login", "/logout"})
 _LEASE = re.compile(r"/v1/leases/[^/]+(/heartbeat)?")
 _DISABLED = {
-    "admin": "state-changing calls are disabled: no token is configured (set MAINTD_TOKEN or daemon.token_file)",
+    # Said to a client that may well hold a token: the fix is on the daemon's side.
+    "admin": "state-changing calls are disabled: no token is configured on the daemon (it was started without an "
+    "admin token); set MAINTD_TOKEN or daemon.token_file for the daemon (in its environment or config) and restart it",
     "gate": "the gate is disabled over TCP: no gate or admin token is configured "
     "(set MAINTD_GATE_TOKEN or daemon.gate_token_file)",
     "read": "reads are disabled over TCP: no read or admin token is configured "
