@@ -58,7 +58,12 @@ class Instance:
         self.path = workdir / f"windows-{idx}.yaml"
         tenants = "\n".join(f"  - id: t{i:03d}" for i in range(100))
         self.path.write_text(CONFIG % (tenants, self.port))
-        self.env = {**os.environ, "MAINTD_DATABASE": database, "MAINTD_LEADER_POLL": "0.5", "MAINTD_TOKEN": "bench-token-0123456789abcdefghijklmn"}
+        self.env = {
+            **os.environ,
+            "MAINTD_DATABASE": database,
+            "MAINTD_LEADER_POLL": "0.5",
+            "MAINTD_TOKEN": "bench-token-0123456789abcdefghijklmn",
+        }
         self.proc = None
         self.url = f"http://127.0.0.1:{self.port}"
 
