@@ -61,6 +61,7 @@ class GroupCommit:
         """Write ``op``; return its result once committed (or raise its error)."""
         ticket = _Ticket(op)
         self._enqueue(ticket)
+        assert ticket.wake is not None  # a thread's ticket: made with its lock
         ticket.wake.acquire()
         if ticket.error is not None:
             raise ticket.error
@@ -128,7 +129,8 @@ class GroupCommit:
             if t.wake is not None:
                 t.wake.release()
             else:
-                loops.setdefault(t.loop, []).append(t)
+                if t.loop is not None:  # an async ticket always has its loop
+                    loops.setdefault(t.loop, []).append(t)
         for loop, tickets in loops.items():
             try:
                 loop.call_soon_threadsafe(_settle, tickets)
@@ -138,6 +140,8 @@ class GroupCommit:
 
 def _settle(tickets: list[_Ticket]) -> None:
     for t in tickets:
+        if t.future is None:  # never: only async tickets are settled here
+            continue
         if t.future.done():  # the request was cancelled (client went away)
             continue
         if t.error is not None:

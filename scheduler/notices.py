@@ -88,17 +88,28 @@ def kind(name: str) -> Kind:
 class Action(Protocol):
     """What the plan decided to send (``scheduler.plan.NoticeAction`` is one)."""
 
-    kind: str
-    window: str
-    occurrence: datetime
-    start: datetime
-    end: datetime
-    title: str
-    lead: str | None
-    late: bool
-    sequence: int
-    previous: tuple[datetime, datetime] | None
-    recurring: bool
+    @property
+    def kind(self) -> str: ...
+    @property
+    def window(self) -> str: ...
+    @property
+    def occurrence(self) -> datetime: ...
+    @property
+    def start(self) -> datetime: ...
+    @property
+    def end(self) -> datetime: ...
+    @property
+    def title(self) -> str: ...
+    @property
+    def lead(self) -> str | None: ...
+    @property
+    def late(self) -> bool: ...
+    @property
+    def sequence(self) -> int: ...
+    @property
+    def previous(self) -> tuple[datetime, datetime] | None: ...
+    @property
+    def recurring(self) -> bool: ...
 
 
 def notice_seq(n: Notice | Action) -> int:

@@ -115,7 +115,7 @@ def compile_policy(policy: Policy) -> CompiledPolicy:
     rules = [
         (rule, _Rule(rule, _effect(rule.effect, policy, f"rule {i + 1} effect"))) for i, rule in enumerate(policy.rules)
     ]
-    kinds = set()
+    kinds: set[str] = set()
     for rule, _ in rules:
         if rule.kinds is not None:
             kinds.update(rule.kinds)

@@ -355,7 +355,7 @@ class Notice:
 
     def payload(self) -> dict:
         """The webhook JSON body of SPEC section 4."""
-        body = {
+        body: dict[str, Any] = {
             "type": f"maintenance.{self.kind}",
             "id": self.id,
             "window": self.window,

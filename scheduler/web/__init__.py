@@ -78,7 +78,8 @@ def _language(tenant: Tenant) -> tuple[str, Any, Any]:
 
 def policy_summary(policy: Policy) -> dict:
     """What a tenant may still do while a window runs: allowed and paused job kinds."""
-    allowed, paused = [], []
+    allowed: list[str] = []
+    paused: list[str] = []
     for r in policy.rules:
         kinds = sorted(r.kinds) if r.kinds else ["everything else"]
         (allowed if r.effect == "allow" else paused).extend(k for k in kinds if k not in allowed + paused)
@@ -262,8 +263,8 @@ def ops_view(daemon: Any, now: datetime) -> dict:
         for t in a.window.tenants:
             membership[t].append(i)
     groups: dict[tuple, list[str]] = defaultdict(list)
-    for t, idx in membership.items():
-        groups[tuple(idx)].append(t)
+    for t, indices in membership.items():
+        groups[tuple(indices)].append(t)
     span = (horizon - now).total_seconds()
     rows = []
     for idx, tenants in sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])):
