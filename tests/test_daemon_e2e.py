@@ -149,6 +149,7 @@ def test_a_window_runs_from_normal_to_maintenance_and_back(daemon_factory, tmp_p
             "title": "w1",
             "manual": False,
             "policy": "standard",
+            "integrations": [],  # SPEC 6: none configured for this window
         }
     ]
     st_cli = cli_json(d, "status")

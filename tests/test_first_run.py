@@ -101,6 +101,8 @@ def test_tenant_url_after_a_dry_run_prints_links_the_daemon_serves(shell):
 
 
 def test_tenant_url_rotate_through_the_daemon_needs_its_token(shell):
+    # Over TCP (the example's unix socket would need no token: its file mode is the access control)
+    shell.env["MAINTD_URL"] = f"http://127.0.0.1:{shell.port}"
     shell.start("--dry-run", env={"MAINTD_TOKEN": TOKEN})
     page, _ = urls(shell.maintd("tenant-url", "acme", env={"MAINTD_TOKEN": TOKEN}))
     refused = shell.maintd("tenant-url", "acme", "--rotate")
@@ -114,6 +116,7 @@ def test_tenant_url_rotate_through_the_daemon_needs_its_token(shell):
 
 
 def test_a_token_only_in_the_clients_shell_says_the_daemon_needs_it(shell):
+    shell.env["MAINTD_URL"] = f"http://127.0.0.1:{shell.port}"  # over TCP, not the example's socket
     shell.start("--dry-run")
     r = shell.maintd("enter", "--reason", "SAN failover", "--for", "2h", env={"MAINTD_TOKEN": TOKEN})
     assert r.returncode == 1

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
-from conftest import iso_in
+from conftest import TOKEN, iso_in
 
 TAKEOVER_BOUND = 10.0  # seconds: the target for a new leader
 
@@ -155,7 +155,12 @@ class AdmissionLoad:
             if d.proc.poll() is not None:
                 continue
             try:
-                r = requests.post(d.url + "/v1/admissions", json={"tenant": "t0000", "kind": "restore"}, timeout=2)
+                r = requests.post(
+                    d.url + "/v1/admissions",
+                    json={"tenant": "t0000", "kind": "restore"},
+                    headers={"Authorization": f"Bearer {TOKEN}"},
+                    timeout=2,
+                )
                 if r.status_code == 200:
                     self.ok += 1
                     requests.delete(d.url + f"/v1/leases/{r.json()['lease']}", timeout=2)
