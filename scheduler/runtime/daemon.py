@@ -184,6 +184,8 @@ class Daemon:
         ops.after = lambda: self.outbox.wake.set()
         self.outbox.on_failed = lambda row, error: ops.emit("notice_failed", failed_record(row, error))
         self.effects.on_hook_failed = lambda record: ops.emit("hook_failed", record)
+        self.effects.on_check_failing = lambda record: ops.emit("end_check_failing", record)
+        self.integrations.on_failed = lambda record: ops.emit("integration_failed", record)
         overruns.on_overrun = lambda record: ops.emit("drain_overrun", record)
         return ops
 

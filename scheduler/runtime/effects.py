@@ -68,6 +68,7 @@ class Effects:
         self.wake = threading.Event()
         self._rng = rng or random.Random()
         self.on_hook_failed: Callable[[dict], Any] | None = None  # a hook that gave up (the ops room hears it)
+        self.on_check_failing: Callable[[dict], Any] | None = None  # an end check extended a window (ops room)
         self._secrets: tuple[Config | None, frozenset[str]] = (None, frozenset())
 
     def secret_names(self, cfg: Config) -> frozenset[str]:
@@ -163,6 +164,18 @@ class Effects:
         self.faults.raise_(
             f"end-check:{w.id}", f"end check of {w.id} failing ({result.error}); extended to {isoz(new_end)}"
         )
+        if self.on_check_failing is not None:
+            self.on_check_failing(
+                {
+                    "window": w.id,
+                    "title": w.title,
+                    "occurrence": r["occurrence"],
+                    "start": r["occurrence"],
+                    "end": new_end,
+                    "max_end": planned + chk.max,
+                    "error": str(result.error)[:300],
+                }
+            )
 
     # -- hooks --------------------------------------------------------------------------
 

@@ -82,6 +82,7 @@ class IntegrationRuns:
         self.dry_run = dry_run
         self.wake = threading.Event()
         self._rng = rng or random.Random()
+        self.on_failed: Callable[[dict], Any] | None = None  # a target's first failure (the ops room hears it)
 
     # -- planning: inside the tick's transaction ----------------------------------------
 
@@ -295,6 +296,20 @@ class IntegrationRuns:
         log.warning(
             "integration %s failed: %s%s", row["integration"], exc, then, extra={"action": "integration-failed"}
         )
+        if attempts == 1 and self.on_failed is not None:  # the first failure: the ops room hears it once
+            declared = self.generations.config.window(row["window"])
+            self.on_failed(
+                {
+                    "window": row["window"],
+                    "title": declared.title if declared else row["window"],
+                    "occurrence": row["occurrence"],
+                    "start": row["start"],
+                    "end": row["end"],
+                    "integration": f"{row['integration']} ({row['type']})",
+                    "action": row.get("phase") or "apply",
+                    "error": str(exc)[:300],
+                }
+            )
 
 
 def _after(action: str, done: dict) -> str:
