@@ -273,7 +273,7 @@ def test_windows_with_resources_gate_and_drain_only_jobs_on_them(daemon_factory,
 
 
 def test_a_drain_past_its_deadline_with_the_job_still_heartbeating_is_a_fault(daemon_factory) -> None:
-    start = iso_in(3)
+    start = iso_in(5)  # the backup must be admitted before the start, on a slow machine too
     deadline = isoz(utc(start) + timedelta(seconds=1))
     d = daemon_factory(config(window("w", start, iso_in(60), "    drain: {grace: 1s, then: stop}\n")))
     # a client that heartbeats but never stops its job (not `maintd exec`)
