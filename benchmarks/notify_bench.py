@@ -17,6 +17,12 @@ for the GIL) and verifies nothing; signatures are covered by the test suite.
 
     python benchmarks/notify_bench.py                     # defaults: 2000 tenants, 50 ms
     python benchmarks/notify_bench.py --workers 32 --skip-chaos
+
+Before/after: the same bench measures another checkout through ``MAINTD_BENCH_ROOT``
+(trees back to e2b71ce, which had the daemon's constants instead of ``Settings``):
+
+    mkdir /tmp/nb-before && git archive e2b71ce | tar -x -C /tmp/nb-before
+    MAINTD_BENCH_ROOT=/tmp/nb-before python benchmarks/notify_bench.py
 """
 
 from __future__ import annotations
