@@ -193,8 +193,8 @@ def create_app(daemon: Daemon) -> FastAPI:
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_middleware(RefuseNul)
     app.add_middleware(AccessControl, tokens=daemon.tokens)  # refused before a body is read
-    fast = dict(gate=daemon.gate, tokens=daemon.tokens, model=AdmissionIn, duration=_duration, limit=MAX_BODY)
-    app.add_middleware(GateFastPath, **fast)  # outermost: the ordinary admission, answered as the route would
+    fast: dict[str, Any] = dict(gate=daemon.gate, tokens=daemon.tokens, model=AdmissionIn, duration=_duration)
+    app.add_middleware(GateFastPath, limit=MAX_BODY, **fast)  # outermost: the ordinary admission, as the route would
     _install_error_handlers(app)
     app.include_router(_ops_router(daemon, []))
     app.include_router(_manual_router(daemon, []))
