@@ -49,6 +49,8 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 UTC = UTC
+TOKEN = "bench-token-0123456789abcdefghijklmn"  # the daemon's admin token (MAINTD_TOKEN); the gate needs one over TCP
+AUTH = {"Content-Type": "application/json", "Authorization": f"Bearer {TOKEN}"}
 
 
 # --------------------------------------------------------------------------- (a) decide()
@@ -241,7 +243,7 @@ class Servers:
             {
                 "MAINTD_LISTEN": f"127.0.0.1:{port}",
                 "MAINTD_DATABASE": str(self.workdir / f"m{port}.db"),
-                "MAINTD_TOKEN": "bench-token-0123456789abcdefghijklmn",
+                "MAINTD_TOKEN": TOKEN,
                 "MAINTD_HEARTBEAT": str(heartbeat),
             }
         )
@@ -329,7 +331,7 @@ def python_load(port: int, payloads: list[bytes], seconds: float, concurrency: i
         mine = lat[i]
         seen: dict[int, int] = {}
         k = i
-        headers = {"Content-Type": "application/json"}
+        headers = AUTH
         while True:
             t0 = time.perf_counter()
             if t0 >= stop:
@@ -382,11 +384,12 @@ WRK_LUA = textwrap.dedent("""
     local i = 0
     init = function(args)
       for line in io.lines(args[1]) do bodies[#bodies + 1] = line end
+      args_token = args[2]
     end
     request = function()
       i = i + 1
-      return wrk.format("POST", "/v1/admissions", {["Content-Type"] = "application/json"},
-                        bodies[(i % #bodies) + 1])
+      return wrk.format("POST", "/v1/admissions", {["Content-Type"] = "application/json",
+                        ["Authorization"] = "Bearer " .. args_token}, bodies[(i % #bodies) + 1])
     end
     done = function(summary, latency, requests)
       io.write(string.format("JSON {\\"requests\\": %d, \\"p50_us\\": %d, \\"p99_us\\": %d, "
@@ -416,6 +419,7 @@ def wrk_load(port: int, payloads: list[bytes], seconds: float, concurrency: int,
             f"http://127.0.0.1:{port}",
             "--",
             str(data),
+            TOKEN,
         ],
         capture_output=True,
         text=True,
@@ -514,14 +518,14 @@ def bench_rss(workdir: Path, *, leases: int, concurrency: int, tenants: int) -> 
 
         def worker(count: int, offset: int) -> None:
             conn = _Conn("127.0.0.1", port, timeout=30)
-            headers = {"Content-Type": "application/json"}
+            headers = AUTH
             for k in range(count):
                 try:
                     conn.request("POST", "/v1/admissions", body=payloads[(offset + k) % len(payloads)], headers=headers)
                     resp = conn.getresponse()
                     body = json.loads(resp.read())
                     if resp.status == 200:
-                        conn.request("DELETE", f"/v1/leases/{body['lease']}")
+                        conn.request("DELETE", f"/v1/leases/{body['lease']}", headers=AUTH)
                         r2 = conn.getresponse()
                         r2.read()
                         if r2.status != 200:

@@ -177,57 +177,6 @@ class ExitIn(_In):
     window: str | None = None
 
 
-class BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with a JSON 413, whether the client sends a
-    Content-Length or streams the body chunked (which a header check alone would let through
-    into memory)."""
-
-    def __init__(self, app: Any, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def _too_large(self, scope: Any, receive: Any, send: Any) -> None:
-        resp = JSONResponse(
-            {"error": f"request body too large (limit {self.limit} bytes)"},
-            status_code=413,
-            headers={"Connection": "close"},
-        )
-        await resp(scope, receive, send)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        length = dict(scope.get("headers") or ()).get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > self.limit:
-                await self._too_large(scope, receive, send)
-                return
-            await self.app(scope, receive, send)
-            return
-        # No length given (chunked): read at most `limit` bytes, then hand the body on.
-        chunks, size, more = [], 0, True
-        while more:
-            message = await receive()
-            if message["type"] != "http.request":
-                return  # the client went away
-            chunks.append(message.get("body", b""))
-            size += len(chunks[-1])
-            if size > self.limit:
-                await self._too_large(scope, receive, send)
-                return
-            more = message.get("more_body", False)
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
-
-
 def create_app(daemon: Daemon) -> FastAPI:
     app = FastAPI(
         title="maintd",
@@ -238,10 +187,14 @@ def create_app(daemon: Daemon) -> FastAPI:
     )
     from . import web
     from .web.access import AccessControl, install_login
+    from .web.fastgate import GateFastPath
+    from .web.server import BodyLimit
 
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_middleware(RefuseNul)
-    app.add_middleware(AccessControl, tokens=daemon.tokens)  # outermost: refused before a body is read
+    app.add_middleware(AccessControl, tokens=daemon.tokens)  # refused before a body is read
+    fast: dict[str, Any] = dict(gate=daemon.gate, tokens=daemon.tokens, model=AdmissionIn, duration=_duration)
+    app.add_middleware(GateFastPath, limit=MAX_BODY, **fast)  # outermost: the ordinary admission, as the route would
     _install_error_handlers(app)
     app.include_router(_ops_router(daemon, []))
     app.include_router(_manual_router(daemon, []))
@@ -306,6 +259,7 @@ def _ops_router(daemon: Daemon, read: list) -> APIRouter:
     @router.get("/v1/history", dependencies=read)
     def history(limit: int = 200, window: str | None = None) -> list:
         limit = max(1, min(limit, 10_000))
+        views.flush()  # a refusal answered a moment ago is in the journal
         return store.history(limit=limit, window=window)
 
     @router.get("/metrics", dependencies=read)

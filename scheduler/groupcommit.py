@@ -27,17 +27,21 @@ log = logging.getLogger("maintd")
 
 
 class _Ticket:
-    __slots__ = ("op", "result", "error", "wake", "loop", "future")
+    __slots__ = ("op", "result", "error", "wake", "loop", "future", "on_error")
 
     def __init__(
-        self, op: Any, loop: asyncio.AbstractEventLoop | None = None, future: asyncio.Future | None = None
+        self,
+        op: Any,
+        loop: asyncio.AbstractEventLoop | None = None,
+        future: asyncio.Future | None = None,
+        on_error: Callable[[Any, BaseException], Any] | None = None,
     ) -> None:
         self.op = op
         self.result: Any = None
         self.error: BaseException | None = None
-        self.loop, self.future = loop, future
+        self.loop, self.future, self.on_error = loop, future, on_error
         self.wake: threading.Lock | None = None
-        if future is None:
+        if future is None and on_error is None:
             self.wake = threading.Lock()
             self.wake.acquire()  # released by the writer once the op is committed (or failed)
 
@@ -47,10 +51,19 @@ class GroupCommit:
     it raises, each op of the batch is run alone, so one bad op fails only itself."""
 
     def __init__(
-        self, run: Callable[[Sequence[Any]], Sequence[Any]], *, max_batch: int = 512, name: str = "group-commit"
+        self,
+        run: Callable[[Sequence[Any]], Sequence[Any]],
+        *,
+        max_batch: int = 512,
+        name: str = "group-commit",
+        linger: float = 0.0,
     ) -> None:
         self._run = run
         self._max = max_batch
+        # A batch of writes nobody waits for (submit_nowait) waits up to `linger` seconds for
+        # company: fewer, larger transactions. Anything a caller waits for goes at once.
+        self._linger = linger
+        self._urgent = False
         self._name = name
         self._cond = threading.Condition(threading.Lock())
         self._pending: list[_Ticket] = []
@@ -82,15 +95,41 @@ class GroupCommit:
         gathered.append(_Ticket(op, loop, future))
         return await future
 
+    def submit_nowait(self, op: Any, on_error: Callable[[Any, BaseException], Any]) -> None:
+        """Write ``op`` with the next batch without waiting for it (from an event loop: joins
+        that loop pass's batch). ``on_error(op, exc)`` runs on the writer thread if it fails.
+        Later submissions commit after it, so a read behind :meth:`flush` sees it."""
+        ticket = _Ticket(op, on_error=on_error)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._enqueue(ticket)
+            return
+        gathered = self._gathering.get(loop)
+        if gathered is None:
+            gathered = self._gathering[loop] = []
+            loop.call_soon(self._hand_over, loop)
+        gathered.append(ticket)
+
+    def flush(self) -> None:
+        """Wait (in a thread) until everything submitted before has been written."""
+        if self._thread is not None:
+            self.submit(None)
+
     def _hand_over(self, loop: asyncio.AbstractEventLoop) -> None:
         self._enqueue(*self._gathering.pop(loop))
 
     def _enqueue(self, *tickets: _Ticket) -> None:
         with self._cond:
+            idle = not self._pending
             self._pending.extend(tickets)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._writer, name=self._name, daemon=True)
                 self._thread.start()
+            if any(t.on_error is None for t in tickets):
+                self._urgent = True
+            elif not idle and len(self._pending) < self._max:
+                return  # the writer is lingering over these already
             self._cond.notify()
 
     def _writer(self) -> None:
@@ -98,6 +137,9 @@ class GroupCommit:
             with self._cond:
                 while not self._pending:
                     self._cond.wait()
+                if self._linger and not self._urgent:
+                    self._cond.wait_for(lambda: self._urgent or len(self._pending) >= self._max, self._linger)
+                self._urgent = False
                 batch, self._pending = self._pending[: self._max], self._pending[self._max :]
             try:
                 self._write(batch)
@@ -128,6 +170,12 @@ class GroupCommit:
         for t in batch:
             if t.wake is not None:
                 t.wake.release()
+            elif t.on_error is not None:
+                if t.error is not None:
+                    try:
+                        t.on_error(t.op, t.error)
+                    except Exception:  # noqa: BLE001 - the writer must outlive anything
+                        log.exception("group commit: error callback failed")
             else:
                 if t.loop is not None:  # an async ticket always has its loop
                     loops.setdefault(t.loop, []).append(t)

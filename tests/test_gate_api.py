@@ -194,6 +194,7 @@ def test_in_maintenance_retry_after_is_the_merged_period_end_rounded_up(make) ->
     r = admit(client, tenant="beta", kind="backup", resource="san-1")
     assert r.status_code == 423 and r.json()["message"] == "Backups are paused until Wed 10 Mar 2027 15:00 CET."
     assert admit(client, tenant="beta", kind="backup", resource="san-2").status_code == 200
+    d.gate_writer.flush()  # refusals are journaled without the answer waiting for it
     refused = [h for h in d.store.history(limit=100) if h["kind"] == "refused"]
     assert sorted((h["detail"]["tenant"], h["detail"]["kind"], h["window"]) for h in refused) == [
         ("acme", "backup", "upgrade"),

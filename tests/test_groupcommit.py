@@ -122,3 +122,38 @@ def test_batches_never_exceed_the_limit(n: int) -> None:
 
     assert asyncio.run(main()) == [op * 10 for op in range(n)]
     assert max(len(b) for b in rec.batches) <= 512
+
+
+class NoneSafe(Recorder):
+    """A recorder whose flush op (None) writes nothing."""
+
+    def __call__(self, ops):
+        return super().__call__([op for op in ops if op is not None]) + [None] * sum(op is None for op in ops)
+
+
+def test_writes_nobody_waits_for_linger_together_and_report_their_errors() -> None:
+    rec = NoneSafe(fail_on={3})
+    gc = GroupCommit(rec, linger=0.2)
+    errors: list[tuple] = []
+
+    async def main() -> None:
+        for op in range(1, 6):
+            gc.submit_nowait(op, lambda op, exc: errors.append((op, str(exc))))
+            await asyncio.sleep(0.01)  # each in its own pass of the loop
+
+    asyncio.run(main())
+    gc.flush()  # a waiting op is written at once, after everything before it
+    assert [sorted(op for op in b) for b in rec.batches if len(b) > 1] == [[1, 2, 3, 4, 5]]
+    assert errors == [(3, "bad op 3")]  # the batch failed, each op was retried alone; only 3 failed
+
+
+def test_a_waiting_op_does_not_linger() -> None:
+    gc = GroupCommit(Recorder(), linger=5.0)
+    loop_start = asyncio.new_event_loop()
+    try:
+        t0 = loop_start.time()
+        assert loop_start.run_until_complete(gc.submit_async(7)) == 70
+        assert gc.submit(8) == 80
+        assert loop_start.time() - t0 < 1.0
+    finally:
+        loop_start.close()

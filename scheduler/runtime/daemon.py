@@ -9,6 +9,7 @@ Parts (each testable alone with a store and a clock): :class:`Reconciler` (the t
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -26,6 +27,7 @@ from ..groupcommit import GroupCommit
 from ..leader import Leadership
 from ..model import UTC
 from ..store import Store, database_url
+from ..store.identity import lease_key
 from .drains import Drains
 from .effects import Effects
 from .enqueue import NoticeRows
@@ -46,6 +48,10 @@ from .tokens import load_tokens
 from .views import Views
 
 log = logging.getLogger("maintd")
+
+# An admission is answered before its lease row commits; the row waits at most this long
+# for others to share its transaction (the gate's crash window; see leasetoken.py).
+GATE_LINGER = 0.005
 
 
 def utcnow() -> datetime:
@@ -110,6 +116,7 @@ class Daemon:
         self._halt_sends = threading.Event()  # set by stop() or by the watch
         self.watch.on_lost = self._halt_sends.set
         index, overruns = GatingIndex(), Overruns(self.faults, self.metrics)
+        self.gate_writer = GroupCommit(partial(write_gate_batch, store), name="gate-writer", linger=GATE_LINGER)
         evaluation = lambda: self.reconciler.evaluation  # noqa: E731 - the latest, read when asked
         self.outbox = Outbox(
             **common,
@@ -150,9 +157,10 @@ class Daemon:
             ops=self.ops,
             watch=self.watch,
             integrations=self.integrations,
+            flush=self.gate_writer.flush,
         )
         self.gate = Gate(
-            writer=GroupCommit(partial(write_gate_batch, store), name="gate-writer"),
+            writer=self.gate_writer,
             generations=gens,
             evaluation=evaluation,
             index=index,
@@ -161,6 +169,7 @@ class Daemon:
             metrics=self.metrics,
             clock=self.clock,
             heartbeat=s.heartbeat,
+            key=functools.cache(partial(lease_key, store.engine, store.where)),
         )
         self.manual = Manual(store=store, generations=gens, reconciler=self.reconciler, clock=self.clock)
         self.views = self._views(common)
@@ -176,6 +185,7 @@ class Daemon:
             config_path=os.path.abspath(self.config_path),
             dry_run=self.dry_run,
             status_wait=self.settings.status_wait,
+            flush=self.gate_writer.flush,
         )
 
     def _ops_room(self, overruns: Overruns) -> Ops:

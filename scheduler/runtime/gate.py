@@ -23,6 +23,7 @@ from typing import Any
 from .. import plan
 from ..errors import NotFoundError, StoreError, UsageError
 from ..groupcommit import GroupCommit
+from ..leasetoken import seal, unseal
 from ..model import isoz, normalise_id, normalise_kind
 from ..policy import Request, decide
 from ..store.leases import secret_hash
@@ -47,15 +48,21 @@ def whole_seconds(delta: timedelta) -> int:
 def write_gate_batch(store, ops: Any) -> list:
     """The group-commit writer's ``run``: one transaction for every gate write waiting."""
     results: list = [None] * len(ops)
+    if all(op is None for op in ops):
+        return results  # flushes only: everything before them is written
     with store.transaction() as tx:
-        tx.add_leases([op[1] for op in ops if op[0] == "lease"])
+        tx.add_leases([op[1] for op in ops if op is not None and op[0] == "lease"])
         for i, op in enumerate(ops):
+            if op is None:  # a flush: nothing to write
+                continue
             if op[0] == "journal":
                 tx.journal(op[1], **op[2])
             elif op[0] == "heartbeat":
                 results[i] = tx.leases.heartbeat_secret(op[1], op[2])
             elif op[0] == "release":
                 results[i] = tx.leases.release_secret(op[1], op[2])
+            elif op[0] == "revive":  # a lease whose admission was answered but never committed
+                results[i] = tx.leases.revive(op[1], op[2])
     return results
 
 
@@ -129,6 +136,7 @@ class Gate:
         metrics: Metrics,
         clock: Callable[[], datetime],
         heartbeat: int,
+        key: Callable[[], bytes] | None = None,
     ) -> None:
         self.writer = writer
         self.generations = generations
@@ -139,6 +147,10 @@ class Gate:
         self.metrics = metrics
         self.clock = clock
         self.heartbeat_interval = heartbeat
+        # the store's lease key (leasetoken): shared by instances and restarts; without one
+        # (tests of the part alone) a key of this object's own
+        own = secrets.token_bytes(32)
+        self.key = key or (lambda: own)
 
     def admit(
         self, tenant_id: str, kind: str, resource: str | None = None, expected_duration: timedelta | None = None
@@ -154,17 +166,38 @@ class Gate:
     async def admit_async(
         self, tenant_id: str, kind: str, resource: str | None = None, expected_duration: timedelta | None = None
     ) -> dict:
+        """:meth:`admit` for the API. While the store is healthy the answer does not wait for
+        the commit: the row goes with the next batch, and the secret carries the admission
+        so a crash in between is repaired by the job's next heartbeat (:meth:`heartbeat_async`).
+        After a store error it waits again, so no job is admitted that the store cannot hold."""
         if expected_duration is not None and expected_duration > timedelta(days=1):
             # may expand occurrences far ahead (gatings_until): not on the event loop
             return await asyncio.get_running_loop().run_in_executor(
                 None, self.admit, tenant_id, kind, resource, expected_duration
             )
         result, write = self.decide(tenant_id, kind, resource, expected_duration)
+        if "store" not in self.guard.faults or not result["admitted"]:
+            self.writer.submit_nowait(write, self._unrecorded)
+            return self._counted(result)
         try:
             await self.writer.submit_async(write)
         except StoreError as exc:
             return self._unwritten(result, exc)
         return self._counted(result)
+
+    def _unrecorded(self, op: tuple, exc: BaseException) -> None:
+        """A write that did not wait for its commit failed (on the writer thread)."""
+        if isinstance(exc, StoreError):
+            self.guard.failed(exc)
+        if op[0] == "lease":
+            log.warning(
+                "lease %s (%s/%s) was admitted but not recorded (%s); its next heartbeat records it",
+                op[1]["id"],
+                op[1]["tenant"],
+                op[1]["kind"],
+                exc,
+                extra={"action": "lease-unrecorded", "tenant": op[1]["tenant"]},
+            )
 
     def decide(
         self, tenant_id: str, kind: str, resource: str | None, expected_duration: timedelta | None
@@ -197,9 +230,9 @@ class Gate:
                 return self._refusal(decision, tenant_id, kind, resource, now)
         # The secret is the capability to heartbeat and release; only the admitted job learns it
         # and the store keeps its hash. Status shows the public id, which can do neither.
-        secret = secrets.token_urlsafe(24)
         lease: dict[str, Any] = {"id": "lse_" + secrets.token_hex(6), "tenant": tenant_id, "kind": kind}
         lease.update(resource=resource, admitted_at=now, interval_s=self.heartbeat_interval)
+        secret = seal(self.key(), lease)
         lease["secret_hash"] = secret_hash(secret)
         return {"admitted": True, "lease": secret, "heartbeat": self.heartbeat_interval}, ("lease", lease)
 
@@ -239,6 +272,8 @@ class Gate:
         ``secret`` is what the admission returned as ``lease``; a public id is unknown here."""
         now = self.clock()
         row = self.writer.submit(("heartbeat", secret_hash(secret), now))
+        if row is None and (lease := self._sealed(secret)) is not None:
+            row = self.writer.submit(("revive", lease, now))
         result, write = self._heartbeat_answer(row, now)
         if write is not None:
             with self.guard():
@@ -248,11 +283,23 @@ class Gate:
     async def heartbeat_async(self, secret: str) -> dict:
         now = self.clock()
         row = await self.writer.submit_async(("heartbeat", secret_hash(secret), now))
+        if row is None and (lease := self._sealed(secret)) is not None:
+            row = await self.writer.submit_async(("revive", lease, now))
         result, write = self._heartbeat_answer(row, now)
         if write is not None:
             with self.guard():
                 await self.writer.submit_async(write)
         return result
+
+    def _sealed(self, secret: str) -> dict | None:
+        """The lease an unknown secret was issued for, if this daemon (or one on the same
+        store) issued it and its tenant still exists: the admission's row was lost in a crash
+        before its commit."""
+        lease = unseal(self.key(), secret)
+        if lease is None or lease["tenant"] not in self.generations.current.config.tenants:
+            return None
+        lease["secret_hash"] = secret_hash(secret)
+        return lease
 
     def _heartbeat_answer(self, row: dict | None, now: datetime) -> tuple[dict, tuple | None]:
         if row is None:  # never echo the secret back: it may be a real one of an ended lease

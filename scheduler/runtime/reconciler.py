@@ -50,7 +50,9 @@ class Reconciler:
         ops: Any = None,
         watch: Any = None,
         integrations: Any = None,
+        flush: Callable[[], None] = lambda: None,
     ) -> None:
+        self.flush = flush  # the gate's writes answered before their commit: drains see those leases
         self.store = store
         self.generations = generations
         self.rows = rows
@@ -83,6 +85,7 @@ class Reconciler:
                 # deleted or replaced: its journal is not ours; the gate keeps the last evaluation
                 return self.evaluation
             try:
+                self.flush()  # before the tick's transaction takes the write lock
                 ev = self._evaluate_and_apply(cfg, now)
             except StoreError as exc:
                 self.guard.failed(exc)

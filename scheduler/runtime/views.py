@@ -35,7 +35,9 @@ class Views:
         config_path: str,
         dry_run: bool = False,
         status_wait: float = 1.0,
+        flush: Callable[[], None] = lambda: None,
     ) -> None:
+        self.flush = flush  # the gate's writes answered before their commit: status shows them
         self.store = store
         self.generations = generations
         self.reconciler = reconciler
@@ -121,6 +123,7 @@ class Views:
                     for x in r.integrations.rows(since=now - timedelta(days=1))
                 }
             out["open_manual"] = {m["id"] for m in self.store.manual_windows(active_only=True) if m["end"] is None}
+            self.flush()
             running = self.store.leases("running")
             draining = [lease for lease in running if lease["drain"]]
             out["leases"] = {

@@ -102,6 +102,20 @@ class Leases(Repository):
         lease_id = self._by_secret(hashed)
         return None if lease_id is None else self.heartbeat(lease_id, now)
 
+    def revive(self, lease: Mapping[str, Any], now: datetime) -> dict | None:
+        """Record a lease whose admission was answered but whose row was lost (the daemon died
+        before the commit), then heartbeat it. None if the store knows that secret or id
+        already: a lease that ended or expired stays ended."""
+        taken = sa.select(leases.c.id).where(
+            (leases.c.secret_hash == lease["secret_hash"]) | (leases.c.id == lease["id"])
+        )
+        if self._run("revive a lease", taken).first() is not None:
+            return None
+        row = _admitted(lease)
+        row.update(heartbeat_at=now, expires_at=now + timedelta(seconds=3 * row["interval_s"]))
+        self._run("revive a lease", leases.insert().values(**row))
+        return self.heartbeat(lease["id"], now)
+
     def release_secret(self, hashed: str, now: datetime) -> str | None:
         """:meth:`release` of the lease whose secret hashes to ``hashed``; its public id, or None."""
         lease_id = self._by_secret(hashed)

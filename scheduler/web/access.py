@@ -19,7 +19,7 @@ from starlette.datastructures import Headers
 
 from ..runtime.tokens import Tokens, session_digest
 
-__all__ = ["COOKIE", "AccessControl", "UnixSocket", "install_login", "required_scope"]
+__all__ = ["COOKIE", "AccessControl", "UnixSocket", "install_login", "is_local", "required_scope"]
 
 COOKIE = "maintd_session"
 SESSION_SECONDS = 12 * 3600
@@ -39,6 +39,11 @@ _DISABLED = {
     "(set MAINTD_READ_TOKEN or daemon.read_token_file)",
 }
 _LOCAL = "maintd.unix_socket"  # an ASGI scope extension only UnixSocket sets: no client can forge it
+
+
+def is_local(scope: Any) -> bool:
+    """Whether a request came over the unix socket (admin scope there)."""
+    return bool((scope.get("extensions") or {}).get(_LOCAL))
 
 
 def required_scope(method: str, path: str) -> str | None:
@@ -88,7 +93,7 @@ class AccessControl:
         self.app, self.tokens = app, tokens
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or (scope.get("extensions") or {}).get(_LOCAL):
+        if scope["type"] != "http" or is_local(scope):
             await self.app(scope, receive, send)
             return
         needed = required_scope(scope["method"], scope["path"])

@@ -25,6 +25,7 @@ import threading
 import time
 from typing import Any
 
+from starlette.responses import JSONResponse
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 HEAD_TIMEOUT = 5.0  # seconds for a request line and headers
@@ -203,10 +204,59 @@ class RefuseNul:
             raw = scope.get("raw_path") or b""
             query = scope.get("query_string") or b""
             if "\x00" in scope.get("path", "") or b"%00" in raw or b"%00" in query or b"\x00" in query:
-                from starlette.responses import JSONResponse
-
                 await JSONResponse({"error": "NUL bytes are not allowed in a request"}, status_code=422)(
                     scope, receive, send
                 )
                 return
         await self.app(scope, receive, send)
+
+
+class BodyLimit:
+    """Refuse request bodies over ``limit`` bytes with a JSON 413, whether the client sends a
+    Content-Length or streams the body chunked (which a header check alone would let through
+    into memory)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def _too_large(self, scope: Any, receive: Any, send: Any) -> None:
+        resp = JSONResponse(
+            {"error": f"request body too large (limit {self.limit} bytes)"},
+            status_code=413,
+            headers={"Connection": "close"},
+        )
+        await resp(scope, receive, send)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope.get("headers") or ()).get(b"content-length")
+        if length is not None:
+            if not length.isdigit() or int(length) > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        # No length given (chunked): read at most `limit` bytes, then hand the body on.
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                return  # the client went away
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await self._too_large(scope, receive, send)
+                return
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay() -> Any:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
