@@ -28,6 +28,10 @@ class EmailNotifier:
     def applies_to(self, tenant: Tenant) -> bool:
         return bool(tenant.email)
 
+    def target_for(self, tenant: Tenant) -> str | None:
+        """The addresses as ``notices`` shows them (an address is no secret)."""
+        return ", ".join(tenant.email) or None
+
     def build_message(self, notice: Notice, tenant: Tenant) -> EmailMessage:
         rendered = self.renderer.render(notice, tenant, organizer=self.settings.sender)
         msg = EmailMessage(policy=_POLICY)

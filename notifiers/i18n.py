@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_datetime, format_timedelta
-from babel.lists import format_list
 from babel.units import format_unit
 
 DEFAULT_LOCALE = "en"
@@ -141,7 +140,7 @@ def humanize_lead(lead: str | None, locale: str | None = None) -> str:
         return " ".join(f"{n} {_EN_UNITS[u]}{'' if n == 1 else 's'}" for n, u in parts)
     loc = babel_locale(locale)
     words = [format_unit(n, f"duration-{_UNITS[u][0]}", length="long", locale=loc) for n, u in parts]
-    return format_list(words, style="unit", locale=loc)
+    return unit_list(words, loc)
 
 
 def lead_text(lead: str | None, locale: str | None = None) -> str:
@@ -200,7 +199,28 @@ def humanize_span(span: timedelta, locale: str | None = None) -> str:
         return " ".join(f"{n} {name}{'' if n == 1 else 's'}" for n, name in bits) or "0 minutes"
     loc = babel_locale(locale)
     words = [format_unit(n, f"duration-{name}", length="long", locale=loc) for n, name in bits or [(0, "minute")]]
-    return format_list(words, style="unit", locale=loc)
+    return unit_list(words, loc)
+
+
+def unit_list(words: list[str], loc: Locale) -> str:
+    """``1 Tag, 2 Stunden und 3 Minuten``: amounts joined as the locale joins units.
+
+    Babel's data for ``de`` and ``fr`` holds no wide ``unit`` list and only the two-item
+    pattern of ``unit-short``, so ``format_list(style="unit")`` raises KeyError("start") for
+    three amounts. CLDR fills a missing pattern from the wider style, then ``standard``:
+    do that here (standard, overlaid with unit-short, overlaid with unit).
+    """
+    if len(words) < 2:
+        return words[0] if words else ""
+    patterns: dict[str, str] = {}
+    for style in ("standard", "unit-short", "unit"):
+        patterns.update(dict(loc.list_patterns.get(style) or {}))
+    if len(words) == 2:
+        return patterns["2"].format(*words)
+    text = patterns["start"].format(words[0], words[1])
+    for word in words[2:-1]:
+        text = patterns["middle"].format(text, word)
+    return patterns["end"].format(text, words[-1])
 
 
 def summary_label(key: str, locale: str | None = None) -> str:

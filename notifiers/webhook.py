@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit, urlunsplit
 
 from scheduler.model import Notice, Tenant, WebhookSettings
 
@@ -44,6 +45,10 @@ class WebhookNotifier:
 
     def applies_to(self, tenant: Tenant) -> bool:
         return tenant.webhook is not None
+
+    def target_for(self, tenant: Tenant) -> str | None:
+        """The tenant's URL as ``notices`` shows it (see :func:`webhook_target`)."""
+        return webhook_target(tenant.webhook.url) if tenant.webhook is not None else None
 
     def send(self, notice: Notice, tenant: Tenant) -> None:
         hook = tenant.webhook
@@ -85,3 +90,20 @@ class WebhookNotifier:
         except DeliveryError as exc:
             exc.permanent = exc.status in PERMANENT_STATUSES
             raise
+
+
+def webhook_target(url: str) -> str:
+    """``https://hooks.example.com/maint/a...z``: no credentials, no query or fragment, and a
+    long path segment (a token in the path) cut to its first and last character, as a
+    ``json://`` chat URL to the same place is shown."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "(invalid URL)"
+    if not parts.scheme or not host:
+        return "(invalid URL)"
+    host = f"[{host}]" if ":" in host else host
+    path = "/".join(f"{seg[0]}...{seg[-1]}" if len(seg) > 12 else seg for seg in parts.path.split("/"))
+    return urlunsplit((parts.scheme, host + port, path, "", ""))

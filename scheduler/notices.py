@@ -138,7 +138,7 @@ def tenant_message(
     module stays pure and writes English without one."""
     text = (window.message if window and window.message else None) or cfg.provider.message
     return render(
-        text,
+        localized(text, tenant),
         provider=cfg.provider.name,
         title=title,
         start=start,
@@ -148,6 +148,24 @@ def tenant_message(
         zone=tenant.zone,
         format_time=format_time,
     )
+
+
+# maintd's default message (model.Provider's) translated for de/fr tenants: notices, refusals,
+# the tenant page and feed. A provider's own message stays as written; its dates follow the locale.
+DEFAULT_MESSAGES: Mapping[str, str] = {
+    "en": "{provider} is under scheduled maintenance until {end}.",
+    "de": "{provider} ist bis {end} in geplanter Wartung.",
+    "fr": "{provider} est en maintenance planifiée jusqu’au {end}.",
+}
+
+
+def language(tenant: Any) -> str:  # de-AT -> de; no locale -> en
+    return (getattr(tenant, "locale", None) or "en").replace("_", "-").split("-", 1)[0].lower()
+
+
+def localized(text: str, tenant: Any) -> str:
+    """maintd's default message in the tenant's language; any other text unchanged."""
+    return DEFAULT_MESSAGES.get(language(tenant), text) if text == DEFAULT_MESSAGES["en"] else text
 
 
 # What a completed or cancelled notice says instead of the window's "under maintenance
@@ -174,8 +192,7 @@ def notice_message(
     texts = _AFTER_MESSAGES.get(n.kind)
     if texts is None:
         return tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window, format_time=format_time)
-    language = (getattr(tenant, "locale", None) or "en").replace("_", "-").split("-", 1)[0].lower()
-    text = texts.get(language, texts["en"])
+    text = texts.get(language(tenant), texts["en"])
     return render(
         text,
         provider=cfg.provider.name,

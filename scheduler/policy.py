@@ -158,12 +158,19 @@ def _evaluate(
     return _compiled_for(gating.policy, compiled).evaluate(request.tenant, request.kind, request.resource)
 
 
-def _refuse(request: Request, gating: Gating, rule: Rule | None, reason: str, provider: Provider) -> Decision:
+def _refuse(
+    request: Request,
+    gating: Gating,
+    rule: Rule | None,
+    reason: str,
+    provider: Provider,
+    format_time: messages.FormatTime | None = None,
+) -> Decision:
     window = gating.window
     text = (rule.message if rule is not None else None) or window.message or provider.message
     tenant = request.tenant
     message = messages.render(
-        text,
+        messages.localized(text, tenant),
         provider=provider.name,
         title=window.title,
         start=gating.occurrence.start,
@@ -172,6 +179,7 @@ def _refuse(request: Request, gating: Gating, rule: Rule | None, reason: str, pr
         window=window.id,
         tenant=tenant,
         zone=tenant.zone,
+        format_time=format_time,
     )
     return Decision(
         admitted=False,
@@ -194,6 +202,7 @@ def decide(
     *,
     provider: Provider,
     compiled: Mapping[str, CompiledPolicy] | None = None,
+    format_time: messages.FormatTime | None = None,
 ) -> Decision:
     """Admit or refuse ``request`` at ``now``.
 
@@ -214,7 +223,8 @@ def decide(
     - Otherwise the job is admitted.
 
     The message is the denying rule's, else the window's, else the provider's,
-    rendered in the tenant's zone with ``{end}`` = the period's end. ``compiled``
+    rendered in the tenant's zone with ``{end}`` = the period's end (``format_time(ts, zone)``
+    writes it in the tenant's language; maintd's default message is translated). ``compiled``
     maps policy names to their compiled form; a policy missing from it (or changed
     since) is compiled on the spot.
     """
@@ -232,7 +242,7 @@ def decide(
             if not allowed:
                 denied, denied_by = g, rule
     if denied is not None:
-        return _refuse(request, denied, denied_by, "maintenance", provider)
+        return _refuse(request, denied, denied_by, "maintenance", provider, format_time)
 
     duration = request.expected_duration
     if duration is None:
@@ -249,5 +259,5 @@ def decide(
             if not allowed:
                 denied, denied_by = g, rule
     if denied is not None:
-        return _refuse(request, denied, denied_by, "would-overlap", provider)
+        return _refuse(request, denied, denied_by, "would-overlap", provider, format_time)
     return _ADMITTED

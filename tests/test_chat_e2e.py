@@ -170,6 +170,9 @@ def test_chat_urls_get_every_notice_and_the_ops_room_hears_start_end_and_failure
         d.get("/", headers={"Authorization": f"Bearer {TOKEN}"}).text,
     ]
     assert "apprise:json" in outputs[1]
+    wide = d.cli("notices", "--wide").stdout
+    assert f"json://user:****@127.0.0.1:{receiver.port}/acme" in wide  # the masked target (SPEC 4.2)
+    outputs.append(wide)
     for out in outputs:
         assert PASSWORD not in out
     assert d.stop() == 0

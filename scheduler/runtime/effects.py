@@ -173,6 +173,7 @@ class Effects:
                     "start": r["occurrence"],
                     "end": new_end,
                     "max_end": planned + chk.max,
+                    "tenants": sorted(w.tenants),
                     "error": str(result.error)[:300],
                 }
             )

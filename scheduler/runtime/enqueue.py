@@ -129,10 +129,8 @@ class NoticeRows:
                         "kind": n.kind,
                         "lead": notice.lead,
                         "seq": notice_seq(notice),
-                        # A chat row carries its masked URL: what every view shows of it.
-                        "payload": {**payload, "target": notifier.target}
-                        if channel.startswith("apprise:")
-                        else payload,
+                        # Every row carries its target, masked: what every view shows of it.
+                        "payload": {**payload, "target": delivery_target(notifier, tenant)},
                         "created_at": now,
                         "late": n.late,
                         "status": "dry-run" if self.dry_run else "pending",
@@ -141,6 +139,13 @@ class NoticeRows:
                 if self.dry_run:
                     dry_run_render(notifier, notice, tenant)
         return rows
+
+
+def delivery_target(notifier: Any, tenant: Tenant) -> str | None:
+    """Where a delivery goes, masked: an email address as is, a webhook URL without
+    credentials, query or long path tokens, a chat URL as Apprise's privacy form."""
+    target_for = getattr(notifier, "target_for", None)
+    return target_for(tenant) if target_for is not None else getattr(notifier, "target", None)
 
 
 def dry_run_render(notifier: Any, notice: Notice, tenant: Tenant) -> None:

@@ -27,6 +27,7 @@ from ..leasetoken import seal, unseal
 from ..model import isoz, normalise_id, normalise_kind
 from ..policy import Request, decide
 from ..store.leases import secret_hash
+from .enqueue import tenant_time
 from .faults import Faults, StoreGuard
 from .gatings import GatingIndex, gatings_until
 from .generation import Generations
@@ -225,6 +226,7 @@ class Gate:
                 now,
                 provider=cfg.provider,
                 compiled=generation.compiled,
+                format_time=tenant_time(tenant),  # the refusal's dates in the tenant's language
             )
             if not decision.admitted:
                 return self._refusal(decision, tenant_id, kind, resource, now)

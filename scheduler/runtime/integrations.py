@@ -183,6 +183,7 @@ class IntegrationRuns:
             ("", row["integration"])
         )
         state, done = dict(row.get("state") or {}), dict(row.get("done") or {})
+        action = "apply"
         try:
             if target is None:
                 raise IntegrationError(f"integration {row['integration']} is not configured any more", permanent=True)
@@ -196,7 +197,7 @@ class IntegrationRuns:
                 )
                 self._save(key, state, done, row, action)
         except IntegrationError as exc:
-            self._failed(row, state, done, exc)
+            self._failed(row, state, done, exc, action)
             return
         self._finished(row, state, done)
 
@@ -257,7 +258,7 @@ class IntegrationRuns:
                 _key(row), now=now, state=state, done=done or None, status=status, attempts=0, next_at=next_at
             )
 
-    def _failed(self, row: dict, state: dict, done: dict, exc: IntegrationError) -> None:
+    def _failed(self, row: dict, state: dict, done: dict, exc: IntegrationError, action: str = "apply") -> None:
         now = self.clock()
         retry = self.generations.config.notifiers.retry
         attempts = row["attempts"] + 1
@@ -305,8 +306,9 @@ class IntegrationRuns:
                     "occurrence": row["occurrence"],
                     "start": row["start"],
                     "end": row["end"],
+                    "tenants": sorted(declared.tenants) if declared else None,
                     "integration": f"{row['integration']} ({row['type']})",
-                    "action": row.get("phase") or "apply",
+                    "action": action,  # the step that failed: "could not apply / update / revert"
                     "error": str(exc)[:300],
                 }
             )

@@ -25,7 +25,7 @@ from ..model import Config, Policy, Tenant, calendar_uid, isoz
 from ..plan.waves import wave_numbers
 from . import pages
 from .defer import add_tokens, mount_defer
-from .strings import page_strings
+from .strings import feed_strings, page_strings
 
 log = logging.getLogger("maintd.web")
 _env = Environment(
@@ -37,8 +37,6 @@ _env = Environment(
 FEED_PAST = timedelta(days=30)
 FEED_AHEAD = timedelta(days=365)
 PAGE_AHEAD = timedelta(days=90)
-# A cancelled event's description: the window's "under maintenance until" text would be untrue.
-CANCELLED_TEXT = "Cancelled: {title} by {provider}, planned for {start} to {end}, will not take place."
 
 
 def _countdown(delta: timedelta) -> str:
@@ -100,7 +98,7 @@ def tenant_view(daemon: Any, tenant: Tenant, now: datetime) -> dict:
 
     def row(a: plan.Active) -> dict:
         w = a.window
-        text = w.message or cfg.provider.message
+        text = messages.localized(w.message or cfg.provider.message, tenant)
         return {
             "window": w.id,
             "title": w.title,
@@ -159,6 +157,23 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
 
     cfg: Config = daemon.config
     journal = daemon.reconciler.journal(now)
+    lang, local, _countdown = _language(tenant)
+    words = feed_strings(lang)
+
+    def describe(text: str, title: str, wid: str, start: datetime, end: datetime) -> str:
+        """The DESCRIPTION in the tenant's language, dates as its page shows them (SPEC 4.3)."""
+        return messages.render(
+            messages.localized(text, tenant),
+            provider=cfg.provider.name,
+            title=title,
+            start=start,
+            end=end,
+            window=wid,
+            tenant=tenant,
+            zone=tenant.zone,
+            format_time=lambda ts, _zone: local(ts),
+        )
+
     events = []
     live = set()
     frozen: dict[str, list] = {}  # window id -> starts a freeze skips, once per window
@@ -184,16 +199,13 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
                 "sequence": feed_sequence(ann, a.occ.start, a.occ.end),
                 "start": a.occ.start,
                 "end": a.occ.end,
-                "title": f"{cfg.provider.name}: {w.title}",
-                "message": messages.render(
-                    CANCELLED_TEXT if cancelled else (w.message or cfg.provider.message),
-                    provider=cfg.provider.name,
-                    title=w.title,
-                    start=a.occ.start,
-                    end=a.occ.end,
-                    window=w.id,
-                    tenant=tenant,
-                    zone=tenant.zone,
+                "title": words["summary"].format(provider=cfg.provider.name, title=w.title),
+                "message": describe(
+                    words["cancelled"] if cancelled else (w.message or cfg.provider.message),
+                    w.title,
+                    w.id,
+                    a.occ.start,
+                    a.occ.end,
                 ),
                 "cancelled": cancelled,
                 "exdates": exdates if w.recurring else [],
@@ -209,21 +221,12 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
                 "sequence": ann.sequence,
                 "start": ann.start,
                 "end": ann.end,
-                "title": f"{cfg.provider.name}: {ann.title}",
-                "message": messages.render(
-                    CANCELLED_TEXT,
-                    provider=cfg.provider.name,
-                    title=ann.title,
-                    start=ann.start,
-                    end=ann.end,
-                    window=wid,
-                    tenant=tenant,
-                    zone=tenant.zone,
-                ),
+                "title": words["summary"].format(provider=cfg.provider.name, title=ann.title),
+                "message": describe(words["cancelled"], ann.title, wid, ann.start, ann.end),
                 "cancelled": True,
             }
         )
-    return build_feed(events, name=f"{cfg.provider.name} maintenance ({tenant.name})", now=now)
+    return build_feed(events, name=words["name"].format(provider=cfg.provider.name, name=tenant.name), now=now)
 
 
 def _frozen_out(cfg: Config, w: Any, now: datetime, memo: dict[str, list]) -> list:

@@ -87,3 +87,29 @@ PAGE: Mapping[str, Mapping[str, str]] = {
 def page_strings(locale: str) -> Mapping[str, str]:
     """The page texts for a template locale (``de``, ``fr``, ``en``)."""
     return PAGE.get(locale) or PAGE["en"]
+
+
+# The calendar feed (``/t/{secret}/calendar.ics``): the calendar's name, each event's SUMMARY,
+# and the DESCRIPTION of a cancelled event (the window's "under maintenance until" would be untrue).
+FEED: Mapping[str, Mapping[str, str]] = {
+    "en": {
+        "name": "{provider} maintenance ({name})",
+        "summary": "{provider}: {title}",
+        "cancelled": "Cancelled: {title} by {provider}, planned for {start} to {end}, will not take place.",
+    },
+    "de": {
+        "name": "{provider}: Wartung ({name})",
+        "summary": "Wartung {provider}: {title}",
+        "cancelled": "Abgesagt: {title} von {provider}, geplant von {start} bis {end}, findet nicht statt.",
+    },
+    "fr": {
+        "name": "{provider} : maintenance ({name})",
+        "summary": "Maintenance {provider} : {title}",
+        "cancelled": "Annulée : {title} de {provider}, prévue du {start} au {end}, n’aura pas lieu.",
+    },
+}
+
+
+def feed_strings(locale: str) -> Mapping[str, str]:
+    """The calendar feed's texts for a template locale."""
+    return FEED.get(locale) or FEED["en"]
