@@ -27,7 +27,7 @@ from ..errors import MaintdError
 
 DEFAULT_LISTEN = "127.0.0.1:8787"
 CLIENT_KEYS = ("listen", "socket", "token_file", "gate_token_file", "read_token_file")
-MAX_BYTES = 4 * 1024 * 1024  # as the daemon's loader: beyond this is a mistake
+MAX_BYTES = 64 * 1024 * 1024  # as the daemon's loader: beyond this is a mistake
 MAX_TOKEN_BYTES = 4096
 MAX_DEPTH = 64  # libyaml's composer crashes on deep input; events and a counter do not
 # Which token each kind of call sends: the first scope that is configured.

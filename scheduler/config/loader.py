@@ -25,7 +25,7 @@ from .schema import (
 )
 from .source import Collector, Path, Source, read_yaml
 
-MAX_BYTES = 4 * 1024 * 1024  # a windows.yaml of 10,000 tenants is ~2 MB; beyond this is a mistake
+MAX_BYTES = 64 * 1024 * 1024  # 100,000 tenants are ~17 MB of windows.yaml; beyond this is a mistake
 
 ReadFile = Callable[[str], tuple[str, str]]
 
