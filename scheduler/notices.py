@@ -110,6 +110,8 @@ class Action(Protocol):
     def previous(self) -> tuple[datetime, datetime] | None: ...
     @property
     def recurring(self) -> bool: ...
+    @property
+    def reason(self) -> str | None: ...
 
 
 def notice_seq(n: Notice | Action) -> int:
@@ -166,16 +168,57 @@ _AFTER_MESSAGES: Mapping[str, Mapping[str, str]] = {
 }
 
 
+# Why a notice was sent, as the plan writes it (English) -> each shipped language. The
+# plan's sentence is the key, so a reason without a translation is shown as written.
+HALTED_REASON = "halted: end check of wave {wave} still failing"
+_REASONS: tuple[tuple[re.Pattern[str], Mapping[str, str]], ...] = (
+    (
+        re.compile(r"halted: end check of wave (?P<wave>\d+) still failing"),
+        {
+            "en": HALTED_REASON,
+            "de": "angehalten: die Abschlussprüfung von Welle {wave} schlägt weiterhin fehl",
+            "fr": "interrompue : le contrôle de fin de la vague {wave} échoue toujours",
+        },
+    ),
+)
+_REASON_LABELS: Mapping[str, str] = {"en": "Reason: {reason}.", "de": "Grund: {reason}.", "fr": "Motif : {reason}."}
+
+
+def _language(tenant: Tenant | str | None) -> str:
+    tag = tenant if isinstance(tenant, str) or tenant is None else getattr(tenant, "locale", None)
+    return (tag or "en").replace("_", "-").split("-", 1)[0].lower()
+
+
+def halted_reason(wave: int) -> str:
+    """The reason of a ``cancelled`` sent because wave ``wave``'s end check halted the later ones."""
+    return HALTED_REASON.format(wave=wave)
+
+
+def reason_text(reason: str, locale: str | None) -> str:
+    """``reason`` in the language of ``locale`` (``en`` when maintd has none for it)."""
+    language = _language(locale)
+    for pattern, texts in _REASONS:
+        m = pattern.fullmatch(reason)
+        if m is not None:
+            return texts.get(language, texts["en"]).format(**m.groupdict())
+    return reason
+
+
 def notice_message(
     cfg: Config, window: Window | None, tenant: Tenant, n: Action, *, format_time: FormatTime | None = None
 ) -> str:
     """The tenant-facing message of a notice: the window's (or provider's) message while the
-    maintenance is ahead or running, a fixed sentence once it has ended or was cancelled."""
+    maintenance is ahead or running, a fixed sentence once it has ended or was cancelled
+    (followed by its reason, when the plan gave one)."""
     texts = _AFTER_MESSAGES.get(n.kind)
     if texts is None:
         return tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window, format_time=format_time)
-    language = (getattr(tenant, "locale", None) or "en").replace("_", "-").split("-", 1)[0].lower()
+    language = _language(tenant)
     text = texts.get(language, texts["en"])
+    reason = getattr(n, "reason", None)
+    if reason:  # a literal: braces in a reason must not read as placeholders
+        label = _REASON_LABELS.get(language, _REASON_LABELS["en"])
+        text += " " + label.format(reason=reason_text(reason, language)).replace("{", "{{").replace("}", "}}")
     return render(
         text,
         provider=cfg.provider.name,
@@ -234,6 +277,7 @@ def compose_notice(
         summary=summary if k.summary else None,
         link=link,
         time_left=left,
+        reason=reason_text(n.reason, getattr(tenant, "locale", None)) if getattr(n, "reason", None) else None,
     )
 
 
@@ -404,6 +448,7 @@ def notice_to_json(n: Notice) -> dict:
         "summary": dict(n.summary) if n.summary else None,
         "link": n.link,
         "time_left": n.time_left,
+        "reason": n.reason,
     }
 
 
@@ -429,4 +474,5 @@ def notice_from_json(d: Mapping) -> Notice:
         summary=d.get("summary"),
         link=d.get("link"),
         time_left=d.get("time_left"),
+        reason=d.get("reason"),
     )

@@ -352,6 +352,7 @@ class Notice:
     # "10m": how long before the start the notice was composed, when it is late (its lead
     # passed); the lead itself when on time. None for notices without a lead.
     time_left: str | None = None
+    reason: str | None = None  # why, in the tenant's language: a halt's ``cancelled`` (SPEC 8)
 
     def payload(self) -> dict:
         """The webhook JSON body of SPEC section 4."""
@@ -376,6 +377,8 @@ class Notice:
             body["summary"] = dict(self.summary)
         if self.link:
             body["link"] = self.link
+        if self.reason:
+            body["reason"] = self.reason
         return body
 
 

@@ -46,6 +46,7 @@ from .records import (
     Transition,
     anchor,
 )
+from .waves import halt_reason
 
 Actions = tuple[list[Transition], list[NoticeAction]]
 
@@ -357,6 +358,7 @@ def withdrawn(s: Scope, config: Config, journal: Journal, ledger: Ledger) -> lis
                 title=ann.title,
                 sequence=ann.sequence + 1,
                 recurring=anc != EPOCH,
+                reason=halt_reason(journal, w, key),
             )
         )
         ledger.updates[(wid, anc)] = Announcement(
@@ -423,4 +425,5 @@ def evaluate(config: Config, journal: Journal, now: datetime) -> Evaluation:
         notices=tuple(notices),
         announces=ledger.announces(),
         next_wakeup=next_wakeup(s, config, journal),
+        journal=journal,
     )

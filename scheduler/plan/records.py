@@ -125,6 +125,7 @@ class NoticeAction:
     sequence: int = 0
     previous: tuple[datetime, datetime] | None = None
     recurring: bool = False
+    reason: str | None = None  # why (English; notices.reason_text translates): a halt's ``cancelled``
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +144,9 @@ class Evaluation:
     notices: tuple[NoticeAction, ...]
     announces: tuple[Announce, ...]
     next_wakeup: datetime | None
+    # what it was evaluated from: a part that plans further ahead (the gate's long
+    # ``expected_duration``) must see the same waves, halts, deferrals and manual windows
+    journal: Journal | None = field(default=None, compare=False, repr=False)
 
     def active_for(self, tenant: str) -> list[Active]:
         return [a for a in self.active if tenant in a.window.tenants]

@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 
 from .. import recurrence
 from ..model import Config, Occurrence, Window
+from ..notices import halted_reason
 from ..waves import Wave, apply_deferrals, assign, halted_waves, resume, waves_of
 from .records import Active, Journal
 
@@ -108,3 +109,23 @@ def _overridden(journal: Journal, w: Window, o: Occurrence) -> Occurrence:
 def wave_numbers(items: Sequence[Active]) -> dict[tuple[str, datetime], int]:
     """(window, occurrence key) -> wave number, for what shows the wave (``plan``, status)."""
     return {(a.window.id, a.occ.key): a.wave for a in items if a.wave is not None}
+
+
+def halt_reason(journal: Journal, w: Window | None, key: datetime) -> str | None:
+    """Why the wave first planned to start at ``key`` is gone, when a halt cancelled it: the
+    tenant-facing reason of its ``cancelled`` (SPEC 8), else None.
+
+    A wave's first key is ``base + (n - 1) * every``; n must lie past the halted one and
+    within the waves the stored membership holds (a recurring window's next occurrence is
+    not one of this one's waves).
+    """
+    if w is None or w.waves is None or w.waves.every <= timedelta(0):
+        return None
+    top = max(journal.wave_members.get(w.id, {}).values(), default=0)
+    for (wid, base), h in journal.wave_halts.items():
+        if wid != w.id or key < base:
+            continue
+        steps, rest = divmod(key - base, w.waves.every)
+        if not rest and h.after < steps + 1 <= max(top, h.after + 1):
+            return halted_reason(h.after)
+    return None
