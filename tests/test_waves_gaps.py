@@ -149,7 +149,11 @@ def test_the_reason_is_in_the_mail_and_the_chat_body(tenant: str, label: str, re
     ("reason", "locale", "expected"),
     [
         ("halted: end check of wave 3 still failing", "en", "halted: end check of wave 3 still failing"),
-        ("halted: end check of wave 3 still failing", "de-CH", "angehalten: die Abschlussprüfung von Welle 3 schlägt weiterhin fehl"),
+        (
+            "halted: end check of wave 3 still failing",
+            "de-CH",
+            "angehalten: die Abschlussprüfung von Welle 3 schlägt weiterhin fehl",
+        ),
         ("halted: end check of wave 3 still failing", "es", "halted: end check of wave 3 still failing"),
         ("something else", "fr", "something else"),
     ],
