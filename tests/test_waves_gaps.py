@@ -176,3 +176,22 @@ def test_gatings_until_sees_the_halt_the_tick_saw() -> None:
     assert not any("gamma" in a.tenants for a in ev.upcoming)
     assert gatings_until(cfg.tenants["gamma"], ev, cfg, now + 10 * DAY) == ()
     assert [g.occurrence.start for g in gatings_until(cfg.tenants["acme"], ev, cfg, now + 10 * DAY)] == [START]
+
+
+# ---------------------------------------------------------------- the form key (SPEC 9)
+
+
+def test_the_form_key_is_drawn_once_per_store_and_shared(tmp_path) -> None:
+    from scheduler.store import Store, database_url
+
+    url = database_url(str(tmp_path / "maintd.db"), str(tmp_path))
+    first, second = Store(url), Store(url)  # two instances on one database
+    try:
+        with first.transaction() as tx:
+            key = tx.secrets.form_key()
+        with second.transaction() as tx:
+            assert tx.secrets.form_key(key_factory=lambda: "00" * 32) == key
+        assert len(key) == 32 and key != bytes(32)
+    finally:
+        first.close()
+        second.close()

@@ -373,7 +373,7 @@ def mount(app: FastAPI, daemon: Any, *, allowed: Any = None) -> None:
             return Response("Internal Server Error\n", status_code=500, media_type="text/plain")
 
     def page(tenant: Tenant, secret: str) -> Response:
-        html = render(tenant, secret, form_key)
+        html = render(tenant, secret, form_key())
         return HTMLResponse(
             html, headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
         )
