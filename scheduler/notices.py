@@ -5,7 +5,8 @@ is a row here, its templates, and when the plan sends it. The tenant-facing mess
 a ``str.format`` template with a fixed set of named placeholders (checked at load by
 :func:`check_template`, filled by :func:`render`). The message text lives here rather
 than in a module of its own because composing a notice needs it and this module may
-import only ground modules (model, errors, duration); ``scheduler.messages`` re-exports it.
+import only ground modules (model, errors, duration) and pure ones (the reasons a notice
+gives live in :mod:`scheduler.waves`); ``scheduler.messages`` re-exports it.
 
 Pure: no clock, no disk, no network; every instant is an argument.
 """
@@ -24,6 +25,8 @@ from zoneinfo import ZoneInfo
 from .leadtime import TimeLeft as TimeLeft  # re-exported
 from .leadtime import time_left
 from .model import Config, Notice, Tenant, Window, calendar_uid, isoz, notice_id
+from .waves import REASON_LABELS, language_of, reason_text
+from .waves import halted_reason as halted_reason  # re-exported: a reason lives with what gives it
 
 # ---------------------------------------------------------------------------
 # the table of kinds
@@ -168,42 +171,6 @@ _AFTER_MESSAGES: Mapping[str, Mapping[str, str]] = {
 }
 
 
-# Why a notice was sent, as the plan writes it (English) -> each shipped language. The
-# plan's sentence is the key, so a reason without a translation is shown as written.
-HALTED_REASON = "halted: end check of wave {wave} still failing"
-_REASONS: tuple[tuple[re.Pattern[str], Mapping[str, str]], ...] = (
-    (
-        re.compile(r"halted: end check of wave (?P<wave>\d+) still failing"),
-        {
-            "en": HALTED_REASON,
-            "de": "angehalten: die Abschlussprüfung von Welle {wave} schlägt weiterhin fehl",
-            "fr": "interrompue : le contrôle de fin de la vague {wave} échoue toujours",
-        },
-    ),
-)
-_REASON_LABELS: Mapping[str, str] = {"en": "Reason: {reason}.", "de": "Grund: {reason}.", "fr": "Motif : {reason}."}
-
-
-def _language(tenant: Tenant | str | None) -> str:
-    tag = tenant if isinstance(tenant, str) or tenant is None else getattr(tenant, "locale", None)
-    return (tag or "en").replace("_", "-").split("-", 1)[0].lower()
-
-
-def halted_reason(wave: int) -> str:
-    """The reason of a ``cancelled`` sent because wave ``wave``'s end check halted the later ones."""
-    return HALTED_REASON.format(wave=wave)
-
-
-def reason_text(reason: str, locale: str | None) -> str:
-    """``reason`` in the language of ``locale`` (``en`` when maintd has none for it)."""
-    language = _language(locale)
-    for pattern, texts in _REASONS:
-        m = pattern.fullmatch(reason)
-        if m is not None:
-            return texts.get(language, texts["en"]).format(**m.groupdict())
-    return reason
-
-
 def notice_message(
     cfg: Config, window: Window | None, tenant: Tenant, n: Action, *, format_time: FormatTime | None = None
 ) -> str:
@@ -213,11 +180,11 @@ def notice_message(
     texts = _AFTER_MESSAGES.get(n.kind)
     if texts is None:
         return tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window, format_time=format_time)
-    language = _language(tenant)
+    language = language_of(getattr(tenant, "locale", None))
     text = texts.get(language, texts["en"])
     reason = getattr(n, "reason", None)
     if reason:  # a literal: braces in a reason must not read as placeholders
-        label = _REASON_LABELS.get(language, _REASON_LABELS["en"])
+        label = REASON_LABELS.get(language, REASON_LABELS["en"])
         text += " " + label.format(reason=reason_text(reason, language)).replace("{", "{{").replace("}", "}}")
     return render(
         text,
@@ -277,7 +244,7 @@ def compose_notice(
         summary=summary if k.summary else None,
         link=link,
         time_left=left,
-        reason=reason_text(n.reason, getattr(tenant, "locale", None)) if getattr(n, "reason", None) else None,
+        reason=reason_text(n.reason, getattr(tenant, "locale", None)) if n.reason else None,
     )
 
 

@@ -195,3 +195,69 @@ def test_the_form_key_is_drawn_once_per_store_and_shared(tmp_path) -> None:
     finally:
         first.close()
         second.close()
+
+
+# ---------------------------------------------------------------- a reload moves the window
+
+
+@pytest.mark.parametrize(
+    "shift",
+    [timedelta(hours=2), timedelta(hours=-2), timedelta(days=30)],
+    ids=["later_same_day", "earlier", "beyond_the_horizon"],
+)
+def test_moving_a_one_off_window_with_waves_reschedules_each_wave(shift: timedelta) -> None:
+    cfg = load()
+    _, journal = told(cfg, plan.Journal(wave_members=MEMBERS), *LEADS)
+    moved = load(start=START + shift)
+    now = LEADS[-1] + timedelta(hours=1)
+    got, journal = told(moved, journal, now)
+    two_hours = timedelta(hours=2)
+    assert sorted(got) == [
+        ("rescheduled", START + shift + n * DAY, [t], (START + n * DAY, START + n * DAY + two_hours))
+        for n, t in enumerate(["acme", "beta", "gamma"])
+    ]
+    # told once: the next tick has nothing to add
+    assert told(moved, journal, now + timedelta(minutes=1))[0] == []
+
+
+def test_a_wave_left_empty_by_a_reload_is_cancelled_and_the_others_rescheduled() -> None:
+    cfg = load()
+    _, journal = told(cfg, plan.Journal(wave_members=MEMBERS), *LEADS)
+    members = {"roll": {"acme": 1, "beta": 2}}  # gamma left the window
+    moved = config.parse(
+        HEAD.replace("  - {id: gamma, locale: fr}\n", "")
+        + textwrap.indent(
+            textwrap.dedent(f"""\
+            - id: roll
+              start: {(START + DAY).strftime("%Y-%m-%dT%H:%M")}
+              duration: 2h
+              notify: [3d]
+              end_check: {{run: ["true"], every: 1m, max: 1h}}
+              waves: {{size: 1, every: 1d, halt_on: end_check}}
+            """),
+            "  ",
+        ),
+        "windows.yaml",
+        env={},
+    )
+    journal = plan.Journal(**{**journal.__dict__, "wave_members": members})
+    got, _ = told(moved, journal, LEADS[-1] + timedelta(hours=1))
+    assert sorted((k, o, t) for k, o, t, _p in got) == [
+        ("cancelled", START + 2 * DAY, ["gamma"]),
+        ("rescheduled", START + DAY, ["acme"]),
+        ("rescheduled", START + 2 * DAY, ["beta"]),
+    ]
+
+
+def test_a_resumed_wave_is_announced_again_after_its_cancelled() -> None:
+    cfg = load()
+    _, journal = told(cfg, plan.Journal(wave_members=MEMBERS), *LEADS)
+    halt = plan.WaveHalt(after=1, reason="x", at=START)
+    journal = plan.Journal(**{**journal.__dict__, "wave_halts": {("roll", START): halt}})
+    got, journal = told(cfg, journal, START + timedelta(hours=3))
+    assert sorted(k for k, *_ in got if k != "completed") == ["cancelled", "cancelled"]
+    at = START + 2 * DAY + timedelta(hours=5)
+    resumed = plan.WaveHalt(after=1, reason="x", at=START, resume_at=at)
+    journal = plan.Journal(**{**journal.__dict__, "wave_halts": {("roll", START): resumed}})
+    got, _ = told(cfg, journal, START + timedelta(hours=6))  # both leads (3d) passed
+    assert sorted(got) == [("scheduled", at, ["beta"], None), ("scheduled", at + DAY, ["gamma"], None)]

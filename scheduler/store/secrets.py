@@ -70,4 +70,4 @@ class Secrets(Repository):
             statement = self._insert(meta).values(key=FORM_KEY, value=key_factory())
             self._run("store the form key", statement.on_conflict_do_nothing(index_elements=["key"]))
             value = self._run("read the form key", query).scalar()
-        return bytes.fromhex(value)
+        return bytes.fromhex(str(value))

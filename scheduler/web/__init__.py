@@ -166,7 +166,7 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
         w = a.window
         if tenant.id not in w.tenants:
             continue
-        anc = plan.anchor(w, a.occ)
+        anc = plan.anchor(w, a.occ, a.wave)
         live.add((w.id, anc))
         ann = journal.announced.get((w.id, anc))
         cancelled = w.cancelled or (ann is not None and ann.status == "cancelled")
