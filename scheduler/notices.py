@@ -5,8 +5,7 @@ is a row here, its templates, and when the plan sends it. The tenant-facing mess
 a ``str.format`` template with a fixed set of named placeholders (checked at load by
 :func:`check_template`, filled by :func:`render`). The message text lives here rather
 than in a module of its own because composing a notice needs it and this module may
-import only ground modules (model, errors, duration) and pure ones (the reasons a notice
-gives live in :mod:`scheduler.waves`); ``scheduler.messages`` re-exports it.
+import only ground modules (model, errors, duration); ``scheduler.messages`` re-exports it.
 
 Pure: no clock, no disk, no network; every instant is an argument.
 """
@@ -24,9 +23,7 @@ from zoneinfo import ZoneInfo
 
 from .leadtime import TimeLeft as TimeLeft  # re-exported
 from .leadtime import time_left
-from .model import Config, Notice, Tenant, Window, calendar_uid, isoz, notice_id
-from .waves import REASON_LABELS, language_of, reason_text
-from .waves import halted_reason as halted_reason  # re-exported: a reason lives with what gives it
+from .model import Config, Notice, Tenant, Window, calendar_uid, isoz, notice_id, reason_sentence, reason_text
 
 # ---------------------------------------------------------------------------
 # the table of kinds
@@ -180,12 +177,9 @@ def notice_message(
     texts = _AFTER_MESSAGES.get(n.kind)
     if texts is None:
         return tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window, format_time=format_time)
-    language = language_of(getattr(tenant, "locale", None))
-    text = texts.get(language, texts["en"])
-    reason = getattr(n, "reason", None)
-    if reason:  # a literal: braces in a reason must not read as placeholders
-        label = REASON_LABELS.get(language, REASON_LABELS["en"])
-        text += " " + label.format(reason=reason_text(reason, language)).replace("{", "{{").replace("}", "}}")
+    language = (getattr(tenant, "locale", None) or "en").replace("_", "-").split("-", 1)[0].lower()
+    why = reason_sentence(n.reason, language) if n.reason else ""  # a literal: its braces are no placeholders
+    text = texts.get(language, texts["en"]) + (" " + why.replace("{", "{{").replace("}", "}}") if why else "")
     return render(
         text,
         provider=cfg.provider.name,

@@ -22,8 +22,8 @@ of the same occurrence, or (a recurring window) skips to its slot in the next
 occurrence. The caller stores one row per (window, base, tenant): the target wave number,
 or the next occurrence's base instant, plus how often the tenant deferred.
 
-Reasons (:func:`halted_reason`, :func:`reason_text`): what a halt's ``cancelled`` tells the
-tenant, written in English by the plan and translated for each shipped locale.
+The reason a halt's ``cancelled`` gives (:func:`halted_reason`) lives in
+:mod:`scheduler.model.reasons`, with its translations.
 """
 
 from __future__ import annotations
@@ -39,46 +39,10 @@ from scheduler.duration import format_duration
 from scheduler.guardrails import Guardrails, blackout_intervals, freeze_for
 from scheduler.model import HALT_ON as HALT_ON  # re-exported: the specs live in the model
 from scheduler.model import UTC, DeferSpec, Occurrence, Tenant, WaveSpec, Window
+from scheduler.model.reasons import halted_reason as halted_reason  # re-exported
 from scheduler.recurrence import next_start_after
 
 _SIZE = re.compile(r"(-?\d+(?:\.\d+)?)(%?)")
-
-# ---------------------------------------------------------------- reasons tenants read (SPEC 8)
-
-# Why a notice was sent, as the plan writes it (English) -> each shipped language. The
-# plan's sentence is the key, so a reason without a translation is shown as written.
-HALTED_REASON = "halted: end check of wave {wave} still failing"
-_REASONS: tuple[tuple[re.Pattern[str], Mapping[str, str]], ...] = (
-    (
-        re.compile(r"halted: end check of wave (?P<wave>\d+) still failing"),
-        {
-            "en": HALTED_REASON,
-            "de": "angehalten: die Abschlussprüfung von Welle {wave} schlägt weiterhin fehl",
-            "fr": "interrompue : le contrôle de fin de la vague {wave} échoue toujours",
-        },
-    ),
-)
-REASON_LABELS: Mapping[str, str] = {"en": "Reason: {reason}.", "de": "Grund: {reason}.", "fr": "Motif : {reason}."}
-
-
-def language_of(locale: str | None) -> str:
-    """``de-CH`` -> ``de``; None -> ``en``."""
-    return (locale or "en").replace("_", "-").split("-", 1)[0].lower()
-
-
-def halted_reason(wave: int) -> str:
-    """The reason of a ``cancelled`` sent because wave ``wave``'s end check halted the later ones."""
-    return HALTED_REASON.format(wave=wave)
-
-
-def reason_text(reason: str, locale: str | None) -> str:
-    """``reason`` in the language of ``locale`` (``en`` when maintd has none for it)."""
-    language = language_of(locale)
-    for pattern, texts in _REASONS:
-        m = pattern.fullmatch(reason)
-        if m is not None:
-            return texts.get(language, texts["en"]).format(**m.groupdict())
-    return reason
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -15,6 +15,7 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .reasons import halted_reason, language_of, reason_sentence, reason_text  # noqa: F401 - re-exported
 from .specs import HALT_ON as HALT_ON  # re-exported: the records live in model.specs
 from .specs import Blackout, DeferSpec, Freeze, WaveSpec
 
