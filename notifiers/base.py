@@ -215,6 +215,7 @@ class Renderer:
             "previous_start": local(notice.previous_start) if notice.previous_start else None,
             "previous_end": local(notice.previous_end) if notice.previous_end else None,
             "summary": summary_lines(notice.summary, zone, tag),
+            "reason": getattr(notice, "reason", None),  # why it was cancelled, in the tenant's language
         }
 
     def check(self) -> list[str]:
@@ -388,6 +389,7 @@ def _samples() -> tuple[Tenant, list[Notice]]:
             previous_end=end - day,
             summary=summary,
             link="https://maint.example.com/t/x/",
+            reason="halted: sample" if kind == "cancelled" else None,
         )
         for kind in NOTICE_KINDS
     ]

@@ -67,6 +67,15 @@ OPS_TEXTS: Mapping[str, OpsText] = {
     ),
 }
 OPS_EVENTS: tuple[str, ...] = tuple(OPS_TEXTS)
+# SPEC 8: a wave's end check still failing at ``max`` halts the later waves. The room hears
+# it as an ``end_check_failing`` (the closest of SPEC 4.2's events, so a room listing only
+# those hears it too) whose record has ``halted``, in words of its own.
+HALTED_TEXT = OpsText(
+    title="Waves halted: {title}",
+    what="The end check of wave {wave} of {window_ref} still fails at its max ({error}); "
+    "the later waves will not start, and their tenants were told `cancelled`.",
+    todo="Fix what the check tests, then plan the remaining waves with `maintd resume {window} --at TIME`.",
+)
 _LIST_LIMIT = 5
 
 
@@ -89,7 +98,7 @@ def render_ops(record: Mapping, *, provider: str = "") -> tuple[str, str]:
     event = record.get("event", "")
     if event not in OPS_TEXTS:
         raise ValueError(f'unknown ops event "{event}"; known: {", ".join(OPS_EVENTS)}')
-    text = OPS_TEXTS[event]
+    text = HALTED_TEXT if event == "end_check_failing" and record.get("halted") else OPS_TEXTS[event]
     zone = _zone(record.get("zone"))
     fields = _Fields({k: md_escape(v) for k, v in record.items() if isinstance(v, (str, int, float))})
     for key in ("occurrence", "start", "end", "previous_end", "max_end", "since"):

@@ -23,7 +23,21 @@ from zoneinfo import ZoneInfo
 
 from .leadtime import TimeLeft as TimeLeft  # re-exported
 from .leadtime import time_left
-from .model import Config, Notice, Tenant, Window, calendar_uid, isoz, notice_id
+from .model import (  # noqa: F401 - re-exported
+    AFTER_MESSAGES,
+    DEFAULT_MESSAGES,
+    Config,
+    Notice,
+    Tenant,
+    Window,
+    calendar_uid,
+    isoz,
+    language,
+    localized,
+    notice_id,
+    reason_sentence,
+    reason_text,
+)
 
 # ---------------------------------------------------------------------------
 # the table of kinds
@@ -110,6 +124,8 @@ class Action(Protocol):
     def previous(self) -> tuple[datetime, datetime] | None: ...
     @property
     def recurring(self) -> bool: ...
+    @property
+    def reason(self) -> str | None: ...
 
 
 def notice_seq(n: Notice | Action) -> int:
@@ -150,49 +166,18 @@ def tenant_message(
     )
 
 
-# maintd's default message (model.Provider's) translated for de/fr tenants: notices, refusals,
-# the tenant page and feed. A provider's own message stays as written; its dates follow the locale.
-DEFAULT_MESSAGES: Mapping[str, str] = {
-    "en": "{provider} is under scheduled maintenance until {end}.",
-    "de": "{provider} ist bis {end} in geplanter Wartung.",
-    "fr": "{provider} est en maintenance planifiée jusqu’au {end}.",
-}
-
-
-def language(tenant: Any) -> str:  # de-AT -> de; no locale -> en
-    return (getattr(tenant, "locale", None) or "en").replace("_", "-").split("-", 1)[0].lower()
-
-
-def localized(text: str, tenant: Any) -> str:
-    """maintd's default message in the tenant's language; any other text unchanged."""
-    return DEFAULT_MESSAGES.get(language(tenant), text) if text == DEFAULT_MESSAGES["en"] else text
-
-
-# What a completed or cancelled notice says instead of the window's "under maintenance
-# until {end}" message, which would be untrue by then (placeholders as in PLACEHOLDERS).
-_AFTER_MESSAGES: Mapping[str, Mapping[str, str]] = {
-    "completed": {
-        "en": "Maintenance {title} by {provider} has ended at {end}.",
-        "de": "Die Wartung {title} von {provider} ist seit {end} beendet.",
-        "fr": "La maintenance {title} de {provider} est terminée depuis {end}.",
-    },
-    "cancelled": {
-        "en": "Maintenance {title} by {provider}, planned for {start}, is cancelled.",
-        "de": "Die für {start} geplante Wartung {title} von {provider} ist abgesagt.",
-        "fr": "La maintenance {title} de {provider} prévue le {start} est annulée.",
-    },
-}
-
-
 def notice_message(
     cfg: Config, window: Window | None, tenant: Tenant, n: Action, *, format_time: FormatTime | None = None
 ) -> str:
     """The tenant-facing message of a notice: the window's (or provider's) message while the
-    maintenance is ahead or running, a fixed sentence once it has ended or was cancelled."""
-    texts = _AFTER_MESSAGES.get(n.kind)
+    maintenance is ahead or running, a fixed sentence once it has ended or was cancelled
+    (followed by its reason, when the plan gave one)."""
+    texts = AFTER_MESSAGES.get(n.kind)
     if texts is None:
         return tenant_message(cfg, window, tenant, n.start, n.end, n.title, n.window, format_time=format_time)
-    text = texts.get(language(tenant), texts["en"])
+    lang = language(tenant)
+    why = reason_sentence(n.reason, lang) if n.reason else ""  # a literal: its braces are no placeholders
+    text = texts.get(lang, texts["en"]) + (" " + why.replace("{", "{{").replace("}", "}}") if why else "")
     return render(
         text,
         provider=cfg.provider.name,
@@ -251,6 +236,7 @@ def compose_notice(
         summary=summary if k.summary else None,
         link=link,
         time_left=left,
+        reason=reason_text(n.reason, getattr(tenant, "locale", None)) if n.reason else None,
     )
 
 
@@ -421,6 +407,7 @@ def notice_to_json(n: Notice) -> dict:
         "summary": dict(n.summary) if n.summary else None,
         "link": n.link,
         "time_left": n.time_left,
+        "reason": n.reason,
     }
 
 
@@ -446,4 +433,5 @@ def notice_from_json(d: Mapping) -> Notice:
         summary=d.get("summary"),
         link=d.get("link"),
         time_left=d.get("time_left"),
+        reason=d.get("reason"),
     )

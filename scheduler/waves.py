@@ -21,6 +21,9 @@ Deferral (:func:`defer_target`, :func:`apply_deferrals`): a tenant moves to its 
 of the same occurrence, or (a recurring window) skips to its slot in the next
 occurrence. The caller stores one row per (window, base, tenant): the target wave number,
 or the next occurrence's base instant, plus how often the tenant deferred.
+
+The reason a halt's ``cancelled`` gives (:func:`halted_reason`) lives in
+:mod:`scheduler.model.reasons`, with its translations.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ from scheduler.duration import format_duration
 from scheduler.guardrails import Guardrails, blackout_intervals, freeze_for
 from scheduler.model import HALT_ON as HALT_ON  # re-exported: the specs live in the model
 from scheduler.model import UTC, DeferSpec, Occurrence, Tenant, WaveSpec, Window
+from scheduler.model.sentences import halted_reason as halted_reason  # re-exported
 from scheduler.recurrence import next_start_after
 
 _SIZE = re.compile(r"(-?\d+(?:\.\d+)?)(%?)")

@@ -116,3 +116,24 @@ def test_a_tenant_defers_once_from_its_page_and_not_twice(daemon_factory, tmp_pa
     d.restart()
     assert slot(status(d), "acme") == [(2, wave2)]
     assert d.stop() == 0
+
+
+def test_a_page_rendered_before_a_restart_still_defers(daemon_factory) -> None:
+    """The form key lives in the store: a restarted daemon (or another instance on the same
+    store) accepts the token of a page the previous process rendered."""
+    start = iso_in(3 * 3600)
+    d = daemon_factory(CONFIG.format(start=start))
+    wave2 = status(d)["next"][1]["start"]
+    acme = page_url(d, "acme")
+    origin = acme.split("/t/")[0]
+    found = forms(requests.get(acme, timeout=10).text)
+    assert len(found) == 1
+    action, fields = found[0]
+
+    assert d.stop() == 0
+    d.restart()
+    r = requests.post(origin + action, data=fields, timeout=10)
+    assert r.status_code == 200, r.text
+    assert slot(status(d), "acme") == [(2, wave2)]
+    assert requests.post(origin + action, data={**fields, "token": "0" * 64}, timeout=10).status_code == 403
+    assert d.stop() == 0

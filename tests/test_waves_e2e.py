@@ -8,12 +8,14 @@ get ``cancelled``), and ``maintd resume`` plans them again. Waits poll with dead
 from __future__ import annotations
 
 import json
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import TOKEN, DaemonProc, iso_in
+from conftest import TOKEN, DaemonProc, free_port, iso_in
 
 pytestmark = pytest.mark.slow
 
@@ -60,6 +62,37 @@ def notices(d: DaemonProc, kind: str, tenant: str) -> list[dict]:
     return [r for r in rows if r["kind"] == kind and r["tenant"] == tenant]
 
 
+class Room:
+    """The provider's ops room: a loopback HTTP server that keeps every POSTed body."""
+
+    def __init__(self) -> None:
+        self.bodies: list[str] = []
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                length = min(int(self.headers.get("Content-Length") or 0), 1_000_000)
+                owner.bodies.append(self.rfile.read(length).decode(errors="replace"))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server.timeout = 5
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture
+def room() -> Iterator[Room]:
+    r = Room()
+    yield r
+    r.server.shutdown()
+    r.server.server_close()
+
+
 def admitted(d: DaemonProc, tenant: str) -> bool:
     r = d.post("/v1/admissions", {"tenant": tenant, "kind": "backup"})
     assert r.status_code in (200, 423), r.text
@@ -96,7 +129,7 @@ def test_two_waves_start_and_gate_at_their_own_times(daemon_factory) -> None:
     assert d.stop() == 0
 
 
-def test_a_failing_end_check_halts_wave_2_and_resume_plans_it_again(daemon_factory) -> None:
+def test_a_failing_end_check_halts_wave_2_and_resume_plans_it_again(daemon_factory, room: Room) -> None:
     start = iso_in(8)
     w2 = iso(utc(start) + timedelta(seconds=12))
     windows = (
@@ -104,7 +137,11 @@ def test_a_failing_end_check_halts_wave_2_and_resume_plans_it_again(daemon_facto
         '    end_check: {run: ["false"], every: 1s, max: 2s}\n'
         "    waves: {size: 1, every: 12s, halt_on: end_check}\n"
     )
-    d = daemon_factory(BASE + windows + 'daemon:\n  listen: "{listen}"\n')
+    # a room that lists only SPEC 4.2's events still hears the halt
+    ops = f'  ops: {{urls: ["json://127.0.0.1:{room.port}/ops"], events: [end_check_failing]}}\n'
+    d = daemon_factory(
+        BASE.replace("  policy: standard\n", "  policy: standard\n" + ops) + windows + 'daemon:\n  listen: "{listen}"\n'
+    )
     wait(lambda: notices(d, "scheduled", "beta"), what="beta told of wave 2")
 
     st = d.wait_for(lambda s: s["halted"], timeout=25, what="the window to halt")
@@ -115,6 +152,8 @@ def test_a_failing_end_check_halts_wave_2_and_resume_plans_it_again(daemon_facto
     assert listed["roll"]["halted"] is True
     cancelled = wait(lambda: notices(d, "cancelled", "beta"), what="beta cancelled")
     assert cancelled[0]["occurrence"] == w2
+    halted = wait(lambda: [b for b in room.bodies if "Waves halted" in b], what="the ops room told of the halt")
+    assert "end check of wave 1" in halted[0] and "beta" in halted[0] and "maintd resume roll" in halted[0]
     assert not notices(d, "cancelled", "acme")
     history = d.history()
     assert any(h["kind"] == "halt" and h["window"] == "roll" for h in history)

@@ -15,6 +15,16 @@ from enum import Enum
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from .sentences import (  # noqa: F401 - re-exported
+    AFTER_MESSAGES,
+    DEFAULT_MESSAGES,
+    halted_reason,
+    language,
+    language_of,
+    localized,
+    reason_sentence,
+    reason_text,
+)
 from .specs import HALT_ON as HALT_ON  # re-exported: the records live in model.specs
 from .specs import Blackout, DeferSpec, Freeze, WaveSpec
 
@@ -352,6 +362,7 @@ class Notice:
     # "10m": how long before the start the notice was composed, when it is late (its lead
     # passed); the lead itself when on time. None for notices without a lead.
     time_left: str | None = None
+    reason: str | None = None  # why, in the tenant's language: a halt's ``cancelled`` (SPEC 8)
 
     def payload(self) -> dict:
         """The webhook JSON body of SPEC section 4."""
@@ -376,6 +387,8 @@ class Notice:
             body["summary"] = dict(self.summary)
         if self.link:
             body["link"] = self.link
+        if self.reason:
+            body["reason"] = self.reason
         return body
 
 

@@ -46,6 +46,7 @@ from .records import (
     Transition,
     anchor,
 )
+from .waves import beyond, halt_reason
 
 Actions = tuple[list[Transition], list[NoticeAction]]
 
@@ -70,7 +71,7 @@ class Ledger:
         self.updates: dict[tuple[str, datetime], Announcement] = {}
 
     def told(self, a: Active) -> Announcement | None:
-        k = (a.window.id, anchor(a.window, a.occ))
+        k = (a.window.id, anchor(a.window, a.occ, a.wave))
         return self.updates.get(k) or self.announced.get(k)
 
     def sequence(self, a: Active) -> int:
@@ -83,7 +84,7 @@ class Ledger:
         """Record that ``tenants`` (too, unless ``replace``) know ``a`` as it is now."""
         prev = self.told(a)
         known = prev.tenants if prev and not replace else frozenset()
-        self.updates[(a.window.id, anchor(a.window, a.occ))] = Announcement(
+        self.updates[(a.window.id, anchor(a.window, a.occ, a.wave))] = Announcement(
             start=a.occ.start,
             end=a.occ.end,
             title=a.window.title,
@@ -140,13 +141,16 @@ def scope(config: Config, journal: Journal, now: datetime) -> Scope:
         for w in config.windows
         if not w.recurring
         and not w.cancelled
+        and w.waves is None  # waves: see beyond()
         and w.id not in planned
         and w.end is not None
         and w.end > horizon
         and (w.id, EPOCH) in journal.announced
     ]
+    later = beyond(config, journal, horizon, {(a.window.id, a.wave) for a in items if a.wave is not None})
     if far:
-        later = effective_of(far, journal, horizon, max(w.end for w in far if w.end) + timedelta(seconds=1))
+        later += effective_of(far, journal, horizon, max(w.end for w in far if w.end) + timedelta(seconds=1))
+    if later:
         items += screen(config, later).kept  # SPEC 7: `blackouts: skip` there too
         items.sort(key=lambda a: (a.occ.start, a.window.id))
     return Scope(now=now, floor=floor, horizon=horizon, max_lead=max_lead, items=items)
@@ -297,7 +301,8 @@ def _scheduled(a: Active, journal: Journal, now: datetime, ledger: Ledger) -> li
         return []
     prev = ledger.told(a)
     label = w.lead_label(due.lead)
-    told = prev.tenants if prev else frozenset()
+    # told of it as cancelled is not told of it: a resumed wave (SPEC 8) is announced again
+    told = prev.tenants if prev and prev.status == "scheduled" else frozenset()
     seq = prev.sequence if prev else 0
     if (w.id, o.key, label) not in journal.sent_leads and (not due.late or not told):
         ledger.remember(a, tenants=w.tenants)
@@ -307,9 +312,9 @@ def _scheduled(a: Active, journal: Journal, now: datetime, ledger: Ledger) -> li
     if told and not w.tenants <= told:
         ledger.remember(a, tenants=w.tenants)
         return notice("scheduled", a, w.tenants - told, lead=label, late=True, sequence=seq)
-    if prev is not None and not prev.tenants <= w.tenants:
-        ledger.remember(a, tenants=prev.tenants & w.tenants, sequence=seq + 1, replace=True)
-        return notice("cancelled", a, prev.tenants - w.tenants, sequence=seq + 1)
+    if told and not told <= w.tenants:
+        ledger.remember(a, tenants=told & w.tenants, sequence=seq + 1, replace=True)
+        return notice("cancelled", a, told - w.tenants, sequence=seq + 1)
     return []
 
 
@@ -337,7 +342,7 @@ def withdrawn(s: Scope, config: Config, journal: Journal, ledger: Ledger) -> lis
     ``cancelled: true``, cron edited) and had not started (``start > now``). A recurring
     occurrence beyond the horizon was simply not expanded, so it is not withdrawn."""
     notes: list[NoticeAction] = []
-    live = {(a.window.id, anchor(a.window, a.occ)) for a in s.items}
+    live = {(a.window.id, anchor(a.window, a.occ, a.wave)) for a in s.items}
     declared = {w.id: w for w in config.windows}
     for (wid, anc), ann in journal.announced.items():
         if ann.status != "scheduled" or (wid, anc) in live or not ann.tenants or ann.start <= s.now:
@@ -357,6 +362,7 @@ def withdrawn(s: Scope, config: Config, journal: Journal, ledger: Ledger) -> lis
                 title=ann.title,
                 sequence=ann.sequence + 1,
                 recurring=anc != EPOCH,
+                reason=halt_reason(journal, w, key),
             )
         )
         ledger.updates[(wid, anc)] = Announcement(
@@ -423,4 +429,5 @@ def evaluate(config: Config, journal: Journal, now: datetime) -> Evaluation:
         notices=tuple(notices),
         announces=ledger.announces(),
         next_wakeup=next_wakeup(s, config, journal),
+        journal=journal,
     )

@@ -18,9 +18,25 @@ LATE_SLACK = timedelta(seconds=60)  # a notice sent within this of its due time 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # the anchor of a one-off window's announcement
 
 
-def anchor(window: Window, occ: Occurrence) -> datetime:
-    """What a notice series keys on: a one-off window keeps its identity when its times move."""
-    return occ.key if window.recurring or window.waves is not None else EPOCH  # a wave is its own occurrence
+WAVE_ANCHOR = timedelta(seconds=1)  # wave n of a one-off window: EPOCH + n * this
+
+
+def anchor(window: Window, occ: Occurrence, wave: int | None = None) -> datetime:
+    """What a notice series keys on: a one-off window keeps its identity when its times move.
+
+    So does each wave of a one-off window (SPEC 8): old and new waves are matched by number
+    (``EPOCH + wave`` seconds), so moving the window's start tells its tenants
+    ``rescheduled`` rather than ``cancelled`` and ``scheduled``. A recurring window's
+    occurrences and waves key on their own start.
+    """
+    if window.recurring or (window.waves is not None and wave is None):
+        return occ.key
+    return EPOCH + wave * WAVE_ANCHOR if wave is not None else EPOCH
+
+
+def is_wave_anchor(key: datetime) -> bool:
+    """Whether an announcement's anchor is that of a one-off window's wave."""
+    return EPOCH < key < EPOCH + timedelta(days=1)
 
 
 # ---------------------------------------------------------------------------
@@ -125,6 +141,7 @@ class NoticeAction:
     sequence: int = 0
     previous: tuple[datetime, datetime] | None = None
     recurring: bool = False
+    reason: str | None = None  # why (English; notices.reason_text translates): a halt's ``cancelled``
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -143,6 +160,9 @@ class Evaluation:
     notices: tuple[NoticeAction, ...]
     announces: tuple[Announce, ...]
     next_wakeup: datetime | None
+    # what it was evaluated from: a part that plans further ahead (the gate's long
+    # ``expected_duration``) must see the same waves, halts, deferrals and manual windows
+    journal: Journal | None = field(default=None, compare=False, repr=False)
 
     def active_for(self, tenant: str) -> list[Active]:
         return [a for a in self.active if tenant in a.window.tenants]

@@ -17,8 +17,8 @@ from datetime import datetime, timedelta
 
 from .. import recurrence
 from ..model import Config, Occurrence, Window
-from ..waves import Wave, apply_deferrals, assign, halted_waves, resume, waves_of
-from .records import Active, Journal
+from ..waves import Wave, apply_deferrals, assign, halted_reason, halted_waves, resume, waves_of
+from .records import Active, Journal, is_wave_anchor
 
 
 def splits(window: Window, journal: Journal) -> bool:
@@ -108,3 +108,42 @@ def _overridden(journal: Journal, w: Window, o: Occurrence) -> Occurrence:
 def wave_numbers(items: Sequence[Active]) -> dict[tuple[str, datetime], int]:
     """(window, occurrence key) -> wave number, for what shows the wave (``plan``, status)."""
     return {(a.window.id, a.occ.key): a.wave for a in items if a.wave is not None}
+
+
+def halt_reason(journal: Journal, w: Window | None, key: datetime) -> str | None:
+    """Why the wave first planned to start at ``key`` is gone, when a halt cancelled it: the
+    tenant-facing reason of its ``cancelled`` (SPEC 8), else None.
+
+    A wave's first key is ``base + (n - 1) * every``; n must lie past the halted one and
+    within the waves the stored membership holds (a recurring window's next occurrence is
+    not one of this one's waves).
+    """
+    if w is None or w.waves is None or w.waves.every <= timedelta(0):
+        return None
+    top = max(journal.wave_members.get(w.id, {}).values(), default=0)
+    for (wid, base), h in journal.wave_halts.items():
+        if wid != w.id or key < base:
+            continue
+        steps, rest = divmod(key - base, w.waves.every)
+        if not rest and h.after < steps + 1 <= max(top, h.after + 1):
+            return halted_reason(h.after)
+    return None
+
+
+def beyond(config: Config, journal: Journal, horizon: datetime, planned: set[tuple[str, int]]) -> list[Active]:
+    """The waves starting at or after ``horizon`` of one-off windows whose waves were
+    announced and are not in ``planned`` (window, wave) yet: followed however far the
+    window's start moves, so they are rescheduled rather than withdrawn (as a one-off
+    window without waves is)."""
+    out: list[Active] = []
+    told = {wid for (wid, anc), ann in journal.announced.items() if is_wave_anchor(anc) and ann.status == "scheduled"}
+    for w in config.windows:
+        if w.id not in told or w.recurring or w.cancelled or w.waves is None or w.start is None:
+            continue
+        base = next(iter(recurrence.occurrences(w, w.start, w.start + timedelta(seconds=1))), None)
+        if base is None:
+            continue
+        for a in _items(config, journal, w, base, horizon, datetime.max.replace(tzinfo=horizon.tzinfo)):
+            if a.occ.start >= horizon and (w.id, a.wave) not in planned:
+                out.append(a)
+    return out

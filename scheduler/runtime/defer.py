@@ -103,7 +103,10 @@ def defer(
         count=count + 1,
         at=now,
     )
-    _move_announcement(tx, journal, window, a.occ.key, new_key, tenant.id, now)
+    old_anchor = plan.anchor(a.window, a.occ, a.wave)
+    slot = found.as_occurrence() if isinstance(found, Wave) else found
+    new_anchor = plan.anchor(a.window, slot, found.number if isinstance(found, Wave) else None)
+    _move_announcement(tx, journal, window, old_anchor, new_anchor, tenant.id, now)
     title = a.window.title
     n = plan.NoticeAction(
         kind="rescheduled",

@@ -150,8 +150,9 @@ class Effects:
                 message=message,
                 detail={"error": result.error, "end": isoz(new_end)},
             )
+            halt = None
             if new_end >= planned + chk.max:  # SPEC 8: still failing at max halts the later waves
-                halt_after_check(
+                halt = halt_after_check(
                     tx,
                     self.generations.config,
                     w.id,
@@ -177,6 +178,8 @@ class Effects:
                     "error": str(result.error)[:300],
                 }
             )
+            if halt is not None:  # the room hears the halt too (SPEC 8), as an end_check_failing
+                self.on_check_failing(halt)
 
     # -- hooks --------------------------------------------------------------------------
 

@@ -66,11 +66,12 @@ def gate_policy(cfg: Config, window: Window):
 def gatings_until(tenant: Tenant, ev: plan.Evaluation, cfg: Config, until: datetime) -> tuple[Gating, ...]:
     """Like :meth:`GatingIndex.gatings`, but reaching ``until``: a tick expands occurrences
     only a day (plus the longest notice lead) ahead, and a long ``expected_duration`` looks
-    further."""
+    further, from the journal the tick evaluated (stored wave membership, halts, deferrals,
+    manual windows, extensions); an empty one would gate by waves that no longer exist."""
     known = {(a.window.id, a.occ.key) for a in ev.active + ev.upcoming}
     far = tuple(
         a
-        for a in plan.effective(cfg, plan.Journal(), ev.now, until)
+        for a in plan.effective(cfg, ev.journal or plan.Journal(), ev.now, until)
         if a.occ.start > ev.now and (a.window.id, a.occ.key) not in known
     )
     return gatings_of(tenant.id, ev.active + ev.upcoming + far, cfg)

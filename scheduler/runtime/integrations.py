@@ -96,7 +96,7 @@ class IntegrationRuns:
         live: set[tuple[str, datetime]] = set()
         changed = False
         for a in ev.active + ev.upcoming:
-            anchor = planning.anchor(a.window, a.occ)
+            anchor = planning.anchor(a.window, a.occ, a.wave)
             live.add((a.window.id, anchor))
             phase = "started" if now in a.occ else "planned"
             for name, kind, settings in chosen(cfg, a.window):
@@ -321,7 +321,7 @@ def _after(action: str, done: dict) -> str:
 def occurrence_integrations(cfg: Config, a: planning.Active, rows: Mapping[tuple, dict]) -> list[dict]:
     """``status --json``: the targets of one active or next occurrence and where each stands."""
     out = []
-    anchor = planning.anchor(a.window, a.occ)
+    anchor = planning.anchor(a.window, a.occ, a.wave)
     for name, kind, _settings in chosen(cfg, a.window):
         r = rows.get((name, a.window.id, anchor))
         status = "pending" if r is None or r["status"] == "running" else r["status"]

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from .. import plan, recurrence
 from ..errors import ConflictError, NotFoundError, UsageError
-from ..model import UTC, Config, isoz
+from ..model import UTC, Config, Occurrence, isoz
 from ..plan import waves as plan_waves
 
 log = logging.getLogger("maintd")
@@ -61,17 +61,19 @@ def store_members(tx, cfg: Config, ev: plan.Evaluation, now: datetime) -> None:
             tx.journal("waves", at=now, window=wid, message=f"wave membership stored ({what})", detail=new)
 
 
-def halt_after_check(tx, cfg: Config, window: str, key: datetime, *, error: str, now: datetime) -> str | None:
+def halt_after_check(tx, cfg: Config, window: str, key: datetime, *, error: str, now: datetime) -> dict | None:
     """Halt the later waves when the end check of wave ``key`` of ``window`` fails at ``max``.
 
-    Returns the journal message, or None when nothing halted (no ``halt_on``, not a wave,
-    halted already).
+    Returns what the ops room is told (an ``end_check_failing`` record with ``halted``: the
+    wave, the reason, the tenants whose waves will not start), or None when nothing halted
+    (no ``halt_on``, not a wave, halted already).
     """
     w = cfg.window(window)
     if w is None or w.waves is None or w.waves.halt_on != "end_check":
         return None
     # the wave ended (held for its check) by now: find it in the plan around its key
-    items = plan.effective(cfg, plan.Journal(**waves_journal(tx)), key, key + timedelta(seconds=1))
+    journal = plan.Journal(**waves_journal(tx))
+    items = plan.effective(cfg, journal, key, key + timedelta(seconds=1))
     wave = next((a for a in items if a.window.id == window and a.occ.key == key), None)
     if wave is None or wave.wave is None or wave.base is None:
         return None
@@ -82,7 +84,36 @@ def halt_after_check(tx, cfg: Config, window: str, key: datetime, *, error: str,
     detail = {"base": isoz(wave.base), "after": wave.wave, "reason": reason}
     tx.journal("halt", at=now, window=window, occurrence=wave.base, actor="end-check", message=message, detail=detail)
     log.warning(message, extra={"action": "halt", "window": window})
-    return message
+    stopped = [x for x in plan_waves.waves_at(cfg, journal, w, _base_of(w, wave)) if x.number > wave.wave]
+    return {
+        "halted": True,
+        "window": window,
+        "title": w.title,
+        "occurrence": key,
+        "start": wave.occ.start,
+        "end": wave.occ.end,
+        "wave": wave.wave,
+        "reason": reason,
+        "error": error[:300],
+        "tenants": sorted({t for x in stopped for t in x.tenants}),
+        "waves": [x.number for x in stopped],
+        "seq": HALT_SEQ,
+    }
+
+
+# The ops row of a halt: an ``end_check_failing`` of the same wave as its extensions (seq 0),
+# told apart from them by this seq so it is neither dropped as their repeat nor sent twice.
+HALT_SEQ = -1
+
+
+def _base_of(w, wave: plan.Active) -> Occurrence:
+    """The window occurrence ``wave`` belongs to (its waves' base)."""
+    assert wave.base is not None
+    found = recurrence.occurrences(w, wave.base - timedelta(seconds=1), wave.base + timedelta(seconds=1))
+    length = wave.occ.end - wave.occ.start
+    return next((o for o in found if o.key == wave.base), None) or Occurrence(
+        start=wave.base, end=wave.base + length, window=w.id, key=wave.base
+    )
 
 
 def halted(journal: plan.Journal, window: str, now: datetime) -> dict | None:

@@ -1,4 +1,6 @@
-"""Tenant page secrets: the token in a tenant's page and calendar URLs.
+"""Tenant page secrets: the token in a tenant's page and calendar URLs, and the key of the
+tenant page's form tokens (SPEC 9: kept here, so every instance sharing the store, and the
+same one after a restart, accepts a form another rendered).
 
 Bound to the caller's connection like every repository, so a transaction that builds
 a notice can make a tenant's secret and read it back before it commits.
@@ -14,9 +16,11 @@ import sqlalchemy as sa
 
 from ..model import UTC
 from .base import Repository
-from .schema import tenant_secrets
+from .schema import meta, tenant_secrets
 
 __all__ = ["Secrets"]
+
+FORM_KEY = "form_key"  # the ``meta`` row of the form-token key (hex; never shown)
 
 
 class Secrets(Repository):
@@ -54,3 +58,16 @@ class Secrets(Repository):
     def tenant_for_secret(self, secret: str) -> str | None:
         query = sa.select(tenant_secrets.c.tenant).where(tenant_secrets.c.secret == secret)
         return self._run("read a tenant secret", query).scalar()
+
+    def form_key(self, key_factory: Callable[[], str] = lambda: secrets.token_hex(32)) -> bytes:
+        """The key of the tenant page's form tokens, drawn once per store on first use.
+
+        Two instances drawing at once both insert-or-ignore and read back the winner.
+        """
+        query = sa.select(meta.c.value).where(meta.c.key == FORM_KEY)
+        value = self._run("read the form key", query).scalar()
+        if value is None:
+            statement = self._insert(meta).values(key=FORM_KEY, value=key_factory())
+            self._run("store the form key", statement.on_conflict_do_nothing(index_elements=["key"]))
+            value = self._run("read the form key", query).scalar()
+        return bytes.fromhex(str(value))

@@ -181,7 +181,7 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
         w = a.window
         if tenant.id not in w.tenants:
             continue
-        anc = plan.anchor(w, a.occ)
+        anc = plan.anchor(w, a.occ, a.wave)
         live.add((w.id, anc))
         ann = journal.announced.get((w.id, anc))
         cancelled = w.cancelled or (ann is not None and ann.status == "cancelled")
@@ -376,7 +376,7 @@ def mount(app: FastAPI, daemon: Any, *, allowed: Any = None) -> None:
             return Response("Internal Server Error\n", status_code=500, media_type="text/plain")
 
     def page(tenant: Tenant, secret: str) -> Response:
-        html = render(tenant, secret, form_key)
+        html = render(tenant, secret, form_key())
         return HTMLResponse(
             html, headers={"Cache-Control": "no-store", "X-Robots-Tag": "noindex", "Referrer-Policy": "no-referrer"}
         )
