@@ -190,7 +190,7 @@ def test_the_form_key_is_drawn_once_per_store_and_shared(tmp_path) -> None:
         with first.transaction() as tx:
             key = tx.secrets.form_key()
         with second.transaction() as tx:
-            assert tx.secrets.form_key(key_factory=lambda: "00" * 32) == key
+            assert tx.secrets.store_key("form_key", key_factory=lambda: "00" * 32) == key
         assert len(key) == 32 and key != bytes(32)
     finally:
         first.close()

@@ -27,7 +27,7 @@ from ..groupcommit import GroupCommit
 from ..leader import Leadership
 from ..model import UTC
 from ..store import Store, database_url
-from ..store.identity import lease_key
+from ..store.secrets import LEASE_KEY
 from .drains import Drains
 from .effects import Effects
 from .enqueue import NoticeRows
@@ -169,7 +169,7 @@ class Daemon:
             metrics=self.metrics,
             clock=self.clock,
             heartbeat=s.heartbeat,
-            key=functools.cache(partial(lease_key, store.engine, store.where)),
+            key=functools.cache(partial(_store_key, store, LEASE_KEY)),
         )
         self.manual = Manual(store=store, generations=gens, reconciler=self.reconciler, clock=self.clock)
         self.views = self._views(common)
@@ -298,3 +298,9 @@ def _database(db: str, dry_run: bool) -> str:
         root, ext = os.path.splitext(db)
         return f"{root}.dry-run{ext or '.db'}"
     return db
+
+
+def _store_key(store: Store, name: str) -> bytes:
+    """A key kept in the store (read once per process by its caller's cache)."""
+    with store.transaction() as tx:
+        return tx.secrets.store_key(name)

@@ -14,32 +14,17 @@ from .base import guard
 from .engine import WRITE, file_identity, sqlite_path
 from .schema import meta
 
-__all__ = ["LEASE_KEY", "STORE_ID", "Identity", "identity", "lease_key", "meta_value", "store_id"]
+__all__ = ["STORE_ID", "Identity", "identity", "store_id"]
 
 STORE_ID = "store_id"
-LEASE_KEY = "lease_key"
 
 Identity = tuple[str | None, tuple[int, int] | None]  # (store id, SQLite file identity)
 
 
 def store_id(engine: Engine, where: str, *, create: bool) -> str | None:
     """The database's store id; with ``create``, one is written when there is none yet."""
-    return meta_value(engine, where, STORE_ID, create=create)
-
-
-def lease_key(engine: Engine, where: str) -> bytes:
-    """The key that seals lease secrets (:mod:`scheduler.leasetoken`): made once, in the
-    store, so every instance on it and every restart can check a lease it issued."""
-    value = meta_value(engine, where, LEASE_KEY, create=True)
-    assert value is not None  # create=True: written or read back
-    return bytes.fromhex(value)
-
-
-def meta_value(engine: Engine, where: str, key: str, *, create: bool) -> str | None:
-    """A random value in the ``meta`` table, written once (32 hex digits for the store id,
-    64 for a key) when ``create`` and there is none yet; the first writer wins."""
-    select = sa.select(meta.c.value).where(meta.c.key == key)
-    with guard(where, f"read the {key}"), engine.connect() as conn:
+    select = sa.select(meta.c.value).where(meta.c.key == STORE_ID)
+    with guard(where, "read the store id"), engine.connect() as conn:
         if not create:
             with conn.begin():
                 return conn.execute(select).scalar()
@@ -48,8 +33,8 @@ def meta_value(engine: Engine, where: str, key: str, *, create: bool) -> str | N
             with conn.begin():
                 found = conn.execute(select).scalar()
                 if found is None:
-                    found = secrets.token_hex(16 if key == STORE_ID else 32)
-                    conn.execute(sa.insert(meta).values(key=key, value=found))
+                    found = secrets.token_hex(16)
+                    conn.execute(sa.insert(meta).values(key=STORE_ID, value=found))
                 return found
         except sa.exc.IntegrityError:  # another instance wrote it first (PostgreSQL, HA)
             with conn.begin():

@@ -21,6 +21,7 @@ from .schema import meta, tenant_secrets
 __all__ = ["Secrets"]
 
 FORM_KEY = "form_key"  # the ``meta`` row of the form-token key (hex; never shown)
+LEASE_KEY = "lease_key"  # the ``meta`` row of the key sealing lease secrets (scheduler.leasetoken)
 
 
 class Secrets(Repository):
@@ -59,15 +60,20 @@ class Secrets(Repository):
         query = sa.select(tenant_secrets.c.tenant).where(tenant_secrets.c.secret == secret)
         return self._run("read a tenant secret", query).scalar()
 
-    def form_key(self, key_factory: Callable[[], str] = lambda: secrets.token_hex(32)) -> bytes:
-        """The key of the tenant page's form tokens, drawn once per store on first use.
+    def form_key(self) -> bytes:
+        """The key of the tenant page's form tokens (SPEC 9)."""
+        return self.store_key(FORM_KEY)
+
+    def store_key(self, name: str, key_factory: Callable[[], str] = lambda: secrets.token_hex(32)) -> bytes:
+        """A key kept in the ``meta`` table (the form-token key, the lease-sealing key), drawn
+        once per store on first use, so every instance and every restart uses the same one.
 
         Two instances drawing at once both insert-or-ignore and read back the winner.
         """
-        query = sa.select(meta.c.value).where(meta.c.key == FORM_KEY)
-        value = self._run("read the form key", query).scalar()
+        query = sa.select(meta.c.value).where(meta.c.key == name)
+        value = self._run(f"read the {name}", query).scalar()
         if value is None:
-            statement = self._insert(meta).values(key=FORM_KEY, value=key_factory())
-            self._run("store the form key", statement.on_conflict_do_nothing(index_elements=["key"]))
-            value = self._run("read the form key", query).scalar()
+            statement = self._insert(meta).values(key=name, value=key_factory())
+            self._run(f"store the {name}", statement.on_conflict_do_nothing(index_elements=["key"]))
+            value = self._run(f"read the {name}", query).scalar()
         return bytes.fromhex(str(value))
