@@ -125,28 +125,26 @@ def _typed(ev: yaml.ScalarEvent) -> Any:
     # in the file is read by one rule (with the window's zone), not by YAML 1.1's.
     if ev.style:  # quoted and block scalars are always text
         return ev.value
-    tag = _resolve(ev)
-    if tag == _NULL:
-        return None
-    construct = _CONSTRUCT.get(tag)
-    if construct is None:
-        return ev.value
-    return construct(_DUMMY, yaml.ScalarNode(tag, ev.value, style=ev.style))
+    return _plain(ev.value) if ev.tag is None else _construct(_resolve(ev), ev.value)
 
 
-_IMPLICIT = {k: tuple(v) for k, v in _RESOLVER.yaml_implicit_resolvers.items() if k is not None}
-assert None not in _RESOLVER.yaml_implicit_resolvers  # no resolver for any first character
+# first character -> [(tag, regexp)]: what Resolver.resolve looks up (SafeLoader has no wildcard)
+_IMPLICIT = dict(_RESOLVER.yaml_implicit_resolvers)
 
 
 def _plain(text: str) -> Any:
-    """``_typed`` of a plain, untagged scalar: the resolver's table looked up by first character."""
+    """``_typed`` of a plain, untagged scalar."""
     for tag, regexp in _IMPLICIT.get(text[:1], ()):
         if regexp.match(text):
-            if tag == _NULL:
-                return None
-            construct = _CONSTRUCT.get(tag)
-            return text if construct is None else construct(_DUMMY, yaml.ScalarNode(tag, text))
+            return _construct(tag, text)
     return text
+
+
+def _construct(tag: str, text: str) -> Any:
+    if tag == _NULL:
+        return None
+    construct = _CONSTRUCT.get(tag)
+    return text if construct is None else construct(_DUMMY, yaml.ScalarNode(tag, text))
 
 
 def expand(value: str, env: Mapping[str, str], report: Callable[[str], None]) -> str:
@@ -318,17 +316,8 @@ class _Reader:
             r[1].append((path[r[0] :], mark))
         if t is not yaml.ScalarEvent:
             self.open(ev, t, path, mark)
-        elif ev.style or ev.anchor is not None or "$" in ev.value:
+        else:  # plain ones without anchor or ${VAR} mostly take run's inline path
             self.scalar(ev, path, mark)
-        else:  # the common case, kept short: a plain scalar without anchor or ${VAR}
-            value = _typed(ev)
-            if parent is None:
-                self.root = value
-            elif parent.is_map:
-                parent.out[parent.key] = value
-                parent.key = _NO_KEY
-            else:
-                parent.out.append(value)
 
     def key(self, ev: Any, t: type, parent: _Frame) -> None:
         if t is not yaml.ScalarEvent:
