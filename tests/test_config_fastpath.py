@@ -12,6 +12,7 @@ import json
 import math
 import subprocess
 import sys
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -70,29 +71,16 @@ def test_inline_values_keep_positions_and_duplicate_keys_still_name_the_first() 
 
 
 @pytest.mark.parametrize("valid", [True, False], ids=["valid", "invalid"])
-def test_parse_leaves_gc_as_it_found_it(valid: bool) -> None:
+@pytest.mark.parametrize("enabled", [True, False], ids=["gc_on", "gc_off"])
+def test_parse_leaves_gc_as_it_found_it(valid: bool, enabled: bool) -> None:
     text = "version: 1\nprovider: {name: P}\n" + ("" if valid else "windows: [{id: w}]\n")
-    assert gc.isenabled()
+    (gc.enable if enabled else gc.disable)()
     try:
-        config.parse(text, "x.yaml", env={})
-    except ConfigError:
-        assert not valid
-    assert gc.isenabled()
-    gc.disable()
-    try:
-        with pytest.raises(ConfigError) if not valid else _nothing():
+        with nullcontext() if valid else pytest.raises(ConfigError):
             config.parse(text, "x.yaml", env={})
-        assert not gc.isenabled()
+        assert gc.isenabled() is enabled
     finally:
         gc.enable()
-
-
-class _nothing:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 CONFIG = """\
