@@ -7,15 +7,17 @@ looks, ``admin`` for what changes state, ``gate`` for ``exec``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import click
-import httpx
 
 from ..errors import MaintdError, RefusedError, UnreachableError
 from . import settings as settings_mod
 from .common import DURATION, clock, echo_json
+
+if TYPE_CHECKING:
+    import httpx
 
 MAX_BODY = 64 * 1024 * 1024  # a notices list of 10,000 rows is a few MB
 
@@ -30,6 +32,8 @@ class Client:
         self.token = settings.token(scope)
         # Plain HTTP needs no CA bundle, and loading it is a third of a second of every `maintd exec`.
         verify = settings.url.startswith("https:")
+        import httpx  # here, not at the top: offline commands (validate, plan, conflicts) never load it
+
         transport = httpx.HTTPTransport(uds=settings.socket, verify=verify) if settings.socket else None
         self.http = httpx.Client(base_url=settings.url, transport=transport, trust_env=False, verify=verify)
 
@@ -43,6 +47,8 @@ class Client:
         timeout: float = 15.0,
         ok_statuses: tuple = (),
     ) -> tuple[int, Any]:
+        import httpx
+
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
         try:
             with self.http.stream(

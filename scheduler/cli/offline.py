@@ -52,7 +52,6 @@ def validate(ctx: click.Context) -> None:
 def plan(ctx: click.Context, frm: str, to: str | None, tenant: str | None, as_json: bool, wide: bool) -> None:
     """The timeline that would happen — notices, starts, ends per tenant — without sending anything."""
     from .. import plan as plan_mod
-    from . import tables
 
     cfg = load_config(ctx)
     now = clock()
@@ -66,6 +65,8 @@ def plan(ctx: click.Context, frm: str, to: str | None, tenant: str | None, as_js
     if as_json:
         _print_plan_json(events)
         return
+    from . import tables  # rich: only for the table
+
     tables.print_plan(cfg, events, start, end, tenant, wide=wide)
 
 

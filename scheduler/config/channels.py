@@ -29,10 +29,10 @@ def _check_url(url: str, src: Source, path: tuple, col: Collector) -> bool:
 
 
 def _locale(tag: str | None, src: Source, path: tuple, col: Collector) -> str:
+    if tag is None:  # before the import: a file without locales never loads Babel
+        return "en"
     from notifiers.i18n import template_locale
 
-    if tag is None:
-        return "en"
     try:
         template_locale(tag)
     except ValueError as exc:

@@ -114,6 +114,8 @@ def _kind(v: Any) -> Any:
 def _one_line(v: str, info: ValidationInfo) -> str:
     # A line break in a name splits an email header or a notice line; other control
     # characters cannot be shown at all.
+    if v.isascii() and v.isprintable():  # most names: no line break or control character in them
+        return v
     for ch in v:
         if unicodedata.category(ch) in ("Cc", "Zl", "Zp"):
             what = "a line break" if ch in "\r\n\x85\u2028\u2029" else "a control character"

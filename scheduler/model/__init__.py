@@ -57,6 +57,8 @@ def normalise_id(s: str) -> str:
     Pure; the config loader applies it to tenant ids and label values, and the API should
     apply it to the ids in incoming requests so both sides compare the same text.
     """
+    if s.isascii() and s.isprintable():  # the common case: NFKC leaves it as it is, nothing is invisible
+        return s
     s = unicodedata.normalize("NFKC", s)
     for ch in s:
         if unicodedata.category(ch) in _INVISIBLE:

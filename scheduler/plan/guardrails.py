@@ -139,3 +139,14 @@ def freeze_skipped(config: Config, window: Window, occurrences: Iterable[Occurre
     """The occurrences of ``window`` a freeze skips (for EXDATE in calendars)."""
     guard = guard_of(config)
     return [o for o in occurrences if guard.freeze_of(window, *planned(window, o)) is not None]
+
+
+def blackout_skipped(
+    config: Config, window: Window, tenant: str, occurrences: Iterable[Occurrence]
+) -> list[Occurrence]:
+    """The occurrences of ``window`` that ``blackouts: skip`` leaves ``tenant`` out of (for
+    EXDATE in that tenant's calendar), by the same rule as :func:`screen`."""
+    if window.blackouts != "skip" or window.cancelled or tenant not in window.tenants:
+        return []
+    guard = guard_of(config)
+    return [o for o in occurrences if tenant in guard.in_blackout(window, *planned(window, o))]

@@ -177,6 +177,7 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
     events = []
     live = set()
     frozen: dict[str, list] = {}  # window id -> starts a freeze skips, once per window
+    blacked: dict[str, list] = {}  # window id -> starts `blackouts: skip` leaves this tenant out of
     for a in plan.effective(cfg, journal, now - FEED_PAST, now + FEED_AHEAD, include_cancelled=True):
         w = a.window
         if tenant.id not in w.tenants:
@@ -192,7 +193,7 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
             starts = {o.start for o in recurrence.occurrences(w, now - FEED_PAST, now + FEED_AHEAD)}
             exdates = [o.start for o in unskipped if o.start not in starts]
         if w.recurring:  # SPEC 7: occurrences a freeze skips are EXDATE too
-            exdates = sorted({*exdates, *_frozen_out(cfg, w, now, frozen)})
+            exdates = sorted({*exdates, *_frozen_out(cfg, w, now, frozen), *_blacked_out(cfg, w, tenant, now, blacked)})
         events.append(
             {
                 "uid": calendar_uid(w.id, a.occ.key, w.recurring or a.wave is not None),  # a wave: its own UID
@@ -237,6 +238,18 @@ def _frozen_out(cfg: Config, w: Any, now: datetime, memo: dict[str, list]) -> li
     if w.id not in memo:
         occs = recurrence.occurrences(w, now - FEED_PAST, now + FEED_AHEAD)
         memo[w.id] = [o.start for o in freeze_skipped(cfg, w, occs)]
+    return memo[w.id]
+
+
+def _blacked_out(cfg: Config, w: Any, tenant: Tenant, now: datetime, memo: dict[str, list]) -> list:
+    """Starts of ``w``'s occurrences in the feed's range that ``blackouts: skip`` leaves
+    ``tenant`` out of: gone from its feed like frozen ones, so EXDATE too (SPEC 7)."""
+    from .. import recurrence
+    from ..plan.guardrails import blackout_skipped
+
+    if w.id not in memo:
+        occs = recurrence.occurrences(w, now - FEED_PAST, now + FEED_AHEAD)
+        memo[w.id] = [o.start for o in blackout_skipped(cfg, w, tenant.id, occs)]
     return memo[w.id]
 
 
