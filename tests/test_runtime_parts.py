@@ -321,6 +321,10 @@ def test_an_end_check_is_recorded_due_then_run_off_the_tick_and_extends(parts) -
     assert [t.window for t in ev.transitions] == []  # the end waits for its check
     assert [(r["window"], r["event"], r["status"]) for r in p.store.hook_runs()] == [("checked", "c0", "pending")]
     assert p.views.status()["hooks"]["pending"] == 0  # checks are not hooks
+    # while its check is due or running the window is still on: status shows it, the gate refuses
+    assert [(a.window.id, a.occ.end) for a in ev.active] == [("checked", end + timedelta(minutes=1))]
+    assert [a["window"] for a in p.views.status()["active"]] == ["checked"]
+    assert p.gate.admit("beta", "backup")["admitted"] is False
     ticks = []
     p.effects.on_check = lambda: ticks.append(p.reconciler.tick("end-check"))
     assert p.effects.run_due() == 1
@@ -344,8 +348,9 @@ def test_hold_drops_the_end_its_completed_notice_and_announcement() -> None:
     ev = plan.evaluate(cfg, journal, end)
     due = checks_due(ev, cfg)
     assert due == [("checked", T0 + timedelta(minutes=10), "c0")]
-    held = hold(ev, due)
+    held = hold(ev, due, cfg)
     assert [t.event for t in ev.transitions] == ["end"] and held.transitions == ()
+    assert [a.window.id for a in ev.active] == [] and [a.window.id for a in held.active] == ["checked"]
     assert not [n for n in held.notices if n.kind == "completed" and n.window == "checked"]
     assert not [a for a in held.announces if a.window == "checked"]
 

@@ -14,7 +14,7 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 
 from .. import plan
-from ..model import Config, Window
+from ..model import Config, Occurrence, Window
 
 CHECK_PREFIX = "c"  # hook-run events "start"/"end" are hooks; "c<hex seconds>" an end check
 
@@ -56,18 +56,36 @@ def checks_due(ev: plan.Evaluation, cfg: Config) -> list[tuple[str, datetime, st
     return due
 
 
-def hold(ev: plan.Evaluation, held: list[tuple[str, datetime, str]]) -> plan.Evaluation:
+def hold(ev: plan.Evaluation, held: list[tuple[str, datetime, str]], cfg: Config | None = None) -> plan.Evaluation:
     """``ev`` without the ends waiting for a check: no end transition, no ``completed``
-    notice, no announcement of the window (the next tick plans them again)."""
+    notice, no announcement of the window (the next tick plans them again). The held
+    occurrences stay active until the check answers (one ``every`` ahead, as a failing
+    check would extend them): the gate keeps refusing and status keeps showing them while
+    the check runs, however long it takes."""
     if not held:
         return ev
     occurrences = {(w, o) for w, o, _ in held}
     windows = {w for w, _ in occurrences}
     return replace(
         ev,
+        active=ev.active + _still_active(ev, occurrences, cfg),
         transitions=tuple(
             t for t in ev.transitions if not (t.event == "end" and (t.window, t.occurrence) in occurrences)
         ),
         notices=tuple(n for n in ev.notices if not (n.kind == "completed" and (n.window, n.occurrence) in occurrences)),
         announces=tuple(a for a in ev.announces if a.window not in windows),
     )
+
+
+def _still_active(ev: plan.Evaluation, held: set[tuple[str, datetime]], cfg: Config | None) -> tuple[plan.Active, ...]:
+    out = []
+    present = {(a.window.id, a.occ.key) for a in ev.active}
+    for t in ev.transitions:
+        if t.event != "end" or (t.window, t.occurrence) not in held or (t.window, t.occurrence) in present:
+            continue
+        w = cfg.window(t.window) if cfg is not None else None
+        if w is None or w.end_check is None or t.start is None or t.end is None:
+            continue
+        occ = Occurrence(start=t.start, end=max(t.end, ev.now) + w.end_check.every, window=w.id, key=t.occurrence)
+        out.append(plan.Active(window=replace(w, tenants=t.tenants), occ=occ))
+    return tuple(out)

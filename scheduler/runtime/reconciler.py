@@ -116,7 +116,7 @@ class Reconciler:
                 due = checks_due(ev, cfg)
             held = [k for k in due if runs.get(k) != "ok"]
             checks = [k for k in held if k not in runs]
-            ev = hold(ev, held)
+            ev = hold(ev, held, cfg)
         self.apply(ev, now, checks)
         return ev
 
