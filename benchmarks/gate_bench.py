@@ -15,8 +15,10 @@
     once as ``async def``, once as ``def``) served by uvicorn with the same settings and
     listening socket, in the same run. The load generator is ``wrk`` when it is on PATH
     (or ``--install-wrk`` apt-get installs it), else a threaded ``http.client`` keep-alive
-    client (which competes with the servers for CPU: expect lower ratios). Target: >= 60%
-    of the faster bare endpoint's throughput, p99 < 20 ms.
+    client (which competes with the servers for CPU: expect lower ratios). Target (issue
+    "the gate near the bare-server floor"): >= 80% of the faster bare endpoint's
+    throughput at 4 and at 16 connections, p99 < 5 ms. Run it at both:
+    ``--part b --concurrency 4`` and ``--part b --concurrency 16``.
 (c) the daemon's RSS while 100,000 leases are admitted and released over HTTP, printed
     at 0, 25k, 50k and 100k. Target: flat.
 
@@ -488,8 +490,8 @@ def bench_http(workdir: Path, *, seconds: float, concurrency: int, tool: str, in
     ratio = gate["rps"] / bare
     print(
         f"(b) admissions/bare = {ratio:.0%} of the faster bare endpoint ({gate['rps'] / bare_async:.0%} of "
-        f"async def, {gate['rps'] / bare_sync:.0%} of def)  target >= 60% {'OK' if ratio >= 0.6 else 'MISSED'}; "
-        f"p99 {gate['p99_ms']:.2f} ms target < 20 ms {'OK' if gate['p99_ms'] < 20 else 'MISSED'}"
+        f"async def, {gate['rps'] / bare_sync:.0%} of def)  target >= 80% {'OK' if ratio >= 0.8 else 'MISSED'}; "
+        f"p99 {gate['p99_ms']:.2f} ms target < 5 ms {'OK' if gate['p99_ms'] < 5 else 'MISSED'}"
     )
     return {"bare": bare, "gate": gate, "ratio": ratio, "runs": runs}
 
