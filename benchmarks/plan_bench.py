@@ -160,6 +160,38 @@ def p99(values: list[float]) -> float:
     return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
 
 
+def year_vs_parse_dump(tenants: int, year: int) -> None:
+    """``maintd plan --json`` over a year, written to a file, against ``json.load`` + ``json.dump``
+    of that same output (issue "performance": at or below 0.6x), and its peak RSS (flat:
+    the array is streamed)."""
+    import json
+    import resource
+
+    with tempfile.TemporaryDirectory(prefix="maintd-bench-") as tmp:
+        path = Path(generate(str(Path(tmp) / "gen.yaml"), tenants=tenants))
+        out = Path(tmp) / "plan.json"
+        argv = ["maintd", "--config", str(path), "plan", "--json", "--from", f"{year}-01-01T00:00Z"]
+        argv += ["--to", f"{year + 1}-01-01T00:00Z"]
+        t0 = time.perf_counter()
+        with open(out, "wb") as fh:
+            subprocess.run(argv, stdout=fh, check=True)
+        wall = time.perf_counter() - t0
+        rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+        t0 = time.perf_counter()
+        with open(out) as fh:
+            events = json.load(fh)
+        with open(os.devnull, "w") as fh:
+            json.dump(events, fh)
+        base = time.perf_counter() - t0
+        print(
+            f"load average {os.getloadavg()[0]:.2f}; {tenants} tenants; {len(events):,} events, {out.stat().st_size / 1e9:.2f} GB"
+        )
+        print(f"maintd plan --json over {year}: {wall:.1f} s, peak RSS {rss / 1024:.0f} MiB")
+        print(f"json.load + json.dump of that output: {base:.1f} s")
+        verdict = "ok" if wall <= 0.6 * base else "MISSED"
+        print(f"ratio {wall / base:.2f}x (target <= 0.6x: {verdict})")
+
+
 def ms(seconds: float) -> str:
     return f"{seconds * 1000:8.1f} ms"
 
@@ -170,7 +202,13 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=50)
     ap.add_argument("--no-scaling", action="store_true")
     ap.add_argument("--keep", help="write the generated configs into this directory and keep them")
+    ap.add_argument(
+        "--year", type=int, help="only: `plan --json` over that whole year against parse+dump of its output"
+    )
     args = ap.parse_args()
+    if args.year:
+        year_vs_parse_dump(args.tenants, args.year)
+        return
 
     workdir = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="maintd-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
