@@ -12,6 +12,7 @@ from scheduler.errors import DeliveryError
 from scheduler.model import EmailSettings, Notice, Tenant
 
 from .base import Renderer
+from .smtp_pool import POOL_SIZE, RateLimit, SmtpPool
 
 # CPython folds a long header before an encoded word as "word \r\n =?..?=", which unfolds
 # to two spaces ("update  — Sat"); RFC 5322 allows 998 octets, so don't fold at 78.
@@ -21,9 +22,12 @@ _POLICY = policy.default.clone(max_line_length=998)
 class EmailNotifier:
     channel = "email"
 
-    def __init__(self, settings: EmailSettings, renderer: Renderer) -> None:
+    def __init__(self, settings: EmailSettings, renderer: Renderer, *, connections: int = POOL_SIZE) -> None:
         self.settings = settings
         self.renderer = renderer
+        # Connections to the relay are reused (a bounded pool); sends start at most at its rate.
+        self.pool = SmtpPool(self._connect, size=connections)
+        self.rate = RateLimit(settings.rate)
 
     def applies_to(self, tenant: Tenant) -> bool:
         return bool(tenant.email)
@@ -59,12 +63,10 @@ class EmailNotifier:
             raise DeliveryError(f"cannot render the {notice.kind} email: {exc}", permanent=True) from exc
         s = self.settings
         where = f"{s.host}:{s.port}"
+        self.rate.wait()
         try:
-            with self._connect() as smtp:
-                if s.starttls and not s.ssl:
-                    smtp.starttls(context=ssl.create_default_context())
-                if s.username:
-                    smtp.login(s.username, s.password or "")
+            # A connection that raises is dropped by the pool; the outbox retries the message.
+            with self.pool.connection(timeout=s.timeout.total_seconds()) as smtp:
                 refused = smtp.send_message(msg)
         except smtplib.SMTPRecipientsRefused as exc:
             raise _refused(exc.recipients, where) from None
@@ -95,12 +97,27 @@ class EmailNotifier:
             # Some recipients got it and a retry would mail them twice: report, don't retry.
             raise _refused(refused, where, partial=True)
 
+    def close(self) -> None:
+        """Close the idle connections to the relay."""
+        self.pool.close()
+
     def _connect(self) -> smtplib.SMTP:
+        """A connection ready to send: greeted, after STARTTLS and login when configured."""
         s = self.settings
         timeout = s.timeout.total_seconds()
         if s.ssl:
-            return smtplib.SMTP_SSL(s.host, s.port, timeout=timeout, context=ssl.create_default_context())
-        return smtplib.SMTP(s.host, s.port, timeout=timeout)
+            smtp: smtplib.SMTP = smtplib.SMTP_SSL(s.host, s.port, timeout=timeout, context=ssl.create_default_context())
+        else:
+            smtp = smtplib.SMTP(s.host, s.port, timeout=timeout)
+        try:
+            if s.starttls and not s.ssl:
+                smtp.starttls(context=ssl.create_default_context())
+            if s.username:
+                smtp.login(s.username, s.password or "")
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
 
     def _domain(self) -> str:
         address = parseaddr(self.settings.sender)[1]

@@ -233,6 +233,7 @@ class EmailSettings:
     password: str | None = None
     sender: str = "maintd <maintd@localhost>"
     timeout: timedelta = timedelta(seconds=10)
+    rate: float | None = None  # messages per second the relay accepts (notifiers.email.rate); None: unlimited
 
 
 @dataclass(frozen=True, kw_only=True)
