@@ -24,7 +24,7 @@ from contextlib import contextmanager
 
 __all__ = ["IDLE_MAX", "POOL_SIZE", "RateLimit", "SmtpPool"]
 
-POOL_SIZE = 8  # connections open at once per relay
+POOL_SIZE = 16  # connections open at once per relay (notifiers.email.connections)
 IDLE_MAX = 30.0  # seconds a connection may wait unused and still be reused
 
 

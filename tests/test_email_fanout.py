@@ -194,6 +194,17 @@ def test_malformed_rate_is_an_error_at_its_line(tmp_path, rate):
     assert ":9:11: expected a rate like 50/s, 100/m or 1000/h (more than 0), got" in issue
 
 
-def test_rate_defaults_to_unlimited(tmp_path):
+def test_rate_defaults_to_unlimited_and_connections_to_16(tmp_path):
     (tmp_path / "windows.yaml").write_text(BASE)
-    assert config.load(str(tmp_path / "windows.yaml"), env={}).notifiers.email.rate is None
+    email = config.load(str(tmp_path / "windows.yaml"), env={}).notifiers.email
+    assert (email.rate, email.connections) == (None, 16)
+
+
+def test_connections_config_bounds_the_pool(tmp_path, renderer):
+    (tmp_path / "windows.yaml").write_text(BASE + "    connections: 3\n")
+    email = config.load(str(tmp_path / "windows.yaml"), env={}).notifiers.email
+    assert EmailNotifier(email, renderer).pool.size == 3
+    (tmp_path / "windows.yaml").write_text(BASE + "    connections: 0\n")
+    with pytest.raises(ConfigError) as info:
+        config.load(str(tmp_path / "windows.yaml"), env={})
+    assert ":9:18: " in str(info.value.issues[0])
