@@ -24,7 +24,9 @@ from .smtp_pool import POOL_SIZE, RateLimit, SmtpPool
 _POLICY = policy.compat32.clone(max_line_length=998)
 _WIRE = _POLICY.clone(linesep="\r\n")  # smtplib sends bytes as they are: SMTP wants CRLF
 _UTF8 = charset.Charset("utf-8")
-_UTF8.header_encoding = charset.QP
+# B-encoded words: the stdlib sizes Q-encoded ones by re-measuring every prefix (quadratic in
+# the subject's length at 998 columns; ~0.15 ms of a message's ~1.7 ms).
+_UTF8.header_encoding = charset.BASE64
 _UTF8.body_encoding = charset.QP  # 7-bit clean: any relay takes it, no SMTPUTF8 needed
 
 
