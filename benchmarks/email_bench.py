@@ -192,7 +192,7 @@ def main() -> int:
         print(
             f"maintd:   {args.tenants} tenants, {workers} workers{', rate ' + args.rate if args.rate else ''}: "
             f"{r['scheduled_sent']} scheduled emails sent in {r['elapsed']:.2f} s (config load {r['load']:.2f} s, "
-            f"daemon CPU {r['cpu']:.2f} s, enqueued at {r['enqueued']:.2f} s) = {rate:.1f} messages/s, "
+            f"daemon CPU {r['cpu']:.2f} s in {r['wall']:.2f} s, enqueued at {r['enqueued']:.2f} s) = {rate:.1f} messages/s, "
             f"{rate / base_rate:.1f}x the baseline (target {args.target:g}x)"
         )
         print(
