@@ -105,6 +105,13 @@ def format_local(ts: datetime | str | None, zone: ZoneInfo, locale: str | None =
         return ""
     if isinstance(ts, str):
         ts = datetime.fromisoformat(ts)
+    return _format_local(ts, zone, locale)
+
+
+@functools.lru_cache(maxsize=4096)
+def _format_local(ts: datetime, zone: ZoneInfo, locale: str | None) -> str:
+    # Cached: a fan-out composes the same few instants for thousands of tenants, and Babel's
+    # formatting was the largest cost of enqueueing them (benchmarks/notify_bench.py).
     local = ts.astimezone(zone)
     loc = babel_locale(locale)
     pattern = _DATETIME_PATTERNS.get(str(loc)) or _DATETIME_PATTERNS.get(loc.language)

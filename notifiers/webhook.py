@@ -12,8 +12,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 from scheduler.model import Notice, Tenant, WebhookSettings
 
+from .aio import LoopClient, shared_loop
 from .base import DeliveryError
-from .http import HttpClient, Response, origin, raise_for_response, shared
+from .http import HttpClient, Response, origin, raise_for_response
 
 USER_AGENT = "maintd-webhook/1"
 
@@ -35,12 +36,13 @@ class WebhookNotifier:
     def __init__(
         self,
         settings: WebhookSettings,
-        http: HttpClient | None = None,
+        http: HttpClient | LoopClient | None = None,
         *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
-        self.http = http or shared()  # thread-safe and pooled: one for every delivery thread
+        # One event loop and pool for every delivery thread (fan-out: see notifiers.aio).
+        self.http = http or shared_loop()
         self.clock = clock  # the signature timestamp is the send time; tests may pin it
 
     def applies_to(self, tenant: Tenant) -> bool:

@@ -27,6 +27,7 @@ from .values import (
     Listen,
     Message,
     Name,
+    Rate,
     Secret,
     SkipDate,
     SocketPath,
@@ -109,6 +110,8 @@ class EmailModel(_M):
     password: str | None = None
     sender: Name = "maintd <maintd@localhost>"
     timeout: Duration = timedelta(seconds=10)
+    rate: Rate | None = Field(default=None, description="the relay's limit, e.g. 50/s or 100/m (default: unlimited)")
+    connections: int = Field(default=16, ge=1, le=100, description="SMTP connections kept open to the relay at once")
 
 
 class WebhookSettingsModel(_M):

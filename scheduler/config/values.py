@@ -209,9 +209,26 @@ def _at_least_1s(d: timedelta) -> timedelta:
     return d
 
 
+_RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*([smh])\s*$")
+_PER = {"s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def _rate(v: Any) -> float:
+    """``50/s``, ``100/m``, ``1000/h`` -> messages per second (a relay's throttle)."""
+    m = _RATE_RE.match(v) if isinstance(v, str) else None
+    if m is None or float(m.group(1)) <= 0:
+        raise ValueError(f"expected a rate like 50/s, 100/m or 1000/h (more than 0), got {v!r}")
+    return float(m.group(1)) / _PER[m.group(2)]
+
+
 _DUR_SCHEMA = {"type": "string", "pattern": DURATION_PATTERN, "examples": ["30s", "10m", "4h", "1h30m"]}
 Duration = Annotated[timedelta, BeforeValidator(_duration), WithJsonSchema(_DUR_SCHEMA)]
 Wait = Annotated[timedelta, BeforeValidator(_duration), AfterValidator(_at_least_1s), WithJsonSchema(_DUR_SCHEMA)]
+Rate = Annotated[
+    float,
+    BeforeValidator(_rate),
+    WithJsonSchema({"type": "string", "pattern": r"^\d+(\.\d+)?/[smh]$", "examples": ["50/s"]}),
+]
 Zone = Annotated[str, BeforeValidator(_zone), WithJsonSchema({"type": "string", "examples": ["Europe/Berlin"]})]
 Timestamp = Annotated[
     str,

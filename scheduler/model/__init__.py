@@ -245,6 +245,8 @@ class EmailSettings:
     password: str | None = None
     sender: str = "maintd <maintd@localhost>"
     timeout: timedelta = timedelta(seconds=10)
+    rate: float | None = None  # messages per second the relay accepts (notifiers.email.rate); None: unlimited
+    connections: int = 16  # SMTP connections open at once to the relay, reused (notifiers.email.connections)
 
 
 @dataclass(frozen=True, kw_only=True)
