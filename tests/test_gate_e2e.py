@@ -169,7 +169,7 @@ def admit(d: DaemonProc, **body) -> requests.Response:
 
 
 def test_a_window_start_drains_backups_term_then_kill_and_restores_keep_running(daemon_factory, jobs) -> None:
-    start, end = iso_in(4), iso_in(60)
+    start, end = iso_in(6), iso_in(60)
     deadline = utc(start) + timedelta(seconds=2)
     d = daemon_factory(config(window("upgrade", start, end, "    drain: {grace: 2s, then: stop}\n")))
     graceful = jobs.start(d, "--tenant", "acme", "--kind", "backup", cmd=GRACEFUL)
@@ -228,7 +228,7 @@ def test_a_window_start_drains_backups_term_then_kill_and_restores_keep_running(
 
 
 def test_then_keep_lets_a_drained_job_finish(daemon_factory, jobs) -> None:
-    start = iso_in(4)
+    start = iso_in(6)
     d = daemon_factory(config(window("keep", start, iso_in(60), "    drain: {grace: 1s, then: keep}\n")))
     job = jobs.start(d, "--tenant", "acme", "--kind", "backup", cmd=["sh", "-c", "sleep 8; exit 4"])
     d.wait_for(lambda s: s["leases"]["running"] == 1, timeout=5, what="the lease")
@@ -249,7 +249,7 @@ def test_then_keep_lets_a_drained_job_finish(daemon_factory, jobs) -> None:
 
 
 def test_windows_with_resources_gate_and_drain_only_jobs_on_them(daemon_factory, jobs) -> None:
-    start = iso_in(4)
+    start = iso_in(6)
     d = daemon_factory(
         config(window("repo", start, iso_in(60), "    resources: [repo-1]\n    drain: {grace: 2s, then: stop}\n"))
     )
@@ -354,7 +354,7 @@ def test_a_lease_whose_client_died_expires_after_three_intervals(daemon_factory,
 
 
 def test_daemon_restarts_during_a_drain_keep_leases_and_deadlines(daemon_factory, jobs) -> None:
-    start = iso_in(4)
+    start = iso_in(6)
     deadline = utc(start) + timedelta(seconds=9)
     d = daemon_factory(config(window("w", start, iso_in(60), "    drain: {grace: 9s, then: stop}\n")))
     job = jobs.start(d, "--tenant", "acme", "--kind", "backup", cmd=STUBBORN)
