@@ -5,6 +5,6 @@ Kept so ``from scheduler.messages import render`` (config, policy, web) keeps wo
 
 from __future__ import annotations
 
-from .notices import PLACEHOLDERS, FormatTime, check_template, format_local, localized, render
+from .notices import PLACEHOLDERS, FormatTime, check_template, fill_message, format_local, localized, render
 
-__all__ = ["PLACEHOLDERS", "FormatTime", "check_template", "format_local", "localized", "render"]
+__all__ = ["PLACEHOLDERS", "FormatTime", "check_template", "fill_message", "format_local", "localized", "render"]

@@ -147,12 +147,24 @@ def tenant_message(
     *,
     format_time: FormatTime | None = None,
 ) -> str:
-    """The tenant-facing message of a window (or the provider's), placeholders filled in.
-
-    ``format_time(ts, zone)`` writes ``{start}``/``{end}`` in the tenant's language (the
-    runtime passes Babel's, ``notifiers.i18n.format_local`` for ``tenant.locale``); this
-    module stays pure and writes English without one."""
+    """The tenant-facing message of a window (or the provider's), placeholders filled in;
+    ``format_time(ts, zone)`` writes the dates (the runtime passes Babel's; English without)."""
     text = (window.message if window and window.message else None) or cfg.provider.message
+    return fill_message(cfg, text, tenant, start, end, title, window_id, format_time=format_time)
+
+
+def fill_message(
+    cfg: Config,
+    text: str,
+    tenant: Tenant,
+    start: datetime,
+    end: datetime,
+    title: str,
+    window_id: str,
+    *,
+    format_time: FormatTime | None = None,
+) -> str:
+    """``text`` (maintd's default in the tenant's language) with its placeholders filled in."""
     return render(
         localized(text, tenant),
         provider=cfg.provider.name,

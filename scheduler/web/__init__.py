@@ -162,17 +162,7 @@ def tenant_feed(daemon: Any, tenant: Tenant, now: datetime) -> bytes:
 
     def describe(text: str, title: str, wid: str, start: datetime, end: datetime) -> str:
         """The DESCRIPTION in the tenant's language, dates as its page shows them (SPEC 4.3)."""
-        return messages.render(
-            messages.localized(text, tenant),
-            provider=cfg.provider.name,
-            title=title,
-            start=start,
-            end=end,
-            window=wid,
-            tenant=tenant,
-            zone=tenant.zone,
-            format_time=lambda ts, _zone: local(ts),
-        )
+        return messages.fill_message(cfg, text, tenant, start, end, title, wid, format_time=lambda ts, _zone: local(ts))
 
     events = []
     live = set()
