@@ -135,8 +135,10 @@ def test_pages_fit_a_phone_and_a_desktop(pages, tmp_path):
     shots = tmp_path / "screenshots"
     shots.mkdir()
     print(f"\nscreenshots in {shots}")
-    for name, url in (("tenant", page), ("ops", d.url + "/")):
-        html = requests.get(url, timeout=10, headers=AUTH).text
+    # the login form is what a browser without a session gets at /
+    for name, url, headers in (("tenant", page, AUTH), ("ops", d.url + "/", AUTH), ("login", d.url + "/", {})):
+        html = requests.get(url, timeout=10, headers=headers).text
+        assert (name == "login") == ('action="/login"' in html), name
         for width in (1280, 390):
             probe = measure(html, width, tmp_path, name)
             assert probe["scroll"] <= probe["inner"] == width, (name, width, probe)
