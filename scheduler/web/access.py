@@ -19,7 +19,7 @@ from starlette.datastructures import Headers
 
 from ..runtime.tokens import Tokens, session_digest
 
-__all__ = ["COOKIE", "AccessControl", "UnixSocket", "install_login", "is_local", "required_scope"]
+__all__ = ["COOKIE", "AccessControl", "UnixSocket", "bearer_token", "install_login", "is_local", "required_scope"]
 
 COOKIE = "maintd_session"
 SESSION_SECONDS = 12 * 3600
@@ -60,7 +60,8 @@ def required_scope(method: str, path: str) -> str | None:
     return "admin"
 
 
-def _bearer(headers: Headers) -> str | None:
+def bearer_token(headers: Headers) -> str | None:
+    """The bearer token given (None: no Authorization header; '' another scheme)."""
     header = headers.get("authorization")
     if header is None:
         return None
@@ -101,7 +102,7 @@ class AccessControl:
             await self.app(scope, receive, send)
             return
         headers = Headers(scope=scope)
-        given = _bearer(headers)
+        given = bearer_token(headers)
         if given is not None:
             have = self.tokens.scope_of(given) if given else None
         else:

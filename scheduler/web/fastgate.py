@@ -23,9 +23,11 @@ from typing import Any
 
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from starlette.datastructures import Headers
 
 from ..errors import MaintdError
-from .access import is_local
+from .access import bearer_token, is_local
+from .server import replaying
 
 PATH = "/v1/admissions"
 
@@ -47,30 +49,24 @@ class GateFastPath:
             if answer is not None:
                 await answer(scope, receive, send)
                 return
-        await self.app(scope, _replay(body, complete, receive), send)
+        await self.app(scope, replaying(body, receive, more_body=not complete), send)
 
     def _ordinary(self, scope: Any) -> bool:
-        """A request the route would take as it is: authorised for the gate, a JSON body of a
-        stated length under the limit. Header names arrive lower-cased (ASGI)."""
-        auth = length = ctype = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                auth = value
-            elif name == b"content-length":
-                length = value
-            elif name == b"content-type":
-                ctype = value
+        """A request the route would take as it is: authorised for the gate (the bearer token
+        read as :class:`~.access.AccessControl` reads it), a JSON body of a stated length
+        under the limit."""
+        headers = Headers(scope=scope)
+        length = headers.get("content-length")
         if length is None or not length.isdigit() or int(length) > self.limit:
             return False
-        if ctype is None or ctype.split(b";", 1)[0].strip().lower() != b"application/json":
+        ctype = headers.get("content-type")
+        if ctype is None or ctype.split(";", 1)[0].strip().lower() != "application/json":
             return False
         if b"%00" in (scope.get("raw_path") or b"") or scope.get("query_string"):
             return False
         if is_local(scope):
             return True
-        if auth is None or auth[:7].lower() != b"bearer ":
-            return False
-        given = auth[7:].strip().decode("latin-1")
+        given = bearer_token(headers)
         return bool(given) and self.tokens.allows(self.tokens.scope_of(given), "gate")
 
     async def _read(self, receive: Any) -> tuple[bytes, bool]:
@@ -103,17 +99,3 @@ class GateFastPath:
         if not result["admitted"]:
             return JSONResponse(result, status_code=423, headers={"Retry-After": str(result["retry_after"])})
         return JSONResponse(result)
-
-
-def _replay(body: bytes, complete: bool, receive: Any) -> Any:
-    """A ``receive`` that gives the app the body already read, then the client's own."""
-    sent = False
-
-    async def replay() -> Any:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": not complete}
-        return await receive()
-
-    return replay

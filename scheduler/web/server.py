@@ -250,13 +250,19 @@ class BodyLimit:
                 await self._too_large(scope, receive, send)
                 return
             more = message.get("more_body", False)
-        replayed = False
+        await self.app(scope, replaying(b"".join(chunks), receive), send)
 
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
 
-        await self.app(scope, replay, send)
+def replaying(body: bytes, receive: Any, *, more_body: bool = False) -> Any:
+    """A ``receive`` that hands the app a body already read, then the client's own messages
+    (more of the body when ``more_body``, or its disconnect)."""
+    sent = False
+
+    async def replay() -> Any:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": more_body}
+        return await receive()
+
+    return replay
