@@ -138,6 +138,11 @@ class Receiver:
         self.http.delete(self.url + "/", timeout=10)
         self.http.put(f"{self.url}/fail/{fail_rate}", timeout=10)
 
+    def cpu(self) -> float:
+        """CPU seconds the receiver process used so far (it shares this machine's cores)."""
+        fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def close(self) -> None:
         self.proc.terminate()
         self.proc.join(5)
@@ -348,9 +353,11 @@ def main() -> int:
         )
 
         receiver.reset()
+        rcpu = receiver.cpu()
         r = run_daemon(
             receiver, tenants=args.tenants, retry_base="30s", max_attempts=8, timeout=300, start_in=args.start_in
         )
+        rcpu = receiver.cpu() - rcpu
         st = receiver.stats()
         rate = r["scheduled_sent"] / r["elapsed"]
         print(
@@ -359,6 +366,11 @@ def main() -> int:
             f"(config load {r['load']:.2f} s, daemon CPU {r['cpu']:.2f} s in {r['wall']:.2f} s, "
             f"enqueued at {r['enqueued']:.2f} s) = {rate:.1f} deliveries/s, "
             f"{rate / base_rate:.1f}x the baseline (target {args.target:g}x)"
+        )
+        phase = r["scheduled_sent"] / max(1e-9, r["elapsed"] - r["enqueued"])
+        print(
+            f"          sending alone (from the first tick's enqueue to the last send): {phase:.1f} deliveries/s; "
+            f"receiver CPU {rcpu:.2f} s; machine load {os.getloadavg()[0]:.2f}"
         )
         good = (
             r["scheduled"] == args.tenants

@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import concurrent.futures
 import ssl
 import threading
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Coroutine, Mapping
+from typing import Any, TypeVar
 
 import aiohttp
 import httpx
@@ -32,6 +33,8 @@ __all__ = ["LoopClient", "shared_loop"]
 
 # Connections kept open at once, over all receivers (each endpoint sends at most 1-2 at a time).
 CONNECTIONS = 256
+
+T = TypeVar("T")
 
 
 class LoopClient:
@@ -93,6 +96,11 @@ class LoopClient:
         thread.join(10)
         loop.close()
 
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on this client's loop (started if needed) and return at once: the
+        outbox hands a whole claim's sends over in one call instead of a thread per send."""
+        return asyncio.run_coroutine_threadsafe(coro, self._start())
+
     def request(
         self,
         method: str,
@@ -110,14 +118,44 @@ class LoopClient:
         the arguments and failures are those of :meth:`.http.HttpClient.request`."""
         where = where or mask_url(url)
         total = self.timeout if timeout is None else timeout
-        limit = max_body or self.max_body
-        loop = self._start()
-        exchange = self._exchange(method, url, json=json, content=content, headers=headers, total=total, limit=limit)
-        future = asyncio.run_coroutine_threadsafe(exchange, loop)
+        exchange = self.arequest(
+            method, url, json=json, content=content, headers=headers, timeout=total, where=where, max_body=max_body
+        )
+        future = self.submit(exchange)
         try:
             response = future.result(total + 5)  # the loop enforces ``total``; this only guards a stuck loop
         except TimeoutError:
             future.cancel()
+            raise DeliveryError(f"{where}: no complete response within {total:g}s", permanent=False) from None
+        if check is not None:
+            check(response)
+        else:
+            raise_for_response(response, where=where)
+        return response
+
+    async def arequest(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+        where: str | None = None,
+        check: Check | None = None,
+        max_body: int | None = None,
+    ) -> Response:
+        """:meth:`request` for a coroutine running on this client's loop (see :meth:`submit`);
+        ``check`` is applied only when given (``request`` applies its default itself)."""
+        where = where or mask_url(url)
+        total = self.timeout if timeout is None else timeout
+        limit = max_body or self.max_body
+        try:
+            response = await self._exchange(
+                method, url, json=json, content=content, headers=headers, total=total, limit=limit
+            )
+        except TimeoutError:
             raise DeliveryError(f"{where}: no complete response within {total:g}s", permanent=False) from None
         except (aiohttp.InvalidURL, ValueError) as exc:
             raise DeliveryError(f"{where}: invalid request ({type(exc).__name__})", permanent=True) from None
@@ -125,8 +163,6 @@ class LoopClient:
             raise DeliveryError(f"{where}: cannot connect ({_reason(exc)})", permanent=False) from None
         if check is not None:
             check(response)
-        else:
-            raise_for_response(response, where=where)
         return response
 
     async def _exchange(self, method: str, url: str, *, json, content, headers, total: float, limit: int) -> Response:

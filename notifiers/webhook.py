@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import json
@@ -52,7 +53,27 @@ class WebhookNotifier:
         """The tenant's URL as ``notices`` shows it (see :func:`webhook_target`)."""
         return webhook_target(tenant.webhook.url) if tenant.webhook is not None else None
 
+    @property
+    def aio(self) -> LoopClient | None:
+        """The event-loop client when sends can run as coroutines (:meth:`send_async`)."""
+        return self.http if isinstance(self.http, LoopClient) else None
+
     def send(self, notice: Notice, tenant: Tenant) -> None:
+        url, body, headers, where = self._signed(notice, tenant)
+        timeout = self.settings.timeout.total_seconds()
+        check = functools.partial(self.check, where=where)
+        self.http.request("POST", url, content=body, headers=headers, timeout=timeout, where=where, check=check)
+
+    async def send_async(self, notice: Notice, tenant: Tenant) -> None:
+        """:meth:`send` as a coroutine on :attr:`aio`'s loop (the outbox's fan-out path)."""
+        url, body, headers, where = self._signed(notice, tenant)
+        assert self.aio is not None
+        timeout = self.settings.timeout.total_seconds()
+        response = await self.aio.arequest("POST", url, content=body, headers=headers, timeout=timeout, where=where)
+        self.check(response, where)
+
+    def _signed(self, notice: Notice, tenant: Tenant) -> tuple[str, bytes, dict[str, str], str]:
+        """The URL, body, signed headers and the error prefix of one send."""
         hook = tenant.webhook
         if hook is None:
             raise DeliveryError(f"tenant {tenant.id} has no webhook", permanent=True)
@@ -72,16 +93,7 @@ class WebhookNotifier:
             "webhook-timestamp": str(timestamp),
             "webhook-signature": signature,
         }
-        where = f"webhook {origin(hook.url)}"  # scheme and host: webhook paths often embed tokens
-        self.http.request(
-            "POST",
-            hook.url,
-            content=body,
-            headers=headers,
-            timeout=self.settings.timeout.total_seconds(),
-            where=where,
-            check=lambda response: self.check(response, where),
-        )
+        return hook.url, body, headers, f"webhook {origin(hook.url)}"  # scheme and host: paths often embed tokens
 
     def check(self, response: Response, where: str) -> None:
         """How a webhook answer is judged: the helper's default (2xx ok, 410 gone, Retry-After

@@ -124,6 +124,7 @@ class Daemon:
             clock=self.clock,
             worker=instance_id,
             workers=s.workers,
+            threads=s.threads,
             claim_batch=s.claim_batch,
             claim_lease=s.claim_lease,
         )

@@ -8,26 +8,23 @@ in batches, one transaction each.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import random
 import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as wait_futures
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..errors import DeliveryError, StoreError
-from ..model import Notice, calendar_uid, isoz
-from ..notices import notice_from_json
-from ..retry import next_attempt
 from .claims import Held, recover, resend
-from .endpoints import ENDPOINT_DISABLED, endpoint_of
+from .delivery import Ready, Sender
 from .faults import StoreGuard
 from .generation import Generations
 from .metrics import Metrics
-from .ops import OpsDelivery, is_ops
+from .ops import is_ops
 from .results import ResultWriter, Slots
 
 log = logging.getLogger("maintd")
@@ -36,32 +33,9 @@ log = logging.getLogger("maintd")
 # back (checked every RECOVER_EVERY seconds), so they are sent again within 10 s (SPEC 4.1).
 INSTANCE_LAPSE = timedelta(seconds=5)
 RECOVER_EVERY = 2.0
+SHUTDOWN_WAIT = 30.0  # seconds a stop waits for sends on an event loop (each has its own deadline)
+RESULT_LINGER = 0.02  # seconds results gather before a write (at 1,000 sends/s: ~20 per transaction)
 PER_ENDPOINT = 8  # rows of one endpoint (tenant, channel) claimed together and sent in order on one slot
-
-
-def stale(store, row: dict, notice: Notice, now: datetime, later: list[dict] | None = None) -> str | None:
-    """Why sending this delivery now would be wrong, or None.
-
-    Never after the start (SPEC 4): the start supersedes pending ``scheduled`` notices, this
-    catches one claimed just before. And news that a later ``rescheduled`` or ``cancelled``
-    (for a one-off window: of any occurrence, its key moves with its start) made untrue is
-    dropped instead of being retried into a tenant's calendar. ``later``: the window's
-    changes for this tenant (``store.changes_after``).
-    """
-    if notice.kind == "scheduled" and now >= notice.start:
-        return "the window started before this notice could be delivered"
-    if notice.kind in ("scheduled", "rescheduled"):
-        if later is None:
-            later = [c for c in store.changes_after([row["window"]], row["id"]) if c["tenant"] == row["tenant"]]
-        one_off = notice.uid == calendar_uid(notice.window, None, recurring=False)
-        for c in later:
-            if (
-                c["id"] > row["id"]
-                and c["notice_id"] != row["notice_id"]
-                and (one_off or c["occurrence"] == row["occurrence"])
-            ):
-                return f"a later {c['kind']} notice replaces it"
-    return None
 
 
 class Outbox:
@@ -79,6 +53,7 @@ class Outbox:
         claim_lease: timedelta,
         rng: random.Random | None = None,
         instance_lapse: timedelta = INSTANCE_LAPSE,
+        threads: int | None = None,
     ) -> None:
         self.store = store
         self.generations = generations
@@ -93,11 +68,19 @@ class Outbox:
         self.results = ResultWriter(store=store, worker=worker, guard=guard)
         self.results.written = self._written
         self.wake = threading.Event()  # set by ticks (new rows) and by each finished send
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="deliver")
-        self._rng = rng or random.Random()
-        # Called with (row, error) when a tenant delivery fails for good (the ops room hears it).
-        self.on_failed: Callable[[dict, str], None] | None = None
+        self._pool = ThreadPoolExecutor(max_workers=threads or workers, thread_name_prefix="deliver")
+        self._async: set[Future] = set()  # claims handed to an event loop (see deliver_due)
         self._held = Held()
+        self.sender = Sender(
+            store=store,
+            generations=generations,
+            guard=guard,
+            metrics=metrics,
+            clock=clock,
+            results=self.results,
+            held=self._held,
+            rng=rng,
+        )
         self._shared = store.url.get_backend_name() == "postgresql"
 
     # -- claims -------------------------------------------------------------------
@@ -167,10 +150,20 @@ class Outbox:
         groups: dict[tuple[str, str], list[dict]] = {}
         for row in rows:
             groups.setdefault((row["tenant"], row["channel"]), []).append(row)
-        futures = []
+        futures: list[Future] = []
+        fanout: dict[Any, list[list[tuple[dict, Ready]]]] = {}  # event-loop client -> its endpoints' sends
         for key, group in groups.items():
             self.slots.take()
             self._held.add((row["id"] for row in group), key)
+            client = self._aio_of(group[0])
+            if client is not None:  # checked now, sent as coroutines on the client's loop
+                ready = [
+                    (row, r)
+                    for row in group
+                    if (r := self.sender.prepare(row, later.get((row["window"], row["tenant"]), []), disabled))
+                ]
+                fanout.setdefault(client, []).append(ready)
+                continue
             try:
                 future = self._pool.submit(self._deliver_group, group, later, disabled)
             except RuntimeError:  # the pool is shut down: stopping; the next start takes the claim back
@@ -178,132 +171,57 @@ class Outbox:
                 continue
             future.add_done_callback(self._sent)
             futures.append(future)
+        for client, batches in fanout.items():  # one hand-over per claim, not a thread per send
+            future = client.submit(self._deliver_async(batches))
+            self._async.add(future)
+            future.add_done_callback(self._async.discard)
+            futures.append(future)
         if wait:
             for f in futures:
                 f.result()
             self.results.write()
         return len(rows)
 
+    def _aio_of(self, row: dict) -> Any:
+        """The event-loop client of the channel's notifier when it sends as a coroutine."""
+        if is_ops(row):
+            return None
+        notifier = self.generations.current.notifiers.get(row["channel"])
+        return getattr(notifier, "aio", None) if hasattr(notifier, "send_async") else None
+
+    async def _deliver_async(self, batches: list[list[tuple[dict, Ready]]]) -> None:
+        await asyncio.gather(*(self._group_async(batch) for batch in batches))
+
+    async def _group_async(self, batch: list[tuple[dict, Ready]]) -> None:
+        try:
+            await self.sender.send_group_async(batch)
+        except Exception:  # the slot must come back whatever happened
+            log.exception("outbox fan-out failed")
+        finally:
+            self._sent(None)
+
     def _deliver_group(self, group: list[dict], later: dict, disabled: set) -> None:
         for row in group:
             self.deliver(row, later.get((row["window"], row["tenant"]), []), disabled)
+
+    @property
+    def on_failed(self) -> Callable[[dict, str], None] | None:
+        """Called with (row, error) when a tenant delivery fails for good (the ops room hears it)."""
+        return self.sender.on_failed
+
+    @on_failed.setter
+    def on_failed(self, hook: Callable[[dict, str], None] | None) -> None:
+        self.sender.on_failed = hook
+
+    def deliver(self, row: dict, later: list[dict] | None = None, disabled: set | None = None) -> None:
+        """Send one claimed delivery on this thread (see :meth:`.delivery.Sender.deliver`)."""
+        self.sender.deliver(row, later, disabled)
 
     def _sent(self, _future: Any) -> None:
         self.slots.release()
         self.wake.set()  # a free slot: claim again
 
     # -- one delivery ---------------------------------------------------------------
-
-    def deliver(self, row: dict, later: list[dict] | None = None, disabled: set | None = None) -> None:
-        """Send one claimed delivery and queue its result (sent, retry at the schedule's next
-        wait, failed, superseded) for the result writer."""
-        generation = self.generations.current
-        cfg = generation.config
-        channel = row["channel"]
-        notifier = generation.notifiers.get(channel)
-        tenant = cfg.tenants.get(row["tenant"])
-        now = self.clock()
-        where = {"window": row["window"], "tenant": row["tenant"]}
-        if is_ops(row) and notifier is not None:  # the provider's room: no notice, no tenant
-            self._send(row, OpsDelivery(notifier, row["payload"]), None, None)
-            return
-        if tenant is None or notifier is None:
-            gone = f"tenant {row['tenant']} or channel {channel} no longer configured"
-            self._result(row, "failed", now, last_error=gone)
-            return
-        max_age = cfg.notifiers.retry.max_age
-        if now - row["created_at"] >= max_age:
-            # Sent this late it would be wrong, not merely slow ("starts in 1h", a day later).
-            self._result(row, "failed", now, last_error=f"not sent: older than notifiers.retry.max_age ({max_age})")
-            msg = "notice %s to %s via %s expired unsent"
-            log.warning(msg, row["kind"], row["tenant"], channel, extra={"action": "notice-failed", **where})
-            if self.on_failed is not None and not is_ops(row):
-                self.on_failed(row, f"expired unsent (older than {max_age})")
-            return
-        endpoint = endpoint_of(tenant, channel)
-        if endpoint is not None and (tenant.id, channel, endpoint) in (disabled or ()):
-            self._result(row, "failed", now, last_error=ENDPOINT_DISABLED)
-            msg = "notice %s to %s via %s not sent: endpoint disabled (410 Gone)"
-            log.info(msg, row["kind"], row["tenant"], channel, extra={"action": "notice-failed", **where})
-            return
-        notice = notice_from_json(row["payload"])
-        why: str | None = None
-        with self.guard() as g:
-            why = stale(self.store, row, notice, now, later)
-            if not why:
-                notice = with_link(self.store, notice, cfg.daemon.public_url)
-        if g.failed:
-            return  # unsent and still claimed: the claim lapses and it is tried again
-        if why:
-            self._result(row, "superseded", now, last_error=why)
-            msg = "notice %s to %s via %s not sent: %s"
-            log.info(msg, row["kind"], row["tenant"], channel, why, extra={"action": "notice-superseded", **where})
-            return
-        self._send(row, notifier, notice, tenant, endpoint)
-
-    def _send(self, row: dict, notifier: Any, notice: Notice | None, tenant: Any, endpoint: str | None = None) -> None:
-        channel = row["channel"]
-        try:
-            notifier.send(notice, tenant)
-        except Exception as exc:  # noqa: BLE001 - DeliveryError, or a bug in a notifier: retry either way
-            if not isinstance(exc, DeliveryError):
-                log.exception("notifier %s crashed", channel)
-                exc = DeliveryError(f"internal error: {type(exc).__name__}: {exc}", permanent=False)
-            self._failed(row, exc, row.get("attempts") or 1, endpoint)  # the claim counted this try
-            return
-        now = self.clock()
-        self._result(row, "sent", now, sent_at=now, last_error=None)
-        self.metrics.delivery_seconds.labels(channel).observe(max(0.0, (now - row["created_at"]).total_seconds()))
-        log.info(
-            "notice %s to %s via %s delivered",
-            row["kind"],
-            row["tenant"],
-            channel,
-            extra={"action": "notice-sent", "window": row["window"], "tenant": row["tenant"]},
-        )
-
-    def _failed(self, row: dict, exc: Any, attempts: int, endpoint: str | None = None) -> None:
-        retry = self.generations.config.notifiers.retry
-        where = {"window": row["window"], "tenant": row["tenant"]}
-        what = (row["kind"], row["tenant"], row["channel"])
-        now = self.clock()
-        gone = bool(getattr(exc, "gone", False)) and endpoint is not None
-        nxt = None
-        if not exc.permanent and not gone:
-            nxt = next_attempt(
-                schedule=retry.schedule,
-                attempts=attempts,
-                due_at=row["created_at"],
-                now=now,
-                max_age=retry.max_age,
-                retry_after=retry_after_of(exc),
-                jitter=self._rng.uniform(-1.0, 1.0),
-            )
-        if nxt is None:
-            disable = (row["tenant"], row["channel"], endpoint, str(exc)) if gone else None
-            self._result(row, "failed", now, disable=disable, last_error=str(exc))
-            log.warning(
-                "notice %s to %s via %s failed for good after %d attempt%s: %s%s",
-                *what,
-                attempts,
-                "" if attempts == 1 else "s",
-                exc,
-                "; endpoint disabled" if gone else "",
-                extra={"action": "notice-failed", **where},
-            )
-            if self.on_failed is not None and not is_ops(row):
-                self.on_failed(row, str(exc))
-            return
-        self._result(row, "pending", now, next_attempt_at=nxt, last_error=str(exc))
-        msg = "notice %s to %s via %s will be retried at %s: %s"
-        log.info(msg, *what, isoz(nxt), exc, extra={"action": "notice-retry", **where})
-
-    def _result(self, row: dict, status: str, now: datetime, disable: tuple | None = None, **values: Any) -> None:
-        result = {"retry": "retry", "pending": "retry"}.get(status, status)
-        self.metrics.notices.labels(row["channel"], result).inc()
-        self.results.put(row, dict(status=status, updated_at=now, **values), disable)
-
-    # -- resends ------------------------------------------------------------------
 
     def resend(self, notice_id: str | None = None, *, failed: bool = False) -> dict:
         """Failed deliveries back to ``pending`` (see :func:`.claims.resend`)."""
@@ -357,31 +275,11 @@ class Outbox:
                 self.recover(self.clock())
             if not written:
                 self.results.wake.wait(0.5)
+            if not stop.is_set():  # gather the results of sends that finish together: one transaction for many
+                time.sleep(RESULT_LINGER)
 
     def shutdown(self) -> None:
-        """Stop the send pool; claims in flight are taken back by the next start."""
+        """Stop the send pool and let the sends on event loops finish (each has its deadline);
+        claims still in flight are taken back by the next start."""
         self._pool.shutdown(wait=True, cancel_futures=True)
-
-
-def retry_after_of(exc: Any) -> timedelta | None:
-    """The pause a 429/503 asked for (``Retry-After``), if any."""
-    status = getattr(exc, "status", None) or (getattr(exc, "detail", None) or {}).get("status")
-    if status is not None and status not in (429, 503):
-        return None
-    after = getattr(exc, "retry_after", None)
-    if isinstance(after, timedelta):
-        return after
-    seconds = (getattr(exc, "detail", None) or {}).get("retry_after")
-    return timedelta(seconds=seconds) if isinstance(seconds, int) and seconds > 0 else None
-
-
-def with_link(store, notice: Notice, base: str | None) -> Notice:
-    """Fill in the tenant page link a notice was enqueued without (see ``NoticeRows``)."""
-    if notice.link or not base:
-        return notice
-    try:
-        # Read first: creating takes the write lock, which every sender would queue for.
-        secret = store.tenant_secret(notice.tenant, create=False) or store.tenant_secret(notice.tenant)
-    except StoreError:
-        return notice
-    return replace(notice, link=f"{base}/t/{secret}/")
+        wait_futures(list(self._async), timeout=SHUTDOWN_WAIT)
