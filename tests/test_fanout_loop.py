@@ -171,3 +171,28 @@ def test_a_crashing_async_send_is_retried_and_its_slot_comes_back(tmp_path, rece
         assert {r["status"] for r in rows(d).values()} == {"sent"}
     finally:
         d.stop()
+
+
+def test_a_row_whose_check_hit_a_store_fault_is_let_go_so_its_claim_lapses(tmp_path, receiver, monkeypatch):
+    """The store fails while a claimed row is checked: nothing is sent, and the row is no longer
+    held (its claim is not extended), so it is claimed again once the claim lapses."""
+    import scheduler.runtime.delivery as delivery
+    from scheduler.errors import StoreError
+
+    d, clock = _daemon(tmp_path, {"acme": f"{receiver.url}/acme"}, claim_lease=timedelta(seconds=30))
+    try:
+        d.reconciler.tick()
+
+        def broken(*_args, **_kwargs):
+            raise StoreError("database is locked")
+
+        monkeypatch.setattr(delivery, "stale", broken)
+        assert d.outbox.deliver_due() == 1
+        assert receiver.seen == [] and d.outbox.in_flight() == 0
+        assert rows(d)["acme"]["status"] == "sending"
+        monkeypatch.undo()
+        clock.now += timedelta(seconds=31)  # the claim lapsed: taken again and sent
+        assert d.outbox.deliver_due() == 1
+        assert rows(d)["acme"]["status"] == "sent"
+    finally:
+        d.stop()
