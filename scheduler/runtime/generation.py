@@ -61,7 +61,10 @@ def build_generation(cfg: Config, loaded_at: datetime) -> Generation:
     from notifiers import Renderer, build_notifiers
 
     renderer = Renderer(cfg.provider.name, cfg.notifiers.templates)
-    problems = renderer.check()
+    # Only a provider's own templates can be broken: the shipped ones are checked by the test
+    # suite (test_notifiers_render, test_notifiers_locale), and compiling and rendering all of
+    # them in every locale cost ~0.2 s of each start and reload (benchmarks/notify_bench.py).
+    problems = renderer.check() if renderer.template_dir else []
     if problems:
         raise ConfigError([ConfigIssue(p.split(":", 1)[0], 1, 1, p) for p in problems])
     notifiers = {n.channel: n for n in build_notifiers(cfg.notifiers, cfg.provider.name, renderer)}
