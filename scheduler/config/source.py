@@ -48,9 +48,10 @@ class Source:
 
     def at(self, path: Path, *, key: bool = False) -> tuple[int, int]:
         """Position of ``path``; falls back to the nearest ancestor that has one."""
-        if self.locate is not None and (key or tuple(path) not in self.marks):
-            return self.locate(tuple(path), key)
-        return lookup(self.marks, self.key_marks, path, key)
+        p = tuple(path)
+        if not key and p in self.marks:  # every tenant's and window's line: no Locator
+            return self.marks[p]
+        return lookup(self.marks, self.key_marks, p, key) if self.locate is None else self.locate(p, key)
 
     def issue(self, path: Path, message: str, *, key: bool = False, severity: str = "error") -> ConfigIssue:
         line, col = self.at(path, key=key)
