@@ -70,8 +70,10 @@ def test_first_read_keeps_no_position_per_scalar() -> None:
     )
     src = read_yaml(text, "x.yaml", {}, Collector())
     assert src is not None
-    # the root, the list, and per tenant its mapping, labels and email list
-    assert len(src.marks) == 2 + 3 * n and not src.key_marks
+    # the root, the tenants list and each tenant (its line is part of the model): no
+    # scalar, no key, not the labels or email inside a tenant
+    assert len(src.marks) == 2 + n and not src.key_marks
+    assert src.at(("tenants", 1)) == (7, 5) and src.at(("tenants", 1, "labels")) == (9, 13)
     assert src.at(("tenants", 0, "email", 0)) == (6, 13)
     # a question about the first tenant reads a few events, not the file
     locate = src.locate

@@ -220,8 +220,9 @@ class _Reader:
                     if ev.anchor is None and (not parent.is_map or (key is not no_key and key is not skip)):
                         if len(stack) < MAX_DEPTH:
                             path = parent.path + ((key if parent.is_map else len(out)),)
-                            m = ev.start_mark
-                            marks[path] = (m.line + 1, m.column + 1)
+                            if full or not parent.is_map or len(path) < 3:  # items: each tenant's, window's line
+                                m = ev.start_mark
+                                marks[path] = (m.line + 1, m.column + 1)
                             inline += 1
                             stack.append(_Frame(path, t is mapping, None, self.count + inline))
                             fast = True
