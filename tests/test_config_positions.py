@@ -100,3 +100,35 @@ def test_an_error_after_many_tenants_names_its_line_and_column() -> None:
         f'x.yaml:{line}:{col_nobody}: unknown tenant "nobody" in window "w"',
         f'x.yaml:{line + 1}:{col_zero}: duration of window "v" must be positive',
     ]
+
+
+URLS = [
+    ("plain", "https://hooks.acme.example/maintd", True),
+    ("port", "http://10.0.0.1:8080/x", True),
+    ("no_host", "https:///x", False),
+    ("ftp", "ftp://acme.example/x", False),
+    ("userinfo", "https://user@acme.example/x", True),
+    ("query", "https://acme.example/x?a=1", True),
+    ("space", "https://acme .example/x", True),
+    ("ipv6", "http://[::1]:80/x", True),
+    ("bad_ipv6", "http://[::1/x", False),
+]
+
+
+@pytest.mark.parametrize(("text", "ok"), [c[1:] for c in URLS], ids=[c[0] for c in URLS])
+def test_url_fast_path_gives_urlparses_verdict(text: str, ok: bool) -> None:
+    from urllib.parse import urlparse
+
+    from scheduler.config.values import url
+
+    try:
+        u = urlparse(text)
+        want = u.scheme in ("http", "https") and bool(u.hostname)
+    except ValueError:
+        want = False
+    assert want is ok
+    if ok:
+        assert url(text) == text
+    else:
+        with pytest.raises(ValueError):
+            url(text)
