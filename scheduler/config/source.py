@@ -180,9 +180,10 @@ class _Reader:
             _SKIP,
         )
         inline = 0  # values read here, not yet added to self.count
+        plain = not recorders and not self.discard  # only step changes either
         for ev in events:
             t, fast = type(ev), False
-            if stack and not recorders and not self.discard:
+            if plain and stack:
                 parent = stack[-1]
                 key, out = parent.key, parent.out
                 if t is scalar:
@@ -235,6 +236,7 @@ class _Reader:
                 self.count += inline
                 inline = 0
                 self.step(ev, t)
+                plain = not recorders and not self.discard
             if done is not None and done():
                 self.count += inline
                 return False
