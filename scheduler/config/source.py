@@ -1,10 +1,11 @@
-"""Pass 1: YAML text -> plain values plus the position of every node and key.
+"""Pass 1: YAML text -> plain values plus the position of any node and key.
 
 The only YAML reader of maintd. It is built straight from the parser's events with an
 explicit stack, not with ``yaml.compose``: libyaml's composer recurses once per nesting
 level (a few tens of thousands of ``[`` crash the process), and an alias bomb or a
 recursive alias must be refused before it is expanded, not after. ``${VAR}`` is expanded
-in scalar values here (never in keys or comments).
+in scalar values here (never in keys or comments). Positions: the read keeps those of list
+items and top-level values; ``Source.at`` finds the others with positions.Locator.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class Source:
     """One parsed file: plain data plus the position of every value and key.
 
     ``expanded`` holds the paths of values that came from ``${VAR}``: secrets, as far as
-    any message is concerned. With a ``locate``, ``marks`` hold mappings and lists only
+    any message is concerned. With a ``locate``, ``marks`` hold a few mappings and lists only
     and ``at`` asks it for the rest (positions.py).
     """
 
