@@ -59,14 +59,14 @@ def test_cached_value_never_types_a_key_or_a_quoted_scalar() -> None:
     src = read_yaml('yes: yes\nk: "yes"\nl: [yes, "587", 587]\n', "x.yaml", {}, Collector())
     assert src is not None
     assert src.data == {"yes": True, "k": "yes", "l": [True, "587", 587]}
-    assert src.marks[("l", 2)] == (3, 17) and src.key_marks[("k",)] == (2, 1)
+    assert src.at(("l", 2)) == (3, 17) and src.at(("k",), key=True) == (2, 1)
 
 
 def test_inline_values_keep_positions_and_duplicate_keys_still_name_the_first() -> None:
     col = Collector()
     src = read_yaml("a:\n  - x: 1\n    y: two\n  - x: 3\n    x: 4\n", "x.yaml", {}, col)
     assert src is not None
-    assert src.marks[("a", 0, "y")] == (3, 8) and src.key_marks[("a", 1, "x")] == (4, 5)
+    assert src.at(("a", 0, "y")) == (3, 8) and src.at(("a", 1, "x"), key=True) == (4, 5)
     assert [str(i) for i in col.issues] == ['x.yaml:5:5: duplicate key "x" (first at line 4)']
 
 

@@ -2,8 +2,9 @@
 
 Three passes, each reporting *all* of its problems with ``FILE:LINE:COL``:
 
-1. :mod:`.source`: YAML -> plain values, remembering the position of every node (PyYAML
-   marks) and expanding ``${VAR}`` in scalar values (never in keys or comments);
+1. :mod:`.source`: YAML -> plain values, with the position of any node or key (PyYAML
+   marks; :mod:`.positions` finds most on demand) and ``${VAR}`` expanded in scalar values
+   (never in keys or comments);
 2. :mod:`.schema`: shape and types with pydantic v2 (the same models give ``maintd schema``);
    :mod:`.issues` words their errors;
 3. :mod:`.build`: cross-references, Alertmanager style (``undefined policy "x" used in

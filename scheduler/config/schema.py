@@ -70,6 +70,11 @@ class FreezeModel(_M):
     reason: Name = ""
 
 
+# A hashable default: pydantic deep-copies an unhashable one ([]) for every tenant that
+# leaves the field out, a fifth of validating a tenant (issue 19: 100,000 tenants).
+_EMPTY: Any = ()
+
+
 class TenantModel(_M):
     id: TenantId = Field(pattern=ID_RE.pattern, description="[a-z0-9][a-z0-9_-]*, unique")
     name: Name | None = None
@@ -77,8 +82,8 @@ class TenantModel(_M):
     labels: dict[str, LabelValue] = {}
     email: Emails = []
     webhook: WebhookModel | None = None
-    blackouts: list[BlackoutModel] = []
-    notify_urls: list[str] = Field(default=[], description="Apprise URLs (chat and push channels)")
+    blackouts: list[BlackoutModel] = _EMPTY
+    notify_urls: list[str] = Field(default=_EMPTY, description="Apprise URLs (chat and push channels)")
     locale: str | None = Field(default=None, description="language of notices and the tenant page (BCP 47)")
 
 

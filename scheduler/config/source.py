@@ -1,28 +1,32 @@
-"""Pass 1: YAML text -> plain values plus the position of every node and key.
+"""Pass 1: YAML text -> plain values plus the position of any node and key.
 
 The only YAML reader of maintd. It is built straight from the parser's events with an
 explicit stack, not with ``yaml.compose``: libyaml's composer recurses once per nesting
 level (a few tens of thousands of ``[`` crash the process), and an alias bomb or a
 recursive alias must be refused before it is expanded, not after. ``${VAR}`` is expanded
-in scalar values here (never in keys or comments).
+in scalar values here (never in keys or comments). Positions: the read keeps those of list
+items and top-level values; ``Source.at`` finds the others with positions.Locator.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
 
 from ..errors import ConfigIssue
+from .positions import Locator, events, lookup
+from .scalars import MERGE as _MERGE
+from .scalars import expand
+from .scalars import plain as _plain
+from .scalars import resolve as _resolve
+from .scalars import typed as _typed
 
 MAX_NODES = 2_000_000  # guards alias bombs ("billion laughs")
 MAX_ALIASED = 250_000  # values that aliases may add; sharing a label set across 10,000 tenants is ~30,000
 MAX_DEPTH = 64  # a config nests ~6 levels; libyaml's own composer crashes on deep input
-
-_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 Path = tuple  # ("windows", 0, "start")
 
@@ -32,7 +36,8 @@ class Source:
     """One parsed file: plain data plus the position of every value and key.
 
     ``expanded`` holds the paths of values that came from ``${VAR}``: secrets, as far as
-    any message is concerned.
+    any message is concerned. With a ``locate``, ``marks`` hold a few mappings and lists only
+    and ``at`` asks it for the rest (positions.py).
     """
 
     file: str
@@ -40,18 +45,14 @@ class Source:
     marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
     key_marks: dict[Path, tuple[int, int]] = field(default_factory=dict)
     expanded: set[Path] = field(default_factory=set)
+    locate: Callable[[Path, bool], tuple[int, int]] | None = None
 
     def at(self, path: Path, *, key: bool = False) -> tuple[int, int]:
         """Position of ``path``; falls back to the nearest ancestor that has one."""
-        table = self.key_marks if key else self.marks
         p = tuple(path)
-        while p:
-            if p in table:
-                return table[p]
-            if key and p in self.marks:
-                return self.marks[p]
-            p = p[:-1]
-        return self.marks.get((), (1, 1))
+        if not key and p in self.marks:  # every tenant's and window's line: no Locator
+            return self.marks[p]
+        return lookup(self.marks, self.key_marks, p, key) if self.locate is None else self.locate(p, key)
 
     def issue(self, path: Path, message: str, *, key: bool = False, severity: str = "error") -> ConfigIssue:
         line, col = self.at(path, key=key)
@@ -89,82 +90,9 @@ class Collector:
 
 
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-_RESOLVER = yaml.resolver.Resolver()
-_INT = "tag:yaml.org,2002:int"
-_FLOAT = "tag:yaml.org,2002:float"
-_BOOL = "tag:yaml.org,2002:bool"
-_NULL = "tag:yaml.org,2002:null"
-_MERGE = "tag:yaml.org,2002:merge"
 _START = frozenset({yaml.MappingStartEvent, yaml.SequenceStartEvent})
 _END = frozenset({yaml.MappingEndEvent, yaml.SequenceEndEvent})
 _NODE = frozenset({yaml.ScalarEvent, yaml.MappingStartEvent, yaml.SequenceStartEvent, yaml.AliasEvent})
-
-
-class _Dummy(yaml.SafeLoader):
-    def __init__(self) -> None:  # the constructors below need only the class's tables
-        pass
-
-
-_DUMMY = _Dummy()
-_CONSTRUCT = {
-    _INT: yaml.SafeLoader.construct_yaml_int,
-    _FLOAT: yaml.SafeLoader.construct_yaml_float,
-    _BOOL: yaml.SafeLoader.construct_yaml_bool,
-}
-
-
-def _resolve(ev: yaml.ScalarEvent) -> str:
-    tag = ev.tag
-    if tag is None or tag == "!":
-        tag = _RESOLVER.resolve(yaml.ScalarNode, ev.value, ev.implicit)
-    return tag
-
-
-def _typed(ev: yaml.ScalarEvent) -> Any:
-    # Only numbers, booleans and null are typed here; timestamps stay text so every time
-    # in the file is read by one rule (with the window's zone), not by YAML 1.1's.
-    if ev.style:  # quoted and block scalars are always text
-        return ev.value
-    return _plain(ev.value) if ev.tag is None else _construct(_resolve(ev), ev.value)
-
-
-# first character -> [(tag, regexp)]: what Resolver.resolve looks up (SafeLoader has no wildcard)
-_IMPLICIT = dict(_RESOLVER.yaml_implicit_resolvers)
-
-
-def _plain(text: str) -> Any:
-    """``_typed`` of a plain, untagged scalar."""
-    for tag, regexp in _IMPLICIT.get(text[:1], ()):
-        if regexp.match(text):
-            return _construct(tag, text)
-    return text
-
-
-def _construct(tag: str, text: str) -> Any:
-    if tag == _NULL:
-        return None
-    construct = _CONSTRUCT.get(tag)
-    return text if construct is None else construct(_DUMMY, yaml.ScalarNode(tag, text))
-
-
-def expand(value: str, env: Mapping[str, str], report: Callable[[str], None]) -> str:
-    """``${VAR}``, ``${VAR:-default}`` and ``$$`` in one scalar; an unset VAR is reported and read as ""."""
-
-    def sub(m: re.Match) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        name, default = m.group(1), m.group(2)
-        got = env.get(name)
-        if got is None or (got == "" and default is not None):
-            if default is not None:
-                return default
-            report(
-                f'environment variable "{name}" is not set (set it, or write ${{{name}:-default}} to give a default)'
-            )
-            return ""
-        return got
-
-    return _VAR.sub(sub, value)
 
 
 class _Abort(Exception):
@@ -204,9 +132,11 @@ _OPEN = object()  # an anchor whose node is still being read
 class _Reader:
     """One walk over the parser's events; ``run`` leaves the document in ``root``."""
 
-    def __init__(self, text: str, file: str, env: Mapping[str, str]) -> None:
-        self.text, self.file, self.env = text, file, env
+    def __init__(self, text: str, file: str, env: Mapping[str, str], *, full: bool = True) -> None:
+        self.text, self.file, self.env, self.full = text, file, env, full
         self.src = Source(file=file, data=None)
+        self.marks, self.key_marks = self.src.marks, self.src.key_marks
+        self.closed: Path | None = None  # the last mapping or list that ended (for a Locator)
         self.pending: list[ConfigIssue] = []  # kept only if the YAML itself is valid
         self.unset: list[ConfigIssue] = []
         self.anchors: dict[str, Any] = {}
@@ -235,59 +165,101 @@ class _Reader:
         else:
             parent.out.append(value)
 
-    def run(self) -> None:
-        # Every event of the file passes here (~240,000 for 10,000 tenants): plain keys and
-        # values, while no anchor is recorded, inline; the rest, and any doubt (a duplicate
-        # key, "<<", ${VAR}, an anchor), through node/close.
-        node, close, stack, recorders = self.node, self.close, self.stack, self.recorders
-        marks, key_marks = self.src.marks, self.src.key_marks
+    def run(self, events: Iterator[Any], done: Callable[[], bool] | None = None) -> bool:
+        """Read ``events``; with ``done``, stop once it says so. True: the events ran out."""
+        # Every event of the file passes here (~2.2 million for 100,000 tenants). Plain keys
+        # and values, and mappings and lists without anchor, while no anchor is recorded,
+        # inline; the rest, and any doubt (a duplicate key, "<<", ${VAR}, an anchor), through
+        # step. Only a full reader records where each plain key and value is (positions.py).
+        stack, recorders, full, marks, key_marks = self.stack, self.recorders, self.full, self.marks, self.key_marks
         typed: dict[str, Any] = {}  # plain scalar -> its value: labels, zones and flags repeat
-        scalar, no_key, skip = yaml.ScalarEvent, _NO_KEY, _SKIP
+        scalar, mapping, sequence, no_key, skip = (
+            yaml.ScalarEvent,
+            yaml.MappingStartEvent,
+            yaml.SequenceStartEvent,
+            _NO_KEY,
+            _SKIP,
+        )
         inline = 0  # values read here, not yet added to self.count
-        events: Iterable[Any] = yaml.parse(self.text, Loader=_Loader)
+        plain = not recorders and not self.discard  # only step changes either
         for ev in events:
-            t = type(ev)
-            if t is scalar and stack and not recorders and not self.discard and ev.tag is None and not ev.style:
-                parent, text = stack[-1], ev.value
-                key = parent.key
-                if key is no_key and parent.is_map:
-                    kp = parent.path + (text,)
-                    if text != "<<" and kp not in key_marks and text not in parent.out:
-                        m = ev.start_mark
-                        key_marks[kp] = (m.line + 1, m.column + 1)
-                        parent.key = text
-                        continue
-                elif key is not skip and ev.anchor is None and "$" not in text:
-                    value = typed.get(text, typed)
-                    if value is typed:
-                        value = typed[text] = _plain(text)
-                    m, out = ev.start_mark, parent.out
-                    if parent.is_map:
-                        marks[parent.path + (key,)] = (m.line + 1, m.column + 1)
-                        out[key] = value
-                        parent.key = no_key
-                    else:
-                        marks[parent.path + (len(out),)] = (m.line + 1, m.column + 1)
-                        out.append(value)
-                    inline += 1
-                    continue
-            self.count += inline
-            inline = 0
-            if self.discard:
-                self.discard += 1 if t in _START else -1 if t in _END else 0
-            elif t in _NODE:
-                node(ev, t)
-            elif t in _END:
-                close()
-            elif t is yaml.DocumentStartEvent:
-                self.docs += 1
-                if self.docs > 1:
-                    raise self.abort(
-                        ev,
-                        "invalid YAML: expected a single document, found a second one "
-                        "(a --- line); put everything in one document",
-                    )
+            t, fast = type(ev), False
+            if plain and stack:
+                parent = stack[-1]
+                key, out = parent.key, parent.out
+                if t is scalar:
+                    if ev.tag is None and not ev.style:
+                        text = ev.value
+                        if key is no_key and parent.is_map:
+                            if (
+                                text != "<<"
+                                and text not in out
+                                and (not full or parent.path + (text,) not in key_marks)
+                            ):
+                                if full:
+                                    m = ev.start_mark
+                                    key_marks[parent.path + (text,)] = (m.line + 1, m.column + 1)
+                                parent.key = text
+                                fast = True
+                        elif key is not skip and ev.anchor is None and "$" not in text:
+                            value = typed.get(text, typed)
+                            if value is typed:
+                                value = typed[text] = _plain(text)
+                            if full:
+                                m = ev.start_mark
+                                marks[parent.path + ((key if parent.is_map else len(out)),)] = (
+                                    m.line + 1,
+                                    m.column + 1,
+                                )
+                            if parent.is_map:
+                                out[key] = value
+                                parent.key = no_key
+                            else:
+                                out.append(value)
+                            inline += 1
+                            fast = True
+                elif t is mapping or t is sequence:
+                    if ev.anchor is None and (not parent.is_map or (key is not no_key and key is not skip)):
+                        if len(stack) < MAX_DEPTH:
+                            path = parent.path + ((key if parent.is_map else len(out)),)
+                            if full or not parent.is_map or len(path) < 3:  # items: each tenant's, window's line
+                                m = ev.start_mark
+                                marks[path] = (m.line + 1, m.column + 1)
+                            inline += 1
+                            stack.append(_Frame(path, t is mapping, None, self.count + inline))
+                            fast = True
+                elif t in _END and parent.anchor is None:
+                    stack.pop()
+                    self.closed = parent.path
+                    self.deliver(out)
+                    fast = True
+            if not fast:
+                self.count += inline
+                inline = 0
+                self.step(ev, t)
+                plain = not recorders and not self.discard
+            if done is not None and done():
+                self.count += inline
+                return False
         self.count += inline
+        return True
+
+    def step(self, ev: Any, t: type) -> None:
+        """One event that ``run`` does not handle inline."""
+        if self.discard:
+            self.discard += 1 if t in _START else -1 if t in _END else 0
+        elif t in _NODE:
+            self.node(ev, t)
+        elif t in _END:
+            self.close()
+        elif t is yaml.DocumentStartEvent:
+            self.docs += 1
+            if self.docs > 1:
+                raise self.abort(
+                    ev,
+                    "invalid YAML: expected a single document, found a second one "
+                    "(a --- line); put everything in one document",
+                )
 
     def node(self, ev: Any, t: type) -> None:
         parent = self.stack[-1] if self.stack else None
@@ -311,7 +283,8 @@ class _Reader:
             return
         if ev.anchor is not None and ev.anchor in self.anchors:
             raise self.abort(ev, f'invalid YAML: duplicate anchor "&{ev.anchor}"')
-        self.src.marks[path] = mark
+        if self.full or t is not yaml.ScalarEvent:
+            self.marks[path] = mark
         for r in self.recorders:
             r[1].append((path[r[0] :], mark))
         if t is not yaml.ScalarEvent:
@@ -335,15 +308,17 @@ class _Reader:
             parent.key = _SKIP
             return
         kp = parent.path + (key,)
-        key_marks = self.src.key_marks
+        key_marks = self.key_marks
         if key in parent.out or kp in key_marks:
-            first = key_marks.get(kp, (0, 0))[0]
+            first = (key_marks.get(kp, (0, 0)) if self.full else self.src.at(kp, key=True))[0]
             self.pending.append(ConfigIssue(self.file, *self.at(ev), f'duplicate key "{key}" (first at line {first})'))
             parent.key = _SKIP
             return
-        key_marks[kp] = self.at(ev)
+        mark = self.at(ev)
+        if self.full:
+            key_marks[kp] = mark
         for r in self.recorders:
-            r[2].append((kp[r[0] :], key_marks[kp]))
+            r[2].append((kp[r[0] :], mark))
         parent.key = key
 
     def alias(self, ev: Any, path: Path, mark: tuple[int, int]) -> None:
@@ -364,7 +339,7 @@ class _Reader:
                 f"aliases expand to more than {min(MAX_NODES, MAX_ALIASED)} values at "
                 f'"*{ev.anchor}" (an alias bomb?); expected a plain config',
             )
-        marks, key_marks = self.src.marks, self.src.key_marks
+        marks, key_marks = self.marks, self.key_marks
         for rel, pos in a.marks:
             marks[path + rel] = pos
         for rel, pos in a.key_marks:
@@ -398,6 +373,7 @@ class _Reader:
 
     def close(self) -> None:
         frame = self.stack.pop()
+        self.closed = frame.path
         if frame.anchor is not None:
             self.recorders.pop()  # anchored frames close innermost first
             self.anchors[frame.anchor] = _Anchor(
@@ -408,9 +384,14 @@ class _Reader:
 
 def read_yaml(text: str, file: str, env: Mapping[str, str], col: Collector) -> Source | None:
     """YAML text -> Source; syntax errors and unset variables go to ``col`` (None: unreadable)."""
-    reader = _Reader(text, file, env)
+    reader = _Reader(text, file, env, full=False)
+
+    def start() -> tuple[_Reader, Iterator[Any]]:
+        return _Reader(text, file, env), events(_Loader(text))
+
+    reader.src.locate = Locator(start)
     try:
-        reader.run()
+        reader.run(events(_Loader(text)))
     except yaml.MarkedYAMLError as exc:
         col.add(_syntax_issue(exc, text, file))
         return None
