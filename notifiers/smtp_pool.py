@@ -81,6 +81,7 @@ class SmtpPool:
         self._clock = clock
         self.size = size
         self.opened = 0
+        self._closed = False  # set by close(): connections coming back are said goodbye to
 
     @contextmanager
     def connection(self, timeout: float | None = None) -> Iterator[smtplib.SMTP]:
@@ -98,7 +99,11 @@ class SmtpPool:
                 _close(smtp)
                 raise
             with self._lock:
-                self._idle.append((smtp, self._clock()))
+                closed = self._closed
+                if not closed:
+                    self._idle.append((smtp, self._clock()))
+            if closed:  # closed while this send ran (a reload replaced the notifier): no idle leftovers
+                _quit(smtp)
         finally:
             self._slots.release()
 
@@ -122,8 +127,10 @@ class SmtpPool:
         return smtp
 
     def close(self) -> None:
-        """Say goodbye on every idle connection (one in use goes back to the pool as usual)."""
+        """Say goodbye on every idle connection, and on each one in use once its send is done.
+        A closed pool still sends (it opens a connection and closes it after)."""
         with self._lock:
+            self._closed = True
             idle, self._idle = self._idle, []
         for smtp, _ in idle:
             _quit(smtp)

@@ -18,9 +18,9 @@ from scheduler import config
 from scheduler.errors import ConfigError, DeliveryError
 
 try:
-    from notifier_fixtures import Inbox, SmtpServer, free_port, make_notice, make_tenant, renderer  # noqa: F401
+    from notifier_fixtures import Inbox, SmtpServer, free_port, make_notice, make_tenant, renderer, smtp_server  # noqa: F401
 except ImportError:  # tests/ became a package
-    from tests.notifier_fixtures import Inbox, SmtpServer, free_port, make_notice, make_tenant, renderer  # noqa: F401
+    from tests.notifier_fixtures import Inbox, SmtpServer, free_port, make_notice, make_tenant, renderer, smtp_server  # noqa: F401
 
 
 class CountingInbox(Inbox):
@@ -208,3 +208,16 @@ def test_connections_config_bounds_the_pool(tmp_path, renderer):
     with pytest.raises(ConfigError) as info:
         config.load(str(tmp_path / "windows.yaml"), env={})
     assert ":9:18: " in str(info.value.issues[0])
+
+
+def test_a_closed_pool_quits_connections_as_they_come_back(smtp_server, renderer):  # noqa: F811
+    """A reload closes the old email notifier's pool while a send may be in flight: that
+    connection is said goodbye to when the send is done instead of idling forever."""
+    pool = EmailNotifier(smtp_server.settings(), renderer).pool
+    with pool.connection(timeout=5) as in_flight:
+        pool.close()
+        assert in_flight.noop()[0] == 250  # still usable for the send under way
+    assert in_flight.sock is None and pool._idle == []  # quit once back
+    with pool.connection(timeout=5) as later:  # a closed pool still sends, and keeps nothing
+        assert later.noop()[0] == 250
+    assert later.sock is None and pool._idle == [] and pool.opened == 2

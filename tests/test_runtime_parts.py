@@ -395,3 +395,24 @@ def test_reloads_are_serialised_so_the_last_one_wins() -> None:
     a.join(5)
     b.join(5)
     assert gens.config is second and gens.error is None
+
+
+def test_a_reload_closes_the_replaced_notifiers_and_a_failed_one_keeps_them() -> None:
+    cfg = config_mod.parse(YAML.replace("EXTRA", ""), "windows.yaml", {})
+
+    class Closable:
+        channel = "email"
+        closed = 0
+
+        def close(self) -> None:
+            self.closed += 1
+
+    old = Closable()
+    gens = Generations(replace(build_generation(cfg, T0), notifiers={"email": old}), load=lambda: cfg, clock=Clock(T0))
+    assert gens.reload().error is None
+    assert old.closed == 1  # replaced: its idle connections said goodbye
+    kept = gens.current.notifiers
+    broken = "version: 1\nprovider: {name: X, timezone: Nowhere/Nowhere}\n"
+    gens._load = lambda: config_mod.parse(broken, "windows.yaml", {})
+    assert gens.reload().error is not None
+    assert gens.current.notifiers is kept  # a failed reload replaces (and closes) nothing

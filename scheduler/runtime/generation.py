@@ -147,7 +147,21 @@ class Generations:
                 self.error = "; ".join(str(i) for i in exc.issues[:20])
                 self.reloaded_at = now
                 return ReloadResult(now, self.error, self._current)
-            self._current = generation
+            old, self._current = self._current, generation
             self.error = None
             self.reloaded_at = now
+            retire(old, generation)
             return ReloadResult(now, None, generation)
+
+
+def retire(old: Generation, new: Generation) -> None:
+    """Close what the replaced generation's notifiers hold open (an email notifier's idle
+    SMTP connections); a send still in flight on one finishes and closes its connection."""
+    for channel, notifier in old.notifiers.items():
+        close = getattr(notifier, "close", None)
+        if close is None or new.notifiers.get(channel) is notifier:
+            continue
+        try:
+            close()
+        except Exception:  # noqa: BLE001 - a reload must not fail on a goodbye
+            log.warning("closing the replaced %s notifier failed", channel, exc_info=True)
