@@ -34,7 +34,7 @@ from .enqueue import NoticeRows
 from .faults import Faults, StoreGuard
 from .gate import Gate, Overruns, write_gate_batch
 from .gatings import GatingIndex
-from .generation import Generations, build_generation
+from .generation import Generations, build_generation, retire
 from .integrations import IntegrationRuns
 from .manual import Manual
 from .metrics import Metrics
@@ -287,6 +287,7 @@ class Daemon:
             t.join(timeout=10)
         self.outbox.shutdown()
         self.ops.shutdown()
+        retire(self.generations.current)  # QUIT to the relay on idle SMTP connections
         self.journal("daemon-stop", self.clock(), message="maintd stopped", actor="daemon")
         self.presence.leave()
         self.store.close()

@@ -154,12 +154,12 @@ class Generations:
             return ReloadResult(now, None, generation)
 
 
-def retire(old: Generation, new: Generation) -> None:
-    """Close what the replaced generation's notifiers hold open (an email notifier's idle
-    SMTP connections); a send still in flight on one finishes and closes its connection."""
+def retire(old: Generation, new: Generation | None = None) -> None:
+    """Close what the replaced (or, at stop, the last) generation's notifiers hold open (an
+    email notifier's idle SMTP connections); a send still in flight finishes and closes its own."""
     for channel, notifier in old.notifiers.items():
         close = getattr(notifier, "close", None)
-        if close is None or new.notifiers.get(channel) is notifier:
+        if close is None or (new is not None and new.notifiers.get(channel) is notifier):
             continue
         try:
             close()
