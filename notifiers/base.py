@@ -28,6 +28,7 @@ from .i18n import (
     format_local,
     humanize_lead,
     humanize_span,
+    label_colon,
     starts_text,
     summary_label,
     template_locale_or_default,
@@ -200,7 +201,7 @@ class Renderer:
             "link": notice.link,
             "locale": self.locale_of(tenant, locale),
             "markdown": markdown,
-            "row": _row_helper(markdown),
+            "row": _row_helper(markdown, label_colon(tag)),
             "url": (lambda link: _Markdown(f"<{link}>")) if markdown else (lambda link: link),
             "local": local,
             "start": local(notice.start),
@@ -260,14 +261,14 @@ class Renderer:
         return f"{where}: {exc.__class__.__name__}: {exc} (rendering a {kind} notice)"
 
 
-def _row_helper(markdown: bool) -> Callable[[str, object], str]:
+def _row_helper(markdown: bool, colon: str = ":") -> Callable[[str, object], str]:
     """``row(label, value)`` for the detail lines of ``.txt`` templates: aligned columns in
-    mail, a bulleted list in chat."""
+    mail, a bulleted list in chat; ``colon`` as the tenant's language writes it."""
 
     def row(label: str, value: object) -> str:
         if markdown:
-            return _Markdown(f"- **{md_escape(label)}:** {md_escape(value)}")
-        head = f"{label}:"
+            return _Markdown(f"- **{md_escape(label)}{colon}** {md_escape(value)}")
+        head = f"{label}{colon}"
         return f"  {head.ljust(15)}{value}" if len(head) < 15 else f"  {head} {value}"
 
     return row

@@ -230,6 +230,11 @@ def unit_list(words: list[str], loc: Locale) -> str:
     return patterns["end"].format(text, words[-1])
 
 
+def label_colon(locale: str | None = None) -> str:
+    """What follows a label ("Start:"): French typography puts a no-break space before the colon."""
+    return "\u00a0:" if template_locale_or_default(locale) == "fr" else ":"
+
+
 def summary_label(key: str, locale: str | None = None) -> str:
     labels = SUMMARY_LABELS.get(template_locale_or_default(locale), SUMMARY_LABELS[DEFAULT_LOCALE])
     return labels.get(key) or SUMMARY_LABELS[DEFAULT_LOCALE].get(key) or key.replace("_", " ").capitalize()

@@ -122,9 +122,9 @@ def test_ics_in_the_tenants_language(locale, summary, description):
         ("scheduled", "de", ["Beginn in 24 Stunden", "(4 Stunden)"]),
         ("scheduled", "fr", ["qui commence dans 24 heures", "(4\u00a0heures)"]),  # Babel: no-break space
         ("completed", "de", ["Tatsächlicher Beginn:", "Samstag, 5. Dezember 2026, 22:02 CET", "Abgelehnte Jobs"]),
-        ("completed", "fr", ["Début effectif:", "samedi 5 décembre 2026 à 22:02 CET", "Tâches refusées"]),
+        ("completed", "fr", ["Début effectif\u00a0:", "samedi 5 décembre 2026 à 22:02 CET", "Tâches refusées"]),
         ("rescheduled", "de", ["Bisher:", "Freitag, 4. Dezember 2026, 22:00 CET bis Samstag"]),
-        ("rescheduled", "fr", ["Auparavant:", "du vendredi 4 décembre 2026 à 22:00 CET au samedi"]),
+        ("rescheduled", "fr", ["Auparavant\u00a0:", "du vendredi 4 décembre 2026 à 22:00 CET au samedi"]),
     ],
     ids=["de_lead", "fr_lead", "de_summary", "fr_summary", "de_previous", "fr_previous"],
 )
@@ -269,3 +269,15 @@ def test_lead_text(lead, locale, expected):
 )
 def test_humanize_span(span, locale, expected):
     assert humanize_span(span, locale) == expected
+
+
+def test_french_rows_put_a_no_break_space_before_the_colon():
+    """French typography: "Début :" with a no-break space (never a line break before the
+    colon); English and German keep "Start:"."""
+    from notifiers.base import _row_helper
+    from notifiers.i18n import label_colon
+
+    assert _row_helper(False, label_colon("fr"))("Début", "x") == "  Début\u00a0:" + " " * 8 + "x"
+    assert _row_helper(True, label_colon("fr-CA"))("Fin", "y") == "- **Fin\u00a0:** y"
+    assert _row_helper(False, label_colon("de"))("Beginn", "z") == "  Beginn:" + " " * 8 + "z"
+    assert label_colon(None) == ":"
