@@ -138,10 +138,11 @@ def test_the_reason_is_in_the_mail_and_the_chat_body(tenant: str, label: str, re
     notice = compose_notice(cfg, action, cfg.tenants[tenant], window=cfg.window("roll"))
     renderer = Renderer("P")
     mail = renderer.render(notice, cfg.tenants[tenant])
-    assert f"{label}:" in mail.text and reason in mail.text
+    colon = "\u00a0:" if tenant == "gamma" else ":"  # French: a no-break space before the colon
+    assert f"{label}{colon}" in mail.text and reason in mail.text
     assert f">{label}</td><td>{reason}</td>" in mail.html.replace("&#39;", "'")
     _title, body = renderer.render_chat(notice, cfg.tenants[tenant])
-    assert f"**{label}:** {reason}" in body.replace("\\", "")
+    assert f"**{label}{colon}** {reason}" in body.replace("\\", "")
     assert mail.payload["reason"] == reason and reason in mail.payload["message"]
 
 
