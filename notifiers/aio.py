@@ -143,11 +143,10 @@ class LoopClient:
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
         where: str | None = None,
-        check: Check | None = None,
         max_body: int | None = None,
     ) -> Response:
-        """:meth:`request` for a coroutine running on this client's loop (see :meth:`submit`);
-        ``check`` is applied only when given (``request`` applies its default itself)."""
+        """:meth:`request` for a coroutine running on this client's loop (see :meth:`submit`),
+        without judging the answer: the caller applies its ``check`` (``raise_for_response``)."""
         where = where or mask_url(url)
         total = self.timeout if timeout is None else timeout
         limit = max_body or self.max_body
@@ -161,8 +160,6 @@ class LoopClient:
             raise DeliveryError(f"{where}: invalid request ({type(exc).__name__})", permanent=True) from None
         except (aiohttp.ClientError, OSError) as exc:
             raise DeliveryError(f"{where}: cannot connect ({_reason(exc)})", permanent=False) from None
-        if check is not None:
-            check(response)
         return response
 
     async def _exchange(self, method: str, url: str, *, json, content, headers, total: float, limit: int) -> Response:

@@ -26,7 +26,7 @@ from .generation import Generations
 from .metrics import Metrics
 from .ops import OpsDelivery, is_ops
 from .results import ResultWriter
-from .sendchecks import STARTED, retry_after_of, stale, with_link
+from .sendchecks import STARTED, retry_after_of, stale, started, with_link
 
 log = logging.getLogger("maintd")
 
@@ -185,18 +185,15 @@ class Sender:
         self.metrics.notices.labels(row["channel"], result).inc()
         self.results.put(row, dict(status=status, updated_at=now, **values), disable)
 
-    # -- resends ------------------------------------------------------------------
-
     async def send_group_async(self, batch: list[tuple[dict, Ready]]) -> None:
         """Send one endpoint's prepared rows in order, as coroutines on the notifier's loop."""
         for row, ready in batch:
             now = self.clock()
-            notice = ready.notice
-            if notice is not None and notice.kind == "scheduled" and now >= notice.start:  # while earlier rows went
+            if started(ready.notice, now):  # while the rows before it were sent
                 self._result(row, "superseded", now, last_error=STARTED)
                 continue
             try:
-                await ready.notifier.send_async(notice, ready.tenant)
+                await ready.notifier.send_async(ready.notice, ready.tenant)
             except Exception as exc:  # noqa: BLE001 - as in deliver
                 self._report(row, exc, ready.endpoint)
                 continue

@@ -221,7 +221,7 @@ class Outbox:
         self.slots.release()
         self.wake.set()  # a free slot: claim again
 
-    # -- one delivery ---------------------------------------------------------------
+    # -- resends ------------------------------------------------------------------
 
     def resend(self, notice_id: str | None = None, *, failed: bool = False) -> dict:
         """Failed deliveries back to ``pending`` (see :func:`.claims.resend`)."""

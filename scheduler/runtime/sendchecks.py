@@ -14,6 +14,11 @@ from ..model import Notice, calendar_uid
 STARTED = "the window started before this notice could be delivered"
 
 
+def started(notice: Notice | None, now: datetime) -> bool:
+    """A ``scheduled`` notice whose window has started: never sent after the start (SPEC 4)."""
+    return notice is not None and notice.kind == "scheduled" and now >= notice.start
+
+
 def stale(store, row: dict, notice: Notice, now: datetime, later: list[dict] | None = None) -> str | None:
     """Why sending this delivery now would be wrong, or None.
 
@@ -23,7 +28,7 @@ def stale(store, row: dict, notice: Notice, now: datetime, later: list[dict] | N
     dropped instead of being retried into a tenant's calendar. ``later``: the window's
     changes for this tenant (``store.changes_after``).
     """
-    if notice.kind == "scheduled" and now >= notice.start:
+    if started(notice, now):
         return STARTED
     if notice.kind in ("scheduled", "rescheduled"):
         if later is None:
