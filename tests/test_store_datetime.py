@@ -1,6 +1,6 @@
-"""UTCDateTime on SQLite (issue #19): the fast text conversion writes exactly the text
-SQLAlchemy's own DATETIME writes, and reads back what either wrote, so databases made
-before it and after it hold and compare the same values."""
+"""UTCDateTime on SQLite: an aware instant in any zone is stored as the text SQLAlchemy's own
+DATETIME writes for its UTC value ("YYYY-MM-DD HH:MM:SS.ffffff"), read back as aware UTC from
+that text (with or without a fraction), and compared in time order; a naive one is refused."""
 
 from __future__ import annotations
 

@@ -45,32 +45,6 @@ class UTCDateTime(sa.TypeDecorator):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
-    # SQLite keeps DATETIME as text. These write and read the very text SQLAlchemy's DATETIME
-    # does ("YYYY-MM-DD HH:MM:SS.ffffff") with isoformat/fromisoformat in C instead of a
-    # %-format and a regular expression per value: a third of the CPU of writing a lease
-    # (benchmarks/gate_bench.py) and of reading a claimed outbox row.
-
-    def bind_processor(self, dialect: Any) -> Any:
-        if dialect.name != "sqlite":
-            return super().bind_processor(dialect)
-
-        def process(value: Any) -> str | None:
-            return None if value is None else aware(value).replace(tzinfo=None).isoformat(" ", "microseconds")
-
-        return process
-
-    def result_processor(self, dialect: Any, coltype: Any) -> Any:
-        if dialect.name != "sqlite":
-            return super().result_processor(dialect, coltype)
-
-        def process(value: Any) -> datetime | None:
-            if value is None:
-                return None
-            instant = datetime.fromisoformat(value) if isinstance(value, str) else value
-            return instant.replace(tzinfo=UTC) if instant.tzinfo is None else instant.astimezone(UTC)
-
-        return process
-
 
 class OccurrenceKey(sa.TypeDecorator):
     """An occurrence key: ``isoz()`` text in the database (seconds, ``Z``), a datetime in Python."""
